@@ -1,0 +1,1 @@
+"""Offline data: bAbI, BABILong, corpora, tokenizers, MMLU."""
