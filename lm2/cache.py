@@ -1,0 +1,82 @@
+"""The streaming state of an LM2 model: per layer the keys and values of the last W tokens and the memory
+bank, plus the absolute position of the next token.
+
+With a sliding window the state has a fixed size whatever the context length, so a 128K-token input can be
+fed segment by segment with flat time and memory per token. The same object is the KV cache of ``generate()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from lm2.memory import MemoryState
+
+
+@dataclass
+class LayerCache:
+    keys: torch.Tensor | None = None  # (B, KVH, L, dh), rotary already applied
+    values: torch.Tensor | None = None  # (B, KVH, L, dh)
+    key_mask: torch.Tensor | None = None  # (B, L) False for padding; None = no padding seen
+    memory: MemoryState | None = None
+
+
+@dataclass
+class LM2Cache:
+    """Per-layer window KV and memory state, plus the absolute position offset.
+
+    ``update_interval`` (U) is fixed for the life of the state: update boundaries are absolute positions.
+    """
+
+    num_layers: int
+    update_interval: int
+    window: int | None = None
+    offset: int = 0
+    layers: list[LayerCache] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.layers:
+            self.layers = [LayerCache() for _ in range(self.num_layers)]
+
+    # The two methods below are what transformers' generation utilities ask of a cache.
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.offset
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """Select batch rows (beam search)."""
+        for layer in self.layers:
+            if layer.keys is not None:
+                layer.keys = layer.keys.index_select(0, beam_idx)
+                layer.values = layer.values.index_select(0, beam_idx)
+            if layer.key_mask is not None:
+                layer.key_mask = layer.key_mask.index_select(0, beam_idx)
+            if layer.memory is not None:
+                layer.memory = layer.memory.index_select(beam_idx)
+
+    def detach(self) -> "LM2Cache":
+        """Cut the autograd graph (truncated backpropagation through time) without changing any value."""
+        for layer in self.layers:
+            if layer.keys is not None:
+                layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+            if layer.memory is not None:
+                layer.memory = layer.memory.detach()
+        return self
+
+    def memory_banks(self) -> dict[int, torch.Tensor]:
+        """The current bank of every memory layer, {layer index: (B, N, D)}."""
+        return {i: layer.memory.memory for i, layer in enumerate(self.layers) if layer.memory is not None}
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors (for checking that streaming memory stays flat)."""
+        total = 0
+        for layer in self.layers:
+            for t in (layer.keys, layer.values, layer.key_mask):
+                if t is not None:
+                    total += t.numel() * t.element_size()
+            if layer.memory is not None:
+                total += layer.memory.memory.numel() * layer.memory.memory.element_size()
+                if layer.memory.pending is not None:
+                    p = layer.memory.pending
+                    total += sum(t.numel() * t.element_size() for t in (p.weight, p.x_sum, p.e_sum, p.log_keep))
+        return total

@@ -1,0 +1,237 @@
+"""The LM2 memory module (paper eq. 1-6, made causal: DESIGN.md section 2).
+
+A memory bank M (B, N, D) per sequence and per memory block. Tokens read it by multi-head cross-attention
+every token (eq. 1-3); every U tokens the chunk of tokens just read rewrites it through input and forget
+gates (eq. 4-6). The math is a handful of pure functions; ``LM2Memory`` only owns the parameters; the state
+is an explicit ``MemoryState`` value passed in and returned, never hidden on the module.
+
+Causality: all tokens of a chunk read the bank as it stood at the chunk's start (the last update boundary
+before them); the write that uses a chunk lands after its last token. Boundaries are absolute positions
+(multiples of U from the start of the sequence), so streaming a sequence in pieces of any size gives the same
+result as one call: an unfinished chunk's pooled statistics are additive and are carried in the state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Keeps log(1 - w) finite when one token puts all of its weight on one slot (w == 1 with a single slot);
+# it changes s = 1 - prod(1 - w) by at most 1e-6.
+_MAX_WEIGHT = 1.0 - 1e-6
+# Guards the division that turns weighted sums into weighted means for a slot that no token addressed;
+# such a slot has s ~ 0, so whatever the mean is, the write leaves it unchanged.
+_EPS = 1e-12
+
+
+@dataclass
+class ChunkStats:
+    """Additive statistics of the tokens read so far in the current (unfinished) chunk."""
+
+    weight: torch.Tensor  # (B, N)     sum_i w_ij
+    x_sum: torch.Tensor  # (B, N, D)  sum_i w_ij x_hat_i
+    e_sum: torch.Tensor  # (B, N, D)  sum_i w_ij E_mem_i
+    log_keep: torch.Tensor  # (B, N)  sum_i log(1 - w_ij)
+
+    def __add__(self, other: "ChunkStats") -> "ChunkStats":
+        return ChunkStats(self.weight + other.weight, self.x_sum + other.x_sum,
+                          self.e_sum + other.e_sum, self.log_keep + other.log_keep)
+
+
+@dataclass
+class MemoryState:
+    """One memory block's state for a batch of sequences."""
+
+    memory: torch.Tensor  # (B, N, D) the bank as of the last update boundary
+    pending: ChunkStats | None = None  # statistics of the unfinished chunk, if any
+
+    def detach(self) -> "MemoryState":
+        pending = None
+        if self.pending is not None:
+            p = self.pending
+            pending = ChunkStats(p.weight.detach(), p.x_sum.detach(), p.e_sum.detach(), p.log_keep.detach())
+        return MemoryState(self.memory.detach(), pending)
+
+    def index_select(self, index: torch.Tensor) -> "MemoryState":
+        pending = None
+        if self.pending is not None:
+            p = self.pending
+            pending = ChunkStats(*(t.index_select(0, index) for t in (p.weight, p.x_sum, p.e_sum, p.log_keep)))
+        return MemoryState(self.memory.index_select(0, index), pending)
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def identity_memory(num_slots: int, dim: int) -> torch.Tensor:
+    """The paper's initial bank "M = I": row r is the unit vector e_(r mod D)."""
+    m = torch.zeros(num_slots, dim)
+    rows = torch.arange(num_slots)
+    m[rows, rows % dim] = 1.0
+    return m
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, L, D) -> (B, H, L, D/H)"""
+    b, length, d = x.shape
+    return x.view(b, length, num_heads, d // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, L, D/H) -> (B, L, D)"""
+    b, h, length, dh = x.shape
+    return x.transpose(1, 2).reshape(b, length, h * dh)
+
+
+def memory_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. (1): softmax(Q K^T / sqrt(d)) V over the slots.
+
+    q (B, H, T, dh), k and v (B, H, N, dh). Returns the read (B, H, T, dh) and the weights (B, H, T, N).
+    The weights are materialised on purpose: the write needs them (they are only T x N per head).
+    """
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, N)
+    probs = scores.softmax(dim=-1)
+    return probs @ v, probs
+
+
+def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> ChunkStats:
+    """Pool a run of tokens into per-slot statistics, weighting token i by its read weight w_ij on slot j.
+
+    w (B, T, N) (already zero for padding tokens), x_hat and e_mem (B, T, D). Matrix products only: the cost is
+    O(T N D) and nothing of size (T, N, D) is built.
+    """
+    wt = w.transpose(1, 2)  # (B, N, T)
+    return ChunkStats(
+        weight=w.sum(dim=1),
+        x_sum=wt @ x_hat,
+        e_sum=wt @ e_mem,
+        log_keep=torch.log1p(-w.clamp(max=_MAX_WEIGHT)).sum(dim=1),
+    )
+
+
+def gated_write(
+    memory: torch.Tensor,
+    stats: ChunkStats,
+    in_gate: nn.Module,
+    forget_gate: nn.Module,
+    candidate: "callable",
+) -> torch.Tensor:
+    """Eq. (4)-(6) per slot, for one finished chunk.
+
+    x_bar_j, e_bar_j: the read-weighted means of x_hat and E_mem; s_j = 1 - prod_i (1 - w_ij) is how strongly
+    slot j was addressed. g_in = sigmoid(x_bar W_in), g_f = sigmoid(e_bar W_forget), and
+
+        M_j <- (1 - s_j (1 - g_f_j)) * M_j + s_j * g_in_j * candidate_j
+
+    With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept.
+    """
+    denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
+    x_bar = stats.x_sum / denom  # (B, N, D)
+    e_bar = stats.e_sum / denom  # (B, N, D)
+    s = (-torch.expm1(stats.log_keep)).unsqueeze(-1)  # (B, N, 1)
+    g_in = torch.sigmoid(in_gate(x_bar))
+    g_forget = torch.sigmoid(forget_gate(e_bar))
+    return (1.0 - s * (1.0 - g_forget)) * memory + s * g_in * candidate(x_bar, e_bar)
+
+
+def chunk_pieces(start: int, length: int, interval: int) -> list[tuple[int, int, bool]]:
+    """Split the token range [start, start + length) at absolute multiples of ``interval``.
+
+    Returns (offset within the call, piece length, whether the piece ends on an update boundary).
+    """
+    pieces, pos, end = [], start, start + length
+    while pos < end:
+        boundary = (pos // interval + 1) * interval
+        stop = min(boundary, end)
+        pieces.append((pos - start, stop - pos, stop == boundary))
+        pos = stop
+    return pieces
+
+
+# ----------------------------------------------------------------------------- the module
+
+
+class LM2Memory(nn.Module):
+    """A memory block's parameters (all under the ``memory.`` prefix of its decoder block) and its step.
+
+    Read (eq. 1-3): E_mem = o_proj(MHA(x_hat W_Q, M W_K, M W_V)), gated by g_out = sigmoid(E_mem W_out).
+    ``o_proj`` starts at zero so that adding memory to a pretrained Llama leaves its outputs unchanged.
+    Write (eq. 4-6): ``gated_write`` once per U tokens.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        d, n = config.hidden_size, config.memory_slots
+        self.num_heads = config.memory_heads
+        self.write_mode = config.memory_write
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+        self.out_gate = nn.Linear(d, d)  # eq. (2)
+        self.in_gate = nn.Linear(d, d)  # eq. (4)
+        self.forget_gate = nn.Linear(d, d)  # eq. (5)
+        if self.write_mode in ("input", "both"):
+            self.input_proj = nn.Linear(d, d, bias=False)  # candidate from the token states (ablation)
+        self.initial_memory = nn.Parameter(identity_memory(n, d))  # M0, learned
+
+    def initial_state(self, batch_size: int) -> MemoryState:
+        """A fresh sequence starts from M0: memory never leaks across sequences or batch rows."""
+        return MemoryState(self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1))
+
+    def candidate(self, x_bar: torch.Tensor, e_bar: torch.Tensor) -> torch.Tensor:
+        if self.write_mode == "read":
+            return torch.tanh(e_bar)  # eq. (6)
+        if self.write_mode == "input":
+            return torch.tanh(self.input_proj(x_bar))
+        return torch.tanh(e_bar + self.input_proj(x_bar))
+
+    def read(self, x_hat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (1): returns E_mem (B, T, D) and the read weights averaged over heads (B, T, N)."""
+        h = self.num_heads
+        q = split_heads(self.q_proj(x_hat), h)  # (B, H, T, dh)
+        k = split_heads(self.k_proj(memory), h)  # (B, H, N, dh)
+        v = split_heads(self.v_proj(memory), h)
+        out, probs = memory_attention(q, k, v)
+        return self.o_proj(merge_heads(out)), probs.mean(dim=1)
+
+    def write(self, memory: torch.Tensor, stats: ChunkStats) -> torch.Tensor:
+        return gated_write(memory, stats, self.in_gate, self.forget_gate, self.candidate)
+
+    def forward(
+        self,
+        x_hat: torch.Tensor,
+        state: MemoryState,
+        start: int,
+        interval: int,
+        token_mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+    ) -> tuple[torch.Tensor, MemoryState, torch.Tensor | None]:
+        """Read for T tokens at absolute positions [start, start + T) and write at every boundary they cross.
+
+        x_hat (B, T, D): the block's normalised input. token_mask (B, T): False for padding, which reads but
+        never writes. Returns the gated read g_out * E_mem (B, T, D), the new state and, if asked, the read
+        weights (B, T, N) for inspection.
+        """
+        memory, pending = state.memory, state.pending
+        reads, weights = [], []
+        for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
+            x_piece = x_hat[:, offset : offset + length]
+            e_mem, w = self.read(x_piece, memory)
+            reads.append(e_mem)
+            if return_weights:
+                weights.append(w)
+            if token_mask is not None:
+                w = w * token_mask[:, offset : offset + length, None].to(w.dtype)
+            stats = chunk_stats(w, x_piece, e_mem)
+            pending = stats if pending is None else pending + stats
+            if ends_chunk:
+                memory, pending = self.write(memory, pending), None
+        e_mem = torch.cat(reads, dim=1) if len(reads) > 1 else reads[0]
+        gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
+        read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None
+        return gated, replace(state, memory=memory, pending=pending), read_weights

@@ -1,0 +1,133 @@
+"""The memory module on its own, against a slow reference written straight from the equations."""
+
+import math
+
+import pytest
+import torch
+
+from helpers import randomize_memory, tiny_config
+from lm2.memory import LM2Memory, MemoryState, chunk_pieces, identity_memory
+
+
+@torch.no_grad()
+def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, start: int, interval: int):
+    """DESIGN.md section 2 with Python loops over tokens and slots: no vectorisation, no shared code.
+
+    Returns the gated reads (B, T, D) and the final bank (B, N, D). Only whole chunks are written, so the
+    caller passes a ``start`` on a boundary and the test only compares banks at boundaries.
+    """
+    b_size, t_len, d = x_hat.shape
+    n, h = memory.shape[1], mem.num_heads
+    dh = d // h
+    wq, wk, wv, wo = (m.weight for m in (mem.q_proj, mem.k_proj, mem.v_proj, mem.o_proj))
+    reads = torch.zeros(b_size, t_len, d, dtype=torch.float64)
+    final = torch.zeros(b_size, n, d, dtype=torch.float64)
+    for b in range(b_size):
+        m = memory[b].double()
+        chunk = []  # (x_hat_i, e_mem_i, w_i) of the unfinished chunk
+        for i in range(t_len):
+            x = x_hat[b, i].double()
+            q = wq.double() @ x
+            keys = [wk.double() @ m[j] for j in range(n)]
+            vals = [wv.double() @ m[j] for j in range(n)]
+            head_out, w = torch.zeros(d, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+            for hh in range(h):
+                sl = slice(hh * dh, (hh + 1) * dh)
+                scores = torch.tensor([float(q[sl] @ keys[j][sl]) / math.sqrt(dh) for j in range(n)])
+                p = torch.softmax(scores.double(), 0)
+                for j in range(n):
+                    head_out[sl] += p[j] * vals[j][sl]
+                    w[j] += p[j] / h
+            e = wo.double() @ head_out
+            g_out = torch.sigmoid(mem.out_gate.weight.double() @ e + mem.out_gate.bias.double())
+            reads[b, i] = g_out * e
+            chunk.append((x, e, w))
+            if (start + i + 1) % interval == 0:  # the chunk ends: write eq. (4)-(6), slot by slot
+                new_m = m.clone()
+                for j in range(n):
+                    wsum = sum(float(c[2][j]) for c in chunk)
+                    x_bar = sum(c[2][j] * c[0] for c in chunk) / wsum
+                    e_bar = sum(c[2][j] * c[1] for c in chunk) / wsum
+                    s = 1.0 - math.prod(1.0 - float(c[2][j]) for c in chunk)
+                    g_in = torch.sigmoid(mem.in_gate.weight.double() @ x_bar + mem.in_gate.bias.double())
+                    g_f = torch.sigmoid(mem.forget_gate.weight.double() @ e_bar + mem.forget_gate.bias.double())
+                    if mem.write_mode == "read":
+                        cand = torch.tanh(e_bar)
+                    elif mem.write_mode == "input":
+                        cand = torch.tanh(mem.input_proj.weight.double() @ x_bar)
+                    else:
+                        cand = torch.tanh(e_bar + mem.input_proj.weight.double() @ x_bar)
+                    new_m[j] = (1 - s * (1 - g_f)) * m[j] + s * g_in * cand
+                m, chunk = new_m, []
+        final[b] = m
+    return reads, final
+
+
+@pytest.mark.parametrize("write", ["read", "input", "both"])
+@pytest.mark.parametrize("interval", [1, 3, 12])
+def test_vectorised_memory_equals_slow_reference(write, interval):
+    torch.manual_seed(0)
+    cfg = tiny_config(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5,
+                      memory_heads=2, memory_write=write)
+    mem = LM2Memory(cfg)
+    randomize_memory_module(mem)
+    x_hat = torch.randn(2, 12, 16)
+    state = mem.initial_state(2)
+    state = MemoryState(state.memory + 0.1 * torch.randn(2, 5, 16))  # distinct rows per batch
+    gated, new_state, _ = mem(x_hat, state, start=0, interval=interval)
+    ref_reads, ref_bank = reference_memory(mem, x_hat, state.memory, start=0, interval=interval)
+    torch.testing.assert_close(gated.double(), ref_reads, atol=1e-5, rtol=0)
+    assert new_state.pending is None  # 12 tokens end on a boundary for U in {1, 3, 12}
+    torch.testing.assert_close(new_state.memory.double(), ref_bank, atol=1e-5, rtol=0)
+    # the test can fail: the bank really changed
+    assert (new_state.memory - state.memory).abs().max() > 1e-3
+
+
+def randomize_memory_module(mem: LM2Memory, seed: int = 0) -> None:
+    wrapper = torch.nn.Module()
+    wrapper.memory = mem  # the helper matches parameters by their ".memory." prefix
+    outer = torch.nn.Module()
+    outer.block = wrapper
+    randomize_memory(outer, std=0.4, seed=seed)
+
+
+def test_pieces_carry_an_unfinished_chunk():
+    """Feeding 2 + 5 + 4 tokens with U = 4 gives the same reads and bank as one call of 11 tokens."""
+    torch.manual_seed(1)
+    mem = LM2Memory(tiny_config(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5,
+                                memory_heads=2))
+    randomize_memory_module(mem, seed=1)
+    x_hat = torch.randn(1, 11, 16)
+    full, full_state, _ = mem(x_hat, mem.initial_state(1), 0, 4)
+    state, reads, pos = mem.initial_state(1), [], 0
+    for size in (2, 5, 4):
+        r, state, _ = mem(x_hat[:, pos : pos + size], state, pos, 4)
+        reads.append(r)
+        pos += size
+    torch.testing.assert_close(torch.cat(reads, 1), full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(state.memory, full_state.memory, atol=1e-6, rtol=0)
+    assert state.pending is not None  # 3 tokens of the third chunk are waiting for their write
+    torch.testing.assert_close(state.pending.x_sum, full_state.pending.x_sum, atol=1e-6, rtol=0)
+
+
+def test_read_weights_are_distributions_and_padding_never_writes():
+    torch.manual_seed(2)
+    mem = LM2Memory(tiny_config(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5,
+                                memory_heads=2))
+    randomize_memory_module(mem, seed=2)
+    x_hat = torch.randn(1, 8, 16)
+    _, state, w = mem(x_hat, mem.initial_state(1), 0, 8, return_weights=True)
+    assert w.shape == (1, 8, 5) and (w >= 0).all() and (w <= 1).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(1, 8))
+    all_pad = torch.zeros(1, 8, dtype=torch.bool)
+    _, pad_state, _ = mem(x_hat, mem.initial_state(1), 0, 8, token_mask=all_pad)
+    # a chunk of padding addresses no slot (s = 0), so the bank is kept exactly
+    torch.testing.assert_close(pad_state.memory, mem.initial_state(1).memory)
+    assert (state.memory - pad_state.memory).abs().max() > 1e-3
+
+
+def test_identity_initial_memory_and_chunking():
+    m = identity_memory(5, 3)
+    assert m.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]]
+    assert chunk_pieces(6, 7, 4) == [(0, 2, True), (2, 4, True), (6, 1, False)]
+    assert chunk_pieces(0, 3, 1) == [(0, 1, True), (1, 1, True), (2, 1, True)]

@@ -1,0 +1,238 @@
+"""LM2ForCausalLM against references: transformers' Llama/Mistral logits, causality, streaming, generation."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+import lm2  # noqa: F401  (registers the Auto classes)
+from helpers import memory_model, randomize_memory, tiny_config
+from lm2 import LM2Config, LM2ForCausalLM
+
+HF_FIELDS = dict(vocab_size=101, hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                 max_position_embeddings=512, rms_norm_eps=1e-6, tie_word_embeddings=False)
+
+
+def hf_reference(kv_heads: int, window: int | None):
+    torch.manual_seed(0)
+    if window is None:
+        model = LlamaForCausalLM(LlamaConfig(num_key_value_heads=kv_heads, **HF_FIELDS))
+    else:  # Mistral is Llama with a sliding window, with the same parameter names
+        model = MistralForCausalLM(MistralConfig(num_key_value_heads=kv_heads, sliding_window=window, **HF_FIELDS))
+    with torch.no_grad():  # make the norms non-trivial so a mistake in them shows
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+@pytest.mark.parametrize("window", [None, 5])
+def test_no_memory_equals_transformers(kv_heads, window):
+    ref = hf_reference(kv_heads, window)
+    ours = LM2ForCausalLM.from_llama(ref, memory_layers=0, sliding_window=window).eval()
+    ids = torch.randint(0, 101, (2, 23))
+    with torch.no_grad():
+        diff = (ours(ids).logits - ref(ids).logits).abs().max().item()
+    assert diff <= 1e-5, diff
+    # the names are Llama's: the state dicts have exactly the same keys
+    assert set(ours.state_dict()) == set(ref.state_dict())
+
+
+def test_llama_folder_loads_with_no_key_map_and_memory_changes_nothing_at_init(tmp_path):
+    ref = hf_reference(2, None)
+    ref.save_pretrained(tmp_path)
+    plain = LM2ForCausalLM.from_pretrained(tmp_path).eval()
+    with_memory = LM2ForCausalLM.from_pretrained(tmp_path, memory_layers=3, memory_slots=8, memory_heads=4,
+                                                 memory_update_interval=4).eval()
+    assert not plain.config.has_memory and with_memory.config.memory_layer_indices() == [0, 1, 2]
+    ids = torch.randint(0, 101, (2, 19))
+    with torch.no_grad():
+        expected = ref(ids).logits
+        assert (plain(ids).logits - expected).abs().max() <= 1e-5
+        assert (with_memory(ids).logits - expected).abs().max() <= 1e-5
+    # the Llama weights are the checkpoint's, the new ones are initialised as designed
+    torch.testing.assert_close(with_memory.model.layers[1].self_attn.q_proj.weight,
+                               ref.model.layers[1].self_attn.q_proj.weight)
+    mem = with_memory.model.layers[0].memory
+    assert mem.o_proj.weight.abs().max() == 0
+    torch.testing.assert_close(mem.initial_memory[:4, :4], torch.eye(4))
+    assert mem.q_proj.weight.std() > 0.01  # initialised, not left empty
+
+
+def test_from_llama_state_dict_rejects_a_mismatched_checkpoint():
+    ref = hf_reference(2, None)
+    state = ref.state_dict()
+    model = LM2ForCausalLM.from_llama(state, config=ref.config, memory_layers=1)
+    torch.testing.assert_close(model.lm_head.weight, ref.lm_head.weight)
+    state.pop("model.layers.0.mlp.up_proj.weight")
+    with pytest.raises(ValueError, match="does not match"):
+        LM2ForCausalLM.from_llama(state, config=ref.config)
+
+
+@pytest.mark.parametrize("interval", [1, 3, 24])
+def test_causality_with_memory_in_every_block(interval):
+    model = memory_model(memory_update_interval=interval)
+    ids = torch.randint(0, 97, (2, 24))
+    t = 9
+    changed = ids.clone()
+    changed[0, t] = (ids[0, t] + 1) % 97
+    with torch.no_grad():
+        a, b = model(ids).logits, model(changed).logits
+    assert (a[0, :t] - b[0, :t]).abs().max() == 0  # nothing before t moves
+    assert (a[0, t:] - b[0, t:]).abs().max() > 1e-4  # and the change is visible from t on
+    assert (a[1] - b[1]).abs().max() == 0  # batch rows are independent
+
+
+@pytest.mark.parametrize("interval", [1, 3, 8])
+def test_memory_is_visible_only_after_the_next_boundary(interval):
+    """With a window of 1 token, memory is the only path between positions. A change at t must not reach any
+    token before the first boundary after t (those tokens read the bank from before t's write), and must
+    reach the tokens after it."""
+    model = memory_model(memory_update_interval=interval, sliding_window=1)
+    ids = torch.randint(0, 97, (1, 24))
+    t = 9
+    changed = ids.clone()
+    changed[0, t] = (ids[0, t] + 1) % 97
+    with torch.no_grad():
+        a, b = model(ids).logits, model(changed).logits
+    boundary = (t // interval + 1) * interval
+    other = [i for i in range(24) if i != t]
+    unchanged = [i for i in other if i < boundary]
+    moved = [i for i in other if i >= boundary]
+    assert (a[0, unchanged] - b[0, unchanged]).abs().max() == 0 if unchanged else True
+    assert (a[0, moved] - b[0, moved]).abs().amax(-1).min() > 1e-6
+
+
+@pytest.mark.parametrize("window", [None, 6])
+@pytest.mark.parametrize("interval", [1, 5])
+def test_streaming_in_uneven_pieces_equals_one_call(window, interval):
+    model = memory_model(memory_update_interval=interval, sliding_window=window)
+    ids = torch.randint(0, 97, (2, 37))
+    with torch.no_grad():
+        full = model(ids).logits
+        cache, parts, pos = None, [], 0
+        for size in (1, 7, 3, 13, 2, 11):
+            out = model(ids[:, pos : pos + size], cache=cache, use_cache=True)
+            cache, pos = out.past_key_values, pos + size
+            parts.append(out.logits)
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=2e-5, rtol=0)
+    assert cache.offset == 37
+    if window is not None:  # the state keeps only the window
+        assert all(layer.keys.shape[2] == window - 1 for layer in cache.layers)
+
+
+def test_streaming_state_size_is_flat():
+    model = memory_model(sliding_window=8)
+    cache, sizes = None, []
+    with torch.no_grad():
+        for _ in range(6):  # 48 tokens, a multiple of U: no unfinished chunk is carried between calls
+            cache = model(torch.randint(0, 97, (1, 48)), cache=cache).past_key_values
+            sizes.append(cache.nbytes())
+    assert len(set(sizes)) == 1, sizes
+
+
+def greedy_reference(model, ids, steps, interval=None):
+    for _ in range(steps):
+        logits = model(ids, memory_update_interval=interval).logits
+        ids = torch.cat([ids, logits[:, -1:].argmax(-1)], dim=1)
+    return ids
+
+
+@pytest.mark.parametrize("interval", [1, 4])
+@pytest.mark.parametrize("window", [None, 5])
+def test_generate_with_cache_equals_argmax_loop(interval, window):
+    model = memory_model(seed=3, sliding_window=window)
+    ids = torch.randint(0, 97, (1, 11))
+    with torch.no_grad():
+        expected = greedy_reference(model, ids, 9, interval)
+        got = model.generate(ids, max_new_tokens=9, do_sample=False, memory_update_interval=interval,
+                             pad_token_id=0)
+    assert got.tolist() == expected.tolist()
+
+
+def test_save_and_auto_load_round_trip(tmp_path):
+    model = memory_model(memory_write="both", memory_layers=[1])
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, LM2ForCausalLM) and loaded.config.memory_layers == [1]
+    for (n1, p1), (n2, p2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    ids = torch.randint(0, 97, (2, 15))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_every_memory_parameter_gets_a_gradient():
+    model = memory_model(memory_write="both").train()
+    ids = torch.randint(0, 97, (2, 20))  # 5 chunks of U = 4: writes shape later reads
+    model(ids, labels=ids).loss.backward()
+    for name, p in model.named_parameters():
+        if ".memory." in name:
+            assert p.grad is not None and p.grad.abs().max() > 0, name
+
+
+def test_zero_initialised_read_still_learns():
+    """At initialisation only the read projection has a gradient (the read is zero); that is enough to start."""
+    torch.manual_seed(0)
+    model = LM2ForCausalLM(tiny_config())
+    ids = torch.randint(0, 97, (2, 12))
+    model(ids, labels=ids).loss.backward()
+    assert model.model.layers[0].memory.o_proj.weight.grad.abs().max() > 0
+
+
+def test_fresh_sequence_starts_from_initial_memory():
+    model = memory_model()
+    a, b = torch.randint(0, 97, (1, 16)), torch.randint(0, 97, (1, 16))
+    with torch.no_grad():
+        alone = model(b).logits
+        model(a)  # an unrelated sequence before must leave no trace
+        again = model(b).logits
+        state = model(b[:, :3], use_cache=True).past_key_values  # 3 < U: no write yet
+    assert torch.equal(alone, again)
+    bank = state.layers[0].memory.memory[0]
+    torch.testing.assert_close(bank, model.model.layers[0].memory.initial_memory)
+
+
+def test_batch_rows_with_padding_match_unpadded_rows():
+    model = memory_model(memory_update_interval=3)
+    ids = torch.randint(1, 97, (2, 10))
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[1, 7:] = 0  # right padding on row 1
+    with torch.no_grad():
+        batched = model(ids, attention_mask=mask).logits
+        row1 = model(ids[1:, :7]).logits
+    torch.testing.assert_close(batched[1, :7], row1[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("memory_slots", 0, "memory_slots=0"),
+    ("memory_heads", 5, "must divide hidden_size"),
+    ("memory_layers", 9, "between 0 and num_hidden_layers"),
+    ("memory_layers", [0, 0], "distinct block indices"),
+    ("memory_layers", "all", "give an int"),
+    ("memory_update_interval", -1, "positive integer"),
+    ("memory_write", "gru", "choose one of"),
+    ("sliding_window", 0, "sliding_window=0"),
+    ("num_key_value_heads", 3, "grouped-query"),
+])
+def test_invalid_config_values_raise_clear_errors(field, value, expected):
+    with pytest.raises(ValueError, match=expected) as err:
+        LM2Config.from_preset("tiny", **{field: value})
+    assert field in str(err.value)
+
+
+def test_unknown_preset_and_paper_preset():
+    with pytest.raises(ValueError, match="unknown LM2 preset"):
+        LM2Config.from_preset("huge")
+    cfg = LM2Config.from_preset("lm2-1.7b")
+    assert cfg.memory_layer_indices() == list(range(16)) and cfg.memory_slots == 2048
+
+
+def test_paper_preset_parameter_count():
+    """The paper: Llama-3.2-1B (1.24B) + memory ~0.5B = 'LM2-1.7B'. Counted on the meta device."""
+    with torch.device("meta"):
+        model = LM2ForCausalLM(LM2Config.from_preset("lm2-1.7b"))
+    total = sum(p.numel() for p in model.parameters())
+    memory = sum(p.numel() for n, p in model.named_parameters() if ".memory." in n)
+    assert 1.6e9 < total < 1.8e9 and 0.45e9 < memory < 0.6e9, (total, memory)
