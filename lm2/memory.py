@@ -34,7 +34,7 @@ class ChunkStats:
 
     weight: torch.Tensor  # (B, N)     sum_i w_ij
     x_sum: torch.Tensor  # (B, N, D)  sum_i w_ij x_hat_i
-    e_sum: torch.Tensor  # (B, N, D)  sum_i w_ij E_mem_i
+    e_sum: torch.Tensor  # (B, N, D)  sum_i w_ij h_i, h = the read before its output projection (see below)
     log_keep: torch.Tensor  # (B, N)  sum_i log(1 - w_ij)
 
     def __add__(self, other: "ChunkStats") -> "ChunkStats":
@@ -102,7 +102,8 @@ def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> Ch
     """Pool a run of tokens into per-slot statistics, weighting token i by its read weight w_ij on slot j.
 
     w (B, T, N) (already zero for padding tokens), x_hat and e_mem (B, T, D). Matrix products only: the cost is
-    O(T N D) and nothing of size (T, N, D) is built.
+    O(T N D) and nothing of size (T, N, D) is built. ``e_mem`` may be taken before a linear output projection
+    and the projection applied to the pooled mean instead: the weighted mean commutes with it.
     """
     wt = w.transpose(1, 2)  # (B, N, T)
     return ChunkStats(
@@ -119,6 +120,7 @@ def gated_write(
     in_gate: nn.Module,
     forget_gate: nn.Module,
     candidate: "callable",
+    project=None,
 ) -> torch.Tensor:
     """Eq. (4)-(6) per slot, for one finished chunk.
 
@@ -127,11 +129,14 @@ def gated_write(
 
         M_j <- (1 - s_j (1 - g_f_j)) * M_j + s_j * g_in_j * candidate_j
 
-    With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept.
+    With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept. ``project`` is the read's
+    output projection when the statistics pooled the read before it.
     """
     denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
     x_bar = stats.x_sum / denom  # (B, N, D)
     e_bar = stats.e_sum / denom  # (B, N, D)
+    if project is not None:
+        e_bar = project(e_bar)
     s = (-torch.expm1(stats.log_keep)).unsqueeze(-1)  # (B, N, 1)
     g_in = torch.sigmoid(in_gate(x_bar))
     g_forget = torch.sigmoid(forget_gate(e_bar))
@@ -190,17 +195,16 @@ class LM2Memory(nn.Module):
             return torch.tanh(self.input_proj(x_bar))
         return torch.tanh(e_bar + self.input_proj(x_bar))
 
-    def read(self, x_hat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. (1): returns E_mem (B, T, D) and the read weights averaged over heads (B, T, N)."""
-        h = self.num_heads
-        q = split_heads(self.q_proj(x_hat), h)  # (B, H, T, dh)
-        k = split_heads(self.k_proj(memory), h)  # (B, H, N, dh)
-        v = split_heads(self.v_proj(memory), h)
+    def read_heads(self, q: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
+        projection (B, T, D) and the read weights averaged over heads (B, T, N)."""
+        k = split_heads(self.k_proj(memory), self.num_heads)  # (B, H, N, dh)
+        v = split_heads(self.v_proj(memory), self.num_heads)
         out, probs = memory_attention(q, k, v)
-        return self.o_proj(merge_heads(out)), probs.mean(dim=1)
+        return merge_heads(out), probs.mean(dim=1)
 
     def write(self, memory: torch.Tensor, stats: ChunkStats) -> torch.Tensor:
-        return gated_write(memory, stats, self.in_gate, self.forget_gate, self.candidate)
+        return gated_write(memory, stats, self.in_gate, self.forget_gate, self.candidate, project=self.o_proj)
 
     def forward(
         self,
@@ -218,20 +222,23 @@ class LM2Memory(nn.Module):
         weights (B, T, N) for inspection.
         """
         memory, pending = state.memory, state.pending
+        # Everything that does not depend on the bank is done once for all T tokens, outside the loop over
+        # chunks: the query projection here, the output projection and gate after it (the write pools the
+        # read before the projection; see chunk_stats).
+        q = split_heads(self.q_proj(x_hat), self.num_heads)  # (B, H, T, dh)
         reads, weights = [], []
         for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
-            x_piece = x_hat[:, offset : offset + length]
-            e_mem, w = self.read(x_piece, memory)
-            reads.append(e_mem)
+            h, w = self.read_heads(q[:, :, offset : offset + length], memory)  # (B, l, D), (B, l, N)
+            reads.append(h)
             if return_weights:
                 weights.append(w)
             if token_mask is not None:
                 w = w * token_mask[:, offset : offset + length, None].to(w.dtype)
-            stats = chunk_stats(w, x_piece, e_mem)
+            stats = chunk_stats(w, x_hat[:, offset : offset + length], h)
             pending = stats if pending is None else pending + stats
             if ends_chunk:
                 memory, pending = self.write(memory, pending), None
-        e_mem = torch.cat(reads, dim=1) if len(reads) > 1 else reads[0]
+        e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
         read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None
         return gated, replace(state, memory=memory, pending=pending), read_weights
