@@ -80,3 +80,23 @@ class LM2Cache:
                     p = layer.memory.pending
                     total += sum(t.numel() * t.element_size() for t in (p.weight, p.x_sum, p.e_sum, p.log_keep))
         return total
+
+
+@torch.no_grad()
+def stream(model, input_ids: torch.Tensor, segment_length: int, cache=None, on_segment=None, **forward_kwargs):
+    """Feed ``input_ids`` (B, T) through ``model`` ``segment_length`` tokens at a time, carrying the state.
+
+    With a sliding window the cost per token and the state's size stay flat however long the input is. Returns
+    the final state and the logits of the last position (B, V). ``on_segment(cache, logits)`` is called after
+    every segment (progress bars, statistics). Any model with LM2's forward interface works (LM2, RMT).
+    """
+    if segment_length < 1:
+        raise ValueError(f"segment_length={segment_length} is invalid: it must be a positive integer.")
+    last = None
+    for start in range(0, input_ids.shape[1], segment_length):
+        out = model(input_ids[:, start : start + segment_length], cache=cache, use_cache=True, logits_to_keep=1,
+                    **forward_kwargs)
+        cache, last = out.past_key_values, out.logits[:, -1]
+        if on_segment is not None:
+            on_segment(cache, last)
+    return cache, last
