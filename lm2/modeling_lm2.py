@@ -135,9 +135,9 @@ class LM2Attention(nn.Module):
         )  # (B, H, T, dh)
 
         # Keep what the next call needs: the last W - 1 keys with a window (flat memory), all of them without.
-        keep = k.shape[2] if self.window is None else self.window - 1
-        cache.keys, cache.values = k[:, :, k.shape[2] - keep :], v[:, :, v.shape[2] - keep :]
-        cache.key_mask = None if key_valid is None else key_valid[:, key_valid.shape[1] - keep :]
+        drop = 0 if self.window is None else max(0, k.shape[2] - (self.window - 1))
+        cache.keys, cache.values = k[:, :, drop:], v[:, :, drop:]
+        cache.key_mask = None if key_valid is None else key_valid[:, drop:]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 

@@ -111,7 +111,7 @@ def test_streaming_in_uneven_pieces_equals_one_call(window, interval):
     with torch.no_grad():
         full = model(ids).logits
         cache, parts, pos = None, [], 0
-        for size in (1, 7, 3, 13, 2, 11):
+        for size in (2, 7, 3, 13, 1, 11):  # the first pieces are shorter than the window
             out = model(ids[:, pos : pos + size], cache=cache, use_cache=True)
             cache, pos = out.past_key_values, pos + size
             parts.append(out.logits)
@@ -139,7 +139,7 @@ def greedy_reference(model, ids, steps, interval=None):
 
 
 @pytest.mark.parametrize("interval", [1, 4])
-@pytest.mark.parametrize("window", [None, 5])
+@pytest.mark.parametrize("window", [None, 5, 32])  # 32: longer than the whole sequence
 def test_generate_with_cache_equals_argmax_loop(interval, window):
     model = memory_model(seed=3, sliding_window=window)
     ids = torch.randint(0, 97, (1, 11))
@@ -236,3 +236,19 @@ def test_paper_preset_parameter_count():
     total = sum(p.numel() for p in model.parameters())
     memory = sum(p.numel() for n, p in model.named_parameters() if ".memory." in n)
     assert 1.6e9 < total < 1.8e9 and 0.45e9 < memory < 0.6e9, (total, memory)
+
+
+@pytest.mark.parametrize("window", [None, 4, 16, 64])
+def test_token_by_token_decoding_equals_full_forward(window):
+    """Incremental decoding (one token per call, the state carried) gives the full forward's logits at every
+    position, also while the sequence is shorter than the window and as it grows past it."""
+    model = memory_model(seed=4, sliding_window=window, memory_update_interval=3)
+    ids = torch.randint(0, 97, (2, 40))
+    with torch.no_grad():
+        full = model(ids).logits
+        cache, steps = None, []
+        for i in range(40):
+            out = model(ids[:, i : i + 1], cache=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=2e-5, rtol=0)
