@@ -1,0 +1,1 @@
+"""Evaluation: BABILong, MMLU, perplexity."""

@@ -1,0 +1,409 @@
+"""BABILong evaluation: greedy answers to bAbI questions hidden in long book text, scored as the benchmark does.
+
+For each task and length the test samples come from ``lm2.data.babilong.build_samples`` (split "test"); each
+prompt is tokenized and answered greedily (a few tokens, stopping at eos or at a line break after the answer):
+
+* streaming models (LM2, vanilla, RMT) get the prompt ``segment_length`` tokens at a time with their state
+  carried, then decode token by token with the same state: memory use is flat, so a 128k-token sample runs
+  on a CPU with a small model;
+* any other Hugging Face causal LM gets the prompt in one call through ``generate()``; a prompt longer than its
+  ``max_position_embeddings`` is an error, raised before any work for a length that cannot fit.
+
+Two formats (``lm2.data.babilong``): "finetune" (context, question, answer marker: what lm2's trainer teaches)
+scored by exact match, and "instruction" (task explanation, optional solved examples, the chat template if the
+tokenizer has one) scored by BABILong's label rule. Outputs, in ``out_dir``: ``<task>_<length>.csv`` with the
+columns of the published BABILong predictions (target, output, question), ``summary.json`` (accuracy per task
+and length, the qa1-qa5 mean per length, the aggregate over lengths >= 8k) and ``babilong.png`` (heatmap).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import numpy as np
+
+from lm2.eval.common import (LoadedModel, check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple,
+                             write_json)
+
+FORMATS = ("auto", "finetune", "instruction")
+RULES = {"finetune": "exact", "instruction": "label"}  # the scoring rule of each format
+HEADLINE_TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")  # BABILong's headline number is their mean
+LONG_FROM = 8000  # the "8k and more" aggregate of the LM2 paper
+CSV_COLUMNS = ("target", "output", "question")
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def parse_tasks(spec: str | Sequence[str]) -> list[str]:
+    """Task names from "qa1-qa5", "qa1,qa3,qa7", "1-5", "all" (qa1-qa10), or a list; unknown tasks raise."""
+    from lm2.data.babi import TASKS, check_task
+
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if item.lower() == "all":
+            names = list(TASKS)
+        elif "-" in item:
+            first, last = (check_task(part.strip()) for part in item.split("-", 1))
+            i, j = TASKS.index(first), TASKS.index(last)
+            if i > j:
+                raise ValueError(f"task range {item!r} runs backwards: write it as {last}-{first}")
+            names = list(TASKS[i : j + 1])
+        else:
+            names = [check_task(item)]
+        out += [n for n in names if n not in out]
+    if not out:
+        raise ValueError(f"no tasks in {spec!r}: give e.g. qa1-qa5 or qa1,qa2")
+    return out
+
+
+def parse_lengths(spec: str | Sequence[str]) -> list[str]:
+    """Length names from "0k,1k,4k" or a list; each must be one of BABILong's lengths (0k ... 128k)."""
+    from lm2.data.babilong import LENGTHS, length_name, parse_length
+
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        name = length_name(parse_length(item))  # ValueError for text that is no length at all
+        if name not in LENGTHS:
+            raise ValueError(f"unknown BABILong length {item!r}: choose from {', '.join(LENGTHS)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError(f"no lengths in {spec!r}: give e.g. 0k,1k,2k,4k")
+    return sorted(out, key=parse_length)
+
+
+def resolve_format(loaded: LoadedModel, fmt: str) -> str:
+    """"auto": "finetune" for a checkpoint lm2's trainer fine-tuned on BABILong (its train_config.yaml says
+    data.task: babilong), else "instruction"."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt != "auto":
+        return fmt
+    config_file = loaded.path / "train_config.yaml"
+    if config_file.is_file():
+        import yaml
+
+        try:
+            task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task")
+        except (yaml.YAMLError, AttributeError):
+            task = None
+        if task == "babilong":
+            return "finetune"
+    return "instruction"
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def prompt_ids(sample, tokenizer: Any, fmt: str, shots: int = 0) -> list[int]:
+    """The token ids the model continues with its answer."""
+    from lm2.data.babilong import finetune_example, instruction_prompt
+
+    if fmt == "finetune":
+        ids, labels = finetune_example(sample, tokenizer)
+        first = next(i for i, label in enumerate(labels) if label != -100)  # where the answer starts
+        return list(ids[:first])
+    text = instruction_prompt(sample, tokenizer, examples=shots)
+    templated = bool(getattr(tokenizer, "chat_template", None))  # the template already wrote any bos token
+    return list(tokenizer(text, add_special_tokens=not templated, verbose=False)["input_ids"])
+
+
+def answer_done(text: str) -> bool:
+    """An answer ends at the first line break after some text."""
+    return "\n" in text.lstrip()
+
+
+def clean_answer(text: str) -> str:
+    return text.strip().split("\n", 1)[0].strip()
+
+
+# ----------------------------------------------------------------------------- greedy decoding
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, longest - len(p) :] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[row, longest - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def greedy_streaming(model, prompts: Sequence[Sequence[int]], segment_length: int, max_new_tokens: int,
+                     eos: set[int], pad_id: int, done: Callable[[list[int]], bool], device=None,
+                     on_tokens: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy answers of a streaming model: each prompt is fed ``segment_length`` tokens at a time with the
+    state carried, then decoded one token at a time from the same state.
+
+    A batch is left-padded with the padding masked out. Padding shifts a row's absolute positions, so it leaves
+    the answers unchanged only when it is a multiple of ``padding_multiple(model)`` (``plan_batches`` groups
+    prompts that way).
+    """
+    if segment_length < 1:
+        raise ValueError(f"segment_length={segment_length} is invalid: it must be a positive integer")
+    device = device if device is not None else next(model.parameters()).device
+    ids, mask = _left_pad(prompts, pad_id, device)
+    padded = bool((mask == 0).any())
+    state, logits = None, None
+    for start in range(0, ids.shape[1], segment_length):
+        piece = ids[:, start : start + segment_length]
+        out = model(piece, attention_mask=mask[:, start : start + segment_length] if padded else None,
+                    cache=state, use_cache=True, logits_to_keep=1)
+        state, logits = out.past_key_values, out.logits[:, -1]
+        if on_tokens is not None:
+            on_tokens(piece.shape[1])
+    answers: list[list[int]] = [[] for _ in prompts]
+    finished = [False] * len(prompts)
+    ones = torch.ones((len(prompts), 1), dtype=torch.long, device=device) if padded else None
+    for _ in range(max_new_tokens):
+        tokens = logits.argmax(-1)  # (B,)
+        for row, token in enumerate(tokens.tolist()):
+            if finished[row]:
+                continue
+            if token in eos:
+                finished[row] = True
+            else:
+                answers[row].append(token)
+                finished[row] = done(answers[row])
+        if all(finished):
+            break
+        out = model(tokens[:, None], attention_mask=ones, cache=state, use_cache=True, logits_to_keep=1)
+        state, logits = out.past_key_values, out.logits[:, -1]
+    return answers
+
+
+@torch.no_grad()
+def greedy_hf(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos: set[int], pad_id: int,
+              done: Callable[[list[int]], bool], device=None) -> list[list[int]]:
+    """Greedy answers of a non-streaming causal LM through ``generate()`` (left-padded batch, KV cache)."""
+    from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+    device = device if device is not None else next(model.parameters()).device
+    ids, mask = _left_pad(prompts, pad_id, device)
+    width = ids.shape[1]
+
+    class AnswerDone(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.tensor([done(row[width:].tolist()) for row in input_ids], device=input_ids.device)
+
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos) or None,
+                              pad_token_id=pad_id)
+    out = model.generate(ids, attention_mask=mask, generation_config=config,
+                         stopping_criteria=StoppingCriteriaList([AnswerDone()]))
+    answers = []
+    for row in out[:, width:].tolist():
+        kept = []
+        for token in row:
+            if token in eos:
+                break
+            kept.append(token)
+        answers.append(kept)
+    return answers
+
+
+def generate_answers(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new_tokens: int = 16,
+                     segment_length: int = 512, on_tokens: Callable[[int], None] | None = None) -> list[str]:
+    """Decoded greedy answers (cut at the first line break) of a batch of prompts."""
+    model, tokenizer = loaded.model, loaded.tokenizer
+    eos = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def done(tokens: list[int]) -> bool:
+        return answer_done(tokenizer.decode(tokens, skip_special_tokens=True))
+
+    if is_streaming(model):
+        out = greedy_streaming(model, prompts, segment_length, max_new_tokens, eos, pad_id, done,
+                               on_tokens=on_tokens)
+    else:
+        check_fits(model, max(len(p) for p in prompts) + max_new_tokens, "a BABILong prompt plus its answer")
+        out = greedy_hf(model, prompts, max_new_tokens, eos, pad_id, done)
+        if on_tokens is not None:
+            on_tokens(sum(len(p) for p in prompts))
+    return [clean_answer(tokenizer.decode(tokens, skip_special_tokens=True)) for tokens in out]
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, multiple: int = 1) -> list[list[int]]:
+    """Batches of prompt indices, longest first so that a batch needs little padding. With ``multiple`` > 1 a
+    batch only holds prompts whose lengths agree modulo ``multiple``: their left padding is then a multiple of
+    it, which leaves a streaming model's answers exactly those of a batch of one (see ``padding_multiple``)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size!r} is invalid: it must be a positive integer")
+    groups: dict[int, list[int]] = {}
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        groups.setdefault(lengths[i] % multiple, []).append(i)
+    batches = [g[k : k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
+    return sorted(batches, key=lambda b: -lengths[b[0]])
+
+
+# ----------------------------------------------------------------------------- scoring and summaries
+
+
+def score(outputs: Sequence[str], samples: Sequence[Any], rule: str) -> list[bool]:
+    from lm2.data.babilong import exact_match, label_score
+
+    if rule == "exact":
+        return [exact_match(o, s.target) for o, s in zip(outputs, samples)]
+    if rule == "label":
+        return [label_score(o, s.target, s.question, s.task) for o, s in zip(outputs, samples)]
+    raise ValueError(f"unknown scoring rule {rule!r}: use 'label' or 'exact'")
+
+
+def write_predictions(path: str | os.PathLike, samples: Sequence[Any], outputs: Sequence[str]) -> Path:
+    """A CSV in the published BABILong predictions' format: target, output, question."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for sample, output in zip(samples, outputs):
+            writer.writerow((sample.target, output, sample.question))
+    return path
+
+
+def summarize(accuracy: dict[str, dict[str, float]], tasks: Sequence[str], lengths: Sequence[str]) -> dict:
+    """Means over tasks and lengths: the qa1-qa5 mean per length (when all five were run), the mean over the
+    tasks run, and per task the aggregate over lengths >= 8k (the LM2 paper's "8k and more")."""
+    from lm2.data.babilong import parse_length
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    done_lengths = [n for n in lengths if all(n in accuracy.get(t, {}) for t in tasks)]
+    out: dict[str, Any] = {
+        "mean": {n: mean(accuracy[t][n] for t in tasks) for n in done_lengths},
+    }
+    if all(t in tasks for t in HEADLINE_TASKS):
+        out["mean_qa1_qa5"] = {n: mean(accuracy[t][n] for t in HEADLINE_TASKS) for n in done_lengths}
+    long = [n for n in lengths if parse_length(n) >= LONG_FROM]
+    if long:
+        per_task = {t: mean(accuracy.get(t, {}).get(n) for n in long) for t in tasks}
+        per_task = {t: v for t, v in per_task.items() if v is not None}
+        if per_task:
+            out["aggregate_8k_plus"] = dict(per_task, mean=mean(per_task.values()))
+            if all(t in per_task for t in HEADLINE_TASKS):
+                out["aggregate_8k_plus"]["mean_qa1_qa5"] = mean(per_task[t] for t in HEADLINE_TASKS)
+    return out
+
+
+def results_table(summary: dict) -> str:
+    """The terminal table of a summary (tasks x lengths, the means, the >= 8k aggregate)."""
+    from lm2.viz.babilong import format_table
+
+    tasks, lengths = summary["tasks"], summary["lengths"]
+    extra_rows = {}
+    if "mean_qa1_qa5" in summary:
+        extra_rows["qa1-qa5"] = summary["mean_qa1_qa5"]
+    if list(tasks) != list(HEADLINE_TASKS) or not extra_rows:
+        extra_rows["mean"] = summary["mean"]
+    extra_column = None
+    if "aggregate_8k_plus" in summary:
+        agg = dict(summary["aggregate_8k_plus"])
+        agg["qa1-qa5"] = agg.get("mean_qa1_qa5")
+        extra_column = (">=8k", agg)
+    return format_table(summary["accuracy"], tasks, lengths, extra_rows, extra_column)
+
+
+# ----------------------------------------------------------------------------- the evaluation
+
+
+def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS,
+                      lengths: Sequence[str] = ("0k", "1k", "2k", "4k"), n: int = 100, fmt: str = "auto",
+                      shots: int = 0, segment_length: int = 512, batch_size: int = 1, max_new_tokens: int = 16,
+                      out_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Evaluate a loaded model on BABILong; returns the summary (also written to ``out_dir``, with the CSVs,
+    and the heatmap).
+
+    Accuracies are in percent. ``shots`` solved examples go into the instruction prompt (instruction format
+    only). ``batch_size`` > 1 left-pads prompts of similar length together, and for a model with memory only
+    prompts whose padding leaves its answers unchanged (``plan_batches``).
+    """
+    from tqdm import tqdm
+
+    from lm2.data.babilong import build_samples, parse_length
+
+    tasks, lengths = parse_tasks(tasks), parse_lengths(lengths)
+    fmt = resolve_format(loaded, fmt)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"--n {n!r} is invalid: it must be a positive number of samples")
+    if shots < 0:
+        raise ValueError(f"--shots {shots} is invalid: it must be 0 or more")
+    if shots and fmt == "finetune":
+        raise ValueError("--shots needs the instruction format: a fine-tuned model answers without examples")
+    if max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens {max_new_tokens} is invalid: it must be a positive integer")
+    rule = RULES[fmt]
+    limit = max_positions(loaded.model)
+    if limit is not None:  # fail before any work, measuring one prompt of each length in the model's tokens
+        too_long = []
+        for name in lengths:
+            probe = build_samples(tasks[0], name, 1, split="test", seed=seed)[0]
+            needed = len(prompt_ids(probe, loaded.tokenizer, fmt, shots)) + max_new_tokens
+            if parse_length(name) > limit or needed > limit:
+                too_long.append(name)
+        if too_long:
+            raise ValueError(
+                f"{type(loaded.model).__name__} takes at most {limit} positions (max_position_embeddings) and "
+                f"cannot stream, so BABILong lengths {', '.join(too_long)} do not fit; drop them from --lengths "
+                "or evaluate an LM2/RMT model, which streams"
+            )
+
+    out_dir = Path(out_dir) if out_dir is not None else None
+    summary: dict[str, Any] = {
+        "model": str(loaded.path), "model_kind": loaded.kind, "format": fmt, "rule": rule, "shots": shots,
+        "n": n, "seed": seed, "segment_length": segment_length, "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens, "device": str(next(loaded.model.parameters()).device),
+        "tasks": tasks, "lengths": lengths, "accuracy": {}, "seconds": {},
+    }
+    bar = tqdm(total=len(tasks) * len(lengths) * n, unit="sample", disable=not progress, dynamic_ncols=True)
+    for task in tasks:
+        for length in lengths:
+            bar.set_description(f"{task} {length}")
+            start = time.perf_counter()
+            samples = build_samples(task, length, n, split="test", seed=seed)
+            # int32 arrays: 100 prompts of 128k tokens as Python lists would take about half a gigabyte.
+            prompts = [np.asarray(prompt_ids(s, loaded.tokenizer, fmt, shots), dtype=np.int32) for s in samples]
+            check_fits(loaded.model, max(len(p) for p in prompts) + max_new_tokens,
+                       f"the longest {task} {length} prompt plus its answer")
+            outputs: list[str] = [""] * len(samples)
+            correct = answered = 0
+            for chunk in plan_batches([len(p) for p in prompts], batch_size, padding_multiple(loaded.model)):
+                batch = [prompts[i].tolist() for i in chunk]
+                answers = generate_answers(loaded, batch, max_new_tokens, segment_length)
+                for i, answer in zip(chunk, answers):
+                    outputs[i] = answer
+                correct += sum(score(answers, [samples[i] for i in chunk], rule))
+                answered += len(chunk)
+                bar.update(len(chunk))
+                bar.set_postfix(acc=f"{100 * correct / answered:.0f}")
+            accuracy = 100.0 * sum(score(outputs, samples, rule)) / len(samples)
+            summary["accuracy"].setdefault(task, {})[length] = accuracy
+            summary["seconds"].setdefault(task, {})[length] = round(time.perf_counter() - start, 2)
+            if out_dir is not None:
+                write_predictions(out_dir / f"{task}_{length}.csv", samples, outputs)
+                write_json(out_dir / "summary.json", {**summary, **summarize(summary["accuracy"], tasks, lengths)})
+    bar.close()
+    summary.update(summarize(summary["accuracy"], tasks, lengths))
+    if out_dir is not None:
+        write_json(out_dir / "summary.json", summary)
+        from lm2.viz.babilong import plot_heatmap
+
+        title = f"BABILong, {loaded.name} ({fmt} format, {rule} rule, n={n})"
+        plot_heatmap(summary["accuracy"], tasks, lengths, out_dir / "babilong.png", title)
+    return summary

@@ -1,0 +1,121 @@
+"""`lm2 eval babilong | mmlu | perplexity`: thin wrappers over lm2.eval's library functions."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="evaluate a model: BABILong, MMLU, perplexity")
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
+    ev_sub.required = True
+
+    def common(p: argparse.ArgumentParser, batch_size: int) -> None:
+        p.add_argument("--model", required=True,
+                       help="a checkpoint folder (LM2, vanilla, RMT or any HF causal LM) or smollm2-135m")
+        p.add_argument("--tokenizer", default=None, help="override the checkpoint's tokenizer (gpt2, smollm2, folder)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+        p.add_argument("--batch-size", type=int, default=batch_size)
+        p.add_argument("--out", default=None, help="output folder (default: runs/eval/<command>/<model name>)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = ev_sub.add_parser("babilong", help="BABILong accuracy by task and length (table, CSVs, JSON, heatmap)")
+    common(p, batch_size=1)
+    p.add_argument("--tasks", default="qa1-qa5", help="e.g. qa1-qa5, qa1,qa3 or all (qa1-qa10)")
+    p.add_argument("--lengths", default="0k,1k,2k,4k", help="comma-separated, from 0k 1k 2k 4k 8k 16k 32k 64k 128k")
+    p.add_argument("--n", type=int, default=100, help="samples per task and length")
+    p.add_argument("--format", default="auto", choices=["auto", "finetune", "instruction"],
+                   help="finetune: context, question, answer marker, exact match; instruction: task explanation "
+                        "(chat template if any), BABILong's label rule; auto: finetune for checkpoints lm2 trained "
+                        "on BABILong, else instruction")
+    p.add_argument("--shots", type=int, default=0, help="solved examples in the instruction prompt")
+    p.add_argument("--segment-length", type=int, default=512,
+                   help="tokens per call when streaming a prompt through an LM2/RMT model")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="seed of the test samples")
+    p.set_defaults(func=run_babilong)
+
+    p = ev_sub.add_parser("mmlu", help="MMLU by log-likelihood, by category and level (LM2 paper, Table 2)")
+    common(p, batch_size=8)
+    p.add_argument("--shots", type=int, default=0, help="solved examples (the subject's first other questions)")
+    p.add_argument("--subjects", nargs="+", default=None, help="subjects (snake_case); default: all 57")
+    p.add_argument("--form", default="letter", choices=["letter", "cloze"],
+                   help="letter: log-likelihood of ' A'..' D'; cloze: each choice's text, per-character normalised")
+    p.add_argument("--limit", type=int, default=None, help="first N questions of each subject")
+    p.add_argument("--check-lm-eval", action="store_true",
+                   help="also run lm-evaluation-harness on the same questions and model, and compare")
+    p.set_defaults(func=run_mmlu)
+
+    p = ev_sub.add_parser("perplexity", help="token-level perplexity and loss by position (with a plot)")
+    common(p, batch_size=1)
+    p.add_argument("--data", default="books",
+                   help="books (the held-out books), a .txt/.jsonl/.parquet file or folder, or an HF dataset")
+    p.add_argument("--seq-len", type=int, default=4096, help="tokens per window (streamed for LM2/RMT)")
+    p.add_argument("--max-tokens", type=int, default=65536, help="stop after this many tokens (0: all)")
+    p.add_argument("--segment-length", type=int, default=512)
+    p.add_argument("--bin-size", type=int, default=None, help="positions per point of the curve (seq_len/64)")
+    p.set_defaults(func=run_perplexity)
+
+
+def _load(args):
+    from lm2.eval.common import load_model
+
+    loaded = load_model(args.model, device=args.device, tokenizer=args.tokenizer)
+    print(f"{loaded.name}: {loaded.kind} model ({type(loaded.model).__name__}, "
+          f"{sum(p.numel() for p in loaded.model.parameters()) / 1e6:.1f}M parameters) on {args.device}")
+    return loaded
+
+
+def run_babilong(args) -> int:
+    from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
+    from lm2.eval.common import default_out_dir
+
+    tasks, lengths = parse_tasks(args.tasks), parse_lengths(args.lengths)  # errors before loading the model
+    loaded = _load(args)
+    out = args.out or default_out_dir(loaded, "babilong")
+    summary = evaluate_babilong(loaded, tasks, lengths, n=args.n, fmt=args.format, shots=args.shots,
+                                segment_length=args.segment_length, batch_size=args.batch_size,
+                                max_new_tokens=args.max_new_tokens, out_dir=out, seed=args.seed,
+                                progress=not args.no_progress)
+    print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {args.n} samples each")
+    print(results_table(summary))
+    print(f"\nwritten to {out}/ (summary.json, <task>_<length>.csv, babilong.png)")
+    return 0
+
+
+def run_mmlu(args) -> int:
+    from lm2.eval.common import default_out_dir
+    from lm2.eval.mmlu import evaluate_mmlu, table2
+
+    loaded = _load(args)
+    out = args.out or default_out_dir(loaded, "mmlu")
+    summary = evaluate_mmlu(loaded, shots=args.shots, subjects=args.subjects, form=args.form, limit=args.limit,
+                            batch_size=args.batch_size, out_dir=out, progress=not args.no_progress,
+                            check_lm_eval=args.check_lm_eval)
+    print()
+    print(table2(summary, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {loaded.name}"))
+    print(f"{summary['seconds_per_question']:.3f} s per question; written to {out}/")
+    check = summary.get("lm_eval_check")
+    if check:
+        print(f"lm-evaluation-harness: {check['lm_eval']:.2f}  lm2: {check['lm2']:.2f}  difference "
+              f"{check['difference']:+.2f} points over {check['questions']} questions; prompts differing: "
+              f"{check['prompt_mismatches']}, predictions differing: {check['prediction_mismatches']}, largest "
+              f"log-likelihood difference {check['max_loglikelihood_difference']:.2e}")
+        if not check["agree"]:
+            print(f"DISAGREE: the two differ by more than {check['tolerance']} points")
+            return 1
+    return 0
+
+
+def run_perplexity(args) -> int:
+    from lm2.eval.common import default_out_dir
+    from lm2.eval.perplexity import evaluate_perplexity, format_result
+
+    loaded = _load(args)
+    out = args.out or default_out_dir(loaded, "perplexity")
+    result = evaluate_perplexity(loaded, args.data, seq_len=args.seq_len, max_tokens=args.max_tokens or None,
+                                 segment_length=args.segment_length, bin_size=args.bin_size,
+                                 batch_size=args.batch_size, out_dir=out, progress=not args.no_progress)
+    print(format_result(result))
+    print(f"written to {out}/ (perplexity.json, loss_by_position.png)")
+    return 0

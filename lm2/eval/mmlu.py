@@ -1,0 +1,256 @@
+"""MMLU by log-likelihood, with results laid out as the LM2 paper's Table 2 (categories and levels).
+
+Two forms, both as lm-evaluation-harness defines them, so that ``lm2.eval.lm_eval_adapter`` can check our
+numbers against the harness on the same questions:
+
+* "letter" (lm-eval's ``mmlu``): the question and its four choices labelled A-D, then "Answer:"; the prediction
+  is the letter with the highest log-likelihood of " A", " B", " C", " D". What the LM2 paper reports.
+* "cloze" (lm-eval's ``mmlu_continuation``): "Question: ...\\nAnswer:", and each choice's own text is scored;
+  the prediction maximises the log-likelihood divided by the choice's length in characters (lm-eval's
+  ``acc_norm``). Small models sit at chance in the letter form and above it here.
+
+Every prompt starts with "The following are multiple choice questions (with answers) about <subject>.\\n\\n";
+``shots`` solved examples are the first questions of the same subject other than the one asked (only the
+test split ships offline; lm-eval's ``first_n`` sampler over the same split picks the same ones).
+
+Tokenization follows lm-eval's: the context and the context + continuation are encoded with the tokenizer's
+defaults and the continuation is what the second adds. Inputs that share all but their last token are run
+once (a letter question costs one forward pass, not four).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lm2.eval.common import LoadedModel, batched, check_fits, write_json
+
+FORMS = ("letter", "cloze")
+LETTERS = ("A", "B", "C", "D")
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def description(subject: str) -> str:
+    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+
+
+def question_text(q, form: str) -> str:
+    if form == "letter":
+        options = "".join(f"\n{letter}. {choice}" for letter, choice in zip(LETTERS, q.choices))
+        return f"{q.question.strip()}{options}\nAnswer:"
+    return f"Question: {q.question.strip()}\nAnswer:"
+
+
+def choice_texts(q, form: str) -> list[str]:
+    return list(LETTERS) if form == "letter" else list(q.choices)
+
+
+def fewshot_examples(q, subject_questions: Sequence[Any], shots: int) -> list[Any]:
+    """The first ``shots`` questions of the subject other than ``q`` (by value, as lm-eval removes it)."""
+    pool = [x for x in subject_questions if x != q]
+    if shots > len(pool):
+        raise ValueError(f"--shots {shots}: the subject {q.subject} has only {len(pool)} other questions")
+    return pool[:shots]
+
+
+def context_text(q, subject_questions: Sequence[Any], shots: int, form: str) -> str:
+    """The whole prompt before the answer: description, solved examples, the question."""
+    examples = "".join(f"{question_text(ex, form)} {choice_texts(ex, form)[ex.answer]}\n\n"
+                       for ex in fewshot_examples(q, subject_questions, shots))
+    return description(q.subject) + examples + question_text(q, form)
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's split of a (context, continuation) pair into token ids (trailing context spaces move over)."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer.encode(context + continuation)
+    ctx = tokenizer.encode(context)
+    return list(ctx), list(whole[len(ctx) :])
+
+
+# ----------------------------------------------------------------------------- log-likelihoods
+
+
+@torch.no_grad()
+def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = 8,
+                   progress: bool = False, desc: str = "log-likelihoods") -> list[float]:
+    """Sum of log p(continuation | context) for each (context ids, continuation ids) request.
+
+    The input of a request is (context + continuation)[:-1]; requests with the same input share one forward
+    pass. Inputs are sorted by length and right-padded (a causal model's earlier positions never see the
+    padding), and only the last positions that some request of the batch scores get logits.
+    """
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    inputs: dict[tuple[int, ...], int] = {}
+    keys = []
+    for ctx, cont in requests:
+        if not cont:
+            raise ValueError("a continuation encoded to no tokens")
+        if not ctx:
+            raise ValueError("an empty context: the first continuation token would have nothing to condition on")
+        seq = tuple(ctx) + tuple(cont[:-1])
+        keys.append(inputs.setdefault(seq, len(inputs)))
+    unique = list(inputs)
+    check_fits(model, max(len(s) for s in unique), "an MMLU prompt")
+    # Per unique input, the earliest position any of its requests scores.
+    first_scored = [len(s) for s in unique]
+    for (ctx, cont), key in zip(requests, keys):
+        first_scored[key] = min(first_scored[key], len(unique[key]) - len(cont))
+    order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
+    logprobs: dict[int, torch.Tensor] = {}  # unique index -> (positions from first_scored, V) log-probs
+    for chunk in tqdm(list(batched(order, batch_size)), desc=desc, disable=not progress, unit="batch"):
+        width = len(unique[chunk[0]])
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, : len(unique[i])] = torch.tensor(unique[i])
+        keep = max(width - first_scored[i] for i in chunk)
+        logits = model(ids.to(device), logits_to_keep=keep).logits  # (B, keep, V), positions width-keep..width-1
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for row, i in enumerate(chunk):
+            start = first_scored[i] - (width - keep)
+            logprobs[i] = logp[row, start : start + len(unique[i]) - first_scored[i]].cpu()
+    out = []
+    for (ctx, cont), key in zip(requests, keys):
+        n = len(unique[key])
+        offset = n - len(cont) - first_scored[key]  # index of the first scored position in logprobs[key]
+        rows = logprobs[key][offset : offset + len(cont)]
+        out.append(float(rows.gather(1, torch.tensor(list(cont))[:, None]).sum()))
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def score_questions(model, tokenizer, questions: Sequence[Any], shots: int = 0, form: str = "letter",
+                    batch_size: int = 8, progress: bool = True,
+                    fewshot_pool: Sequence[Any] | None = None) -> list[dict]:
+    """One record per question: subject, answer, the choices' log-likelihoods, prediction, correctness.
+
+    Solved examples come from ``fewshot_pool`` (default: ``questions``), per subject."""
+    if form not in FORMS:
+        raise ValueError(f"unknown MMLU form {form!r}: choose one of {', '.join(FORMS)}")
+    if shots < 0:
+        raise ValueError(f"--shots {shots} is invalid: it must be 0 or more")
+    by_subject: dict[str, list[Any]] = defaultdict(list)
+    for q in questions if fewshot_pool is None else fewshot_pool:
+        by_subject[q.subject].append(q)
+    requests, owners = [], []
+    for index, q in enumerate(questions):
+        context = context_text(q, by_subject[q.subject], shots, form)
+        for choice in choice_texts(q, form):
+            requests.append(encode_pair(tokenizer, context, " " + choice))
+            owners.append(index)
+    lls = loglikelihoods(model, requests, batch_size, progress, desc=f"MMLU ({form}, {shots}-shot)")
+    records = []
+    for index, q in enumerate(questions):
+        ll = lls[4 * index : 4 * index + 4]
+        if form == "letter":
+            pred = max(range(4), key=lambda c: ll[c])
+        else:  # lm-eval's acc_norm: log-likelihood per character of the choice
+            pred = max(range(4), key=lambda c: ll[c] / max(1, len(q.choices[c])))
+        records.append({"subject": q.subject, "answer": q.answer, "pred": pred, "correct": pred == q.answer,
+                        "loglikelihoods": [round(x, 4) for x in ll]})
+    return records
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Accuracy (percent) by subject, by category and by level (the LM2 paper's Table 2), and on average.
+
+    Category, level and the average count every question once (lm-eval's size-weighted group mean);
+    ``macro_average`` is the unweighted mean over subjects."""
+    from lm2.data.mmlu import CATEGORIES, LEVELS, SUBJECT_CATEGORY, SUBJECT_LEVEL
+
+    def group(key_of) -> dict[str, dict]:
+        hits, counts = defaultdict(int), defaultdict(int)
+        for r in records:
+            key = key_of(r["subject"])
+            hits[key] += bool(r["correct"])
+            counts[key] += 1
+        return {k: {"acc": 100.0 * hits[k] / counts[k], "n": counts[k]} for k in counts}
+
+    subjects = group(lambda s: s)
+    categories, levels = group(SUBJECT_CATEGORY.__getitem__), group(SUBJECT_LEVEL.__getitem__)
+    n = len(records)
+    return {
+        "subjects": dict(sorted(subjects.items())),
+        "categories": {c: categories[c] for c in CATEGORIES if c in categories},
+        "levels": {lv: levels[lv] for lv in LEVELS if lv in levels},
+        "average": {"acc": 100.0 * sum(bool(r["correct"]) for r in records) / n if n else None, "n": n},
+        "macro_average": sum(v["acc"] for v in subjects.values()) / len(subjects) if subjects else None,
+    }
+
+
+def table2(summary: dict, title: str = "") -> str:
+    """The LM2 paper's Table 2 layout: categories, then levels, then the average."""
+    lines = [title] if title else []
+    lines.append(f"{'':<22}{'acc':>7}{'n':>7}")
+    for section, key in (("Category", "categories"), ("Level", "levels")):
+        lines.append(section)
+        for name, v in summary[key].items():
+            lines.append(f"  {name:<20}{v['acc']:7.1f}{v['n']:7d}")
+    avg = summary["average"]
+    lines.append(f"{'Average':<22}{avg['acc']:7.1f}{avg['n']:7d}")
+    return "\n".join(lines)
+
+
+def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] | None = None, form: str = "letter",
+                  limit: int | None = None, batch_size: int = 8, out_dir: str | os.PathLike | None = None,
+                  progress: bool = True, check_lm_eval: bool = False) -> dict:
+    """Evaluate a loaded model on MMLU; returns the summary (also written to ``out_dir`` with the per-question
+    records). ``limit`` keeps the first N questions of each subject. ``check_lm_eval`` also runs
+    lm-evaluation-harness on the same questions and model and compares it with these records (the summary's
+    ``lm_eval_check``, see ``lm2.eval.lm_eval_adapter.compare_with_lm_eval``)."""
+    import json
+
+    from lm2.data.mmlu import load_mmlu
+
+    pool = load_mmlu(subjects)
+    questions = select_questions(pool, limit)
+    start = time.perf_counter()
+    records = score_questions(loaded.model, loaded.tokenizer, questions, shots, form, batch_size, progress, pool)
+    seconds = time.perf_counter() - start
+    summary = {"model": str(loaded.path), "model_kind": loaded.kind, "form": form, "shots": shots,
+               "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
+               "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
+               **summarize(records)}
+    if check_lm_eval:
+        from lm2.eval.lm_eval_adapter import compare_with_lm_eval
+
+        start = time.perf_counter()
+        summary["lm_eval_check"] = compare_with_lm_eval(loaded.model, loaded.tokenizer, pool, records, shots, form,
+                                                        limit, batch_size)
+        summary["lm_eval_check"]["seconds"] = round(time.perf_counter() - start, 2)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
+        with open(out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl", "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+    return summary
+
+
+def select_questions(questions: Sequence[Any], limit: int | None) -> list[Any]:
+    """The first ``limit`` questions of each subject (all with None), in their original order."""
+    if limit is None:
+        return list(questions)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"--limit {limit!r} is invalid: it must be a positive number of questions per subject")
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for q in questions:
+        if seen[q.subject] < limit:
+            seen[q.subject] += 1
+            out.append(q)
+    return out

@@ -1,0 +1,141 @@
+"""MMLU scoring: rigged models on hand-made questions, the Table 2 grouping, the log-likelihood engine, and the
+agreement with lm-evaluation-harness."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lm2.data.mmlu import CATEGORIES, LEVELS, SUBJECT_CATEGORY, SUBJECT_LEVEL, MMLUQuestion
+from lm2.eval.mmlu import context_text, encode_pair, loglikelihoods, score_questions, summarize, table2
+
+HAND_MADE = [
+    MMLUQuestion("high_school_physics", "What falls faster in a vacuum?", ["a feather", "a stone", "both alike",
+                                                                          "neither"], 2),
+    MMLUQuestion("high_school_physics", "What is the unit of force?", ["newton", "joule", "watt", "pascal"], 0),
+    MMLUQuestion("college_chemistry", "What is the symbol of sodium?", ["S", "Na", "So", "N"], 1),
+    MMLUQuestion("philosophy", "Who wrote the Republic?", ["Aristotle", "Plato", "Kant", "Hume"], 1),
+    MMLUQuestion("professional_law", "Which court is highest in the US?", ["district", "appeals", "supreme",
+                                                                           "state"], 2),
+    MMLUQuestion("marketing", "What are the four Ps?", ["product, price, place, promotion", "people", "plans",
+                                                        "profit"], 0),
+    MMLUQuestion("sociology", "Who wrote Suicide (1897)?", ["Weber", "Marx", "Comte", "Durkheim"], 3),
+]
+
+
+@pytest.mark.parametrize("letter", ["A", "B", "C", "D"])
+def test_a_model_that_prefers_one_letter_scores_that_letters_share(letter, gpt2, letter_lm):
+    token = gpt2.encode(" " + letter)[0]
+    records = score_questions(letter_lm(len(gpt2), token), gpt2, HAND_MADE, form="letter", progress=False)
+    assert all(r["pred"] == "ABCD".index(letter) for r in records)
+    summary = summarize(records)
+    expected = [q.answer == "ABCD".index(letter) for q in HAND_MADE]
+    assert summary["average"]["acc"] == pytest.approx(100.0 * sum(expected) / len(expected))
+    for category, v in summary["categories"].items():
+        in_category = [e for q, e in zip(HAND_MADE, expected) if SUBJECT_CATEGORY[q.subject] == category]
+        assert v["n"] == len(in_category) and v["acc"] == pytest.approx(100.0 * sum(in_category) / len(in_category))
+    assert summary["levels"]["High School"]["n"] == 2 and summary["levels"]["General Knowledge"]["n"] == 3
+    text = table2(summary)
+    assert "Category" in text and "Level" in text and "Average" in text
+
+
+def test_cloze_form_normalises_by_characters(gpt2, letter_lm):
+    """A uniform model gives each choice -(tokens * log V); the prediction maximises that per character."""
+    records = score_questions(letter_lm(len(gpt2)), gpt2, HAND_MADE, form="cloze", progress=False)
+    for q, r in zip(HAND_MADE, records):
+        context = context_text(q, HAND_MADE, 0, "cloze")
+        lls = [-len(encode_pair(gpt2, context, " " + c)[1]) * math.log(len(gpt2)) for c in q.choices]
+        assert r["loglikelihoods"] == pytest.approx(lls, abs=1e-3)
+        assert r["pred"] == max(range(4), key=lambda c: lls[c] / len(q.choices[c]))
+
+
+def test_fewshot_prompt_uses_the_subjects_other_questions():
+    q = HAND_MADE[1]
+    text = context_text(q, HAND_MADE[:2], 1, "letter")
+    assert text.startswith("The following are multiple choice questions (with answers) about high school physics.")
+    assert "What falls faster in a vacuum?" in text and text.endswith("D. pascal\nAnswer:")
+    assert text.count("Answer:") == 2 and "Answer: C\n\n" in text  # the example is answered
+    with pytest.raises(ValueError, match="only 1 other"):
+        context_text(q, HAND_MADE[:2], 2, "letter")
+
+
+def test_table2_grouping_covers_all_57_subjects():
+    assert len(SUBJECT_CATEGORY) == 57 and set(SUBJECT_CATEGORY) == set(SUBJECT_LEVEL)
+    assert set(SUBJECT_CATEGORY.values()) == set(CATEGORIES) and set(SUBJECT_LEVEL.values()) == set(LEVELS)
+    records = [{"subject": s, "correct": True} for s in SUBJECT_CATEGORY]
+    summary = summarize(records)
+    assert list(summary["categories"]) == list(CATEGORIES) and list(summary["levels"]) == list(LEVELS)
+    assert sum(v["n"] for v in summary["categories"].values()) == 57
+    assert sum(v["n"] for v in summary["levels"].values()) == 57
+
+
+def test_loglikelihoods_equal_a_direct_computation():
+    """Batched, de-duplicated, right-padded scoring equals one unpadded forward per request."""
+    from helpers import memory_model
+
+    model = memory_model(memory_update_interval=3)
+    gen = torch.Generator().manual_seed(0)
+    contexts = [torch.randint(1, 97, (n,), generator=gen).tolist() for n in (5, 9, 9, 14)]
+    requests = [(contexts[0], [3]), (contexts[0], [4]), (contexts[1], [7, 8, 9]), (contexts[2], [1]),
+                (contexts[3], [5, 6]), (contexts[3], [5, 2])]
+    with torch.no_grad():
+        expected = []
+        for ctx, cont in requests:
+            ids = torch.tensor([ctx + cont])
+            logp = torch.log_softmax(model(ids[:, :-1]).logits[0], dim=-1)
+            expected.append(sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont)))
+        for batch_size in (1, 2, 8):
+            assert loglikelihoods(model, requests, batch_size) == pytest.approx(expected, abs=1e-4)
+
+
+def test_mmlu_command_writes_the_table(gpt2, tmp_path, capsys):
+    from helpers import memory_model
+
+    from lm2.cli import main
+
+    model = memory_model(vocab_size=len(gpt2))
+    model.save_pretrained(tmp_path / "ckpt")
+    gpt2.save_pretrained(str(tmp_path / "ckpt"))
+    code = main(["eval", "mmlu", "--model", str(tmp_path / "ckpt"), "--subjects", "anatomy", "marketing",
+                 "--limit", "3", "--out", str(tmp_path / "out"), "--no-progress", "--check-lm-eval"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "STEM" in out and "Average" in out and "lm-evaluation-harness" in out
+    summary = json.loads((tmp_path / "out" / "mmlu_letter_0shot.json").read_text())
+    assert summary["average"]["n"] == 6 and summary["lm_eval_check"]["agree"]
+    assert main(["eval", "mmlu", "--model", str(tmp_path / "ckpt"), "--subjects", "astrology", "--no-progress"]) == 2
+
+
+@pytest.mark.parametrize("form", ["letter", "cloze"])
+def test_agrees_with_lm_evaluation_harness_on_a_tiny_model(form, gpt2):
+    pytest.importorskip("lm_eval")
+    from helpers import memory_model
+
+    from lm2.data.mmlu import load_mmlu
+    from lm2.eval.lm_eval_adapter import check_mmlu_against_lm_eval
+
+    model = memory_model(vocab_size=len(gpt2))
+    check = check_mmlu_against_lm_eval(model, gpt2, load_mmlu(["anatomy", "virology"]), shots=1, form=form,
+                                       limit=4, batch_size=3)
+    assert check["questions"] == 8 and check["prompt_mismatches"] == 0
+    assert check["prediction_mismatches"] == 0 and check["max_loglikelihood_difference"] < 1e-3
+    assert check["agree"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["letter", "cloze"])
+def test_agrees_with_lm_evaluation_harness_on_smollm2(form):
+    """The issue's check on a real model: SmolLM2-135M-Instruct, three subjects, both harnesses within 0.5."""
+    pytest.importorskip("lm_eval")
+    from lm2.data.mmlu import load_mmlu
+    from lm2.eval.common import load_model
+    from lm2.eval.lm_eval_adapter import check_mmlu_against_lm_eval
+
+    loaded = load_model("smollm2-135m")
+    questions = load_mmlu(["high_school_geography", "college_biology", "world_religions"])
+    check = check_mmlu_against_lm_eval(loaded.model, loaded.tokenizer, questions, shots=0, form=form, limit=30)
+    assert check["prompt_mismatches"] == 0
+    assert abs(check["difference"]) <= 0.5, check
