@@ -1,0 +1,1 @@
+"""Plots: BABILong tables and heatmaps, training curves, memory heatmaps."""

@@ -1,0 +1,73 @@
+"""BABILong results as a text table and as a task x length heatmap (the layout of the BABILong paper's figures).
+
+Both take accuracies in percent as ``{task: {length: accuracy}}``; a missing cell is shown empty.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+Accuracies = Mapping[str, Mapping[str, float]]
+
+
+def format_table(accuracy: Accuracies, tasks: Sequence[str], lengths: Sequence[str],
+                 extra_rows: Mapping[str, Mapping[str, float]] | None = None,
+                 extra_column: tuple[str, Mapping[str, float]] | None = None) -> str:
+    """A fixed-width table: one row per task (and per extra row, e.g. the qa1-qa5 mean), one column per length,
+    plus an optional extra column (e.g. the aggregate over lengths >= 8k)."""
+    rows = [(task, accuracy.get(task, {})) for task in tasks] + list((extra_rows or {}).items())
+    columns = list(lengths) + ([extra_column[0]] if extra_column else [])
+    width = max(6, *(len(c) + 1 for c in columns))
+    label_width = max(6, *(len(name) for name, _ in rows))
+
+    def cell(value) -> str:
+        return f"{value:{width}.1f}" if value is not None else " " * (width - 1) + "-"
+
+    lines = [f"{'':<{label_width}}" + "".join(f"{c:>{width}}" for c in columns)]
+    for i, (name, values) in enumerate(rows):
+        if i == len(tasks) and extra_rows:
+            lines.append("-" * (label_width + width * len(columns)))
+        line = f"{name:<{label_width}}" + "".join(cell(values.get(length)) for length in lengths)
+        if extra_column:
+            line += cell(extra_column[1].get(name))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_heatmap(accuracy: Accuracies, tasks: Sequence[str], lengths: Sequence[str], path: str | os.PathLike,
+                 title: str = "") -> Path:
+    """Save a heatmap of accuracy (rows: tasks, columns: lengths), red (0) to green (100), values written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.full((len(tasks), len(lengths)), np.nan)
+    for i, task in enumerate(tasks):
+        for j, length in enumerate(lengths):
+            value = accuracy.get(task, {}).get(length)
+            if value is not None:
+                grid[i, j] = value
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.75 * len(lengths)), 1.2 + 0.45 * len(tasks)))
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(lengths)), labels=list(lengths))
+    ax.set_yticks(range(len(tasks)), labels=list(tasks))
+    ax.set_xlabel("context length (GPT-2 tokens)")
+    for i in range(len(tasks)):
+        for j in range(len(lengths)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9)
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    if title:
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,103 @@
+"""`lm2 generate` (stream an answer token by token) and `lm2 inspect memory` (read weights before and after
+test-time memory updates, gates, slot usage). Thin: parsing here, the work in lm2/generate.py and
+lm2/viz/memory.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate text from a model folder, printing tokens as they come")
+    p.add_argument("--model", required=True, help="a model folder (LM2, RMT or any causal LM) or smollm2-135m")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="the prompt text")
+    prompt.add_argument("--prompt-file", help="a file holding the prompt (for long prompts)")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); e.g. 0.7 to sample")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep this much probability mass")
+    p.add_argument("--memory-update-every", type=int, default=None, metavar="U",
+                   help="write the memory every U tokens (default: the model's interval; 1 = the paper's "
+                        "test-time update, one write per token)")
+    p.add_argument("--segment-length", type=int, default=None,
+                   help="feed the prompt this many tokens at a time (default: the attention window, else 1024)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    p.add_argument("--no-chat-template", action="store_true", help="feed the raw prompt even if the tokenizer "
+                                                                    "has a chat template")
+    p.add_argument("--tokenizer", default=None, help="tokenizer if the folder has none (gpt2, smollm2 or a folder)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_generate)
+
+    inspect = sub.add_parser("inspect", help="look inside a model")
+    inspect_sub = inspect.add_subparsers(dest="inspect_command", metavar="SUBCOMMAND")
+    inspect_sub.required = True
+    p = inspect_sub.add_parser(
+        "memory",
+        help="read weights of a memory block before and after test-time updates (PNG), top tokens per slot, "
+             "gate statistics and slot usage (report.json, report.txt)",
+        description="'Before' reads the prompt against the initial memory with no writes; 'after' reads it "
+                    "against the memory left by K test-time update steps (U = 1, one write per token) over the "
+                    "prompt's first K tokens, then over the model's greedy continuation if K exceeds the prompt. "
+                    "See lm2/viz/memory.py.",
+    )
+    p.add_argument("--model", required=True, help="an LM2 model folder")
+    p.add_argument("--prompt-file", required=True, help="a text file; its raw text is the prompt")
+    p.add_argument("--layer", type=int, required=True, help="the memory block to draw")
+    p.add_argument("--steps", type=int, default=None, metavar="K",
+                   help="test-time update steps (default: one per prompt token)")
+    p.add_argument("--out", default="memory-inspection", help="output folder")
+    p.add_argument("--top-k", type=int, default=5, help="tokens listed per slot")
+    p.add_argument("--labels", type=int, default=10, help="most attended tokens named on each heatmap")
+    p.add_argument("--segment-length", type=int, default=None)
+    p.add_argument("--tokenizer", default=None, help="tokenizer if the folder has none (gpt2, smollm2 or a folder)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_inspect_memory)
+
+
+def _read_prompt(args) -> str:
+    if getattr(args, "prompt", None) is not None:
+        return args.prompt
+    path = Path(args.prompt_file)
+    if not path.is_file():
+        raise ValueError(f"--prompt-file {path}: no such file")
+    return path.read_text(encoding="utf-8")
+
+
+def run_generate(args) -> int:
+    import time
+
+    from lm2.eval.common import load_model
+    from lm2.generate import generate_stream
+
+    prompt = _read_prompt(args)
+    loaded = load_model(args.model, args.device, args.tokenizer)
+    start = time.perf_counter()
+    for piece in generate_stream(loaded.model, loaded.tokenizer, prompt, args.max_new_tokens, args.temperature,
+                                 args.top_p, args.memory_update_every, args.segment_length, args.seed,
+                                 chat_template=not args.no_chat_template):
+        print(piece, end="", flush=True)
+    print()
+    print(f"[{time.perf_counter() - start:.1f} s]", file=sys.stderr)
+    return 0
+
+
+def run_inspect_memory(args) -> int:
+    from lm2.eval.common import load_model
+    from lm2.viz.memory import check_layer, inspect_memory, token_labels, write_report
+
+    text = _read_prompt(args)
+    loaded = load_model(args.model, args.device, args.tokenizer)
+    check_layer(loaded.model, args.layer)  # before any work: a model without memory has nothing to show
+    ids = loaded.tokenizer(text)["input_ids"]
+    if not ids:
+        raise ValueError(f"--prompt-file {args.prompt_file} holds no tokens")
+    inspection = inspect_memory(loaded.model, ids, args.layer, args.steps, token_labels(loaded.tokenizer, ids),
+                                args.segment_length)
+    extra = {"model": str(loaded.path), "prompt_file": str(args.prompt_file),
+             "continuation": loaded.tokenizer.decode(inspection.continuation)}
+    paths = write_report(inspection, args.out, args.top_k, args.labels, extra)
+    print(paths["text"].read_text(encoding="utf-8"), end="")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
