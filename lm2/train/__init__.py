@@ -1,0 +1,1 @@
+"""Training: pretraining and BABILong fine-tuning, checkpoints, distributed."""

@@ -1,0 +1,370 @@
+"""The training config: one typed dataclass per section, loaded from YAML plus ``--section.field value`` overrides.
+
+Everything is validated before any work starts (no tokenizer training, no model built), and every error names
+the field (``train.lr``), the value and what would be right. The resolved config (after overrides) is what is
+saved with every checkpoint, so a run can always be reproduced from its checkpoint folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_KINDS = ("lm2", "vanilla", "rmt")
+TASKS = ("babilong", "lm")
+PRECISIONS = ("fp32", "bf16")
+STRATEGIES = ("none", "ddp", "fsdp")
+
+
+@dataclass
+class ModelSection:
+    kind: str = "lm2"
+    """lm2 | vanilla (the same backbone with memory_layers=0, same window) | rmt (lm2.rmt, the RMT baseline)."""
+    preset: str = "tiny"
+    """An LM2Config preset (tiny, small, 40m, lm2-1.7b); ignored with init_from."""
+    init_from: str | None = None
+    """An HF Llama folder or "smollm2-135m": the backbone's weights; memory blocks are added to it."""
+    freeze_backbone: bool = False
+    """Train only the memory parameters (names containing ".memory.")."""
+    config: dict = field(default_factory=dict)
+    """LM2Config fields over the preset (hidden_size, memory_slots, memory_update_interval, sliding_window, ...)."""
+    rmt: dict = field(default_factory=dict)
+    """Extra keyword arguments for the RMT baseline (e.g. num_memory_tokens)."""
+
+
+@dataclass
+class DataSection:
+    task: str = "babilong"
+    """babilong (answer-only fine-tuning on generated BABILong samples) | lm (packed-text pretraining)."""
+    tokenizer: str = "bpe:1024"
+    """"bpe:<vocab>" (a byte-level BPE trained once on the books + bAbI text, cached), "gpt2", "smollm2" or a
+    folder. The model's vocab_size is set from it."""
+    segment_length: int = 128
+    """Tokens per segment of segment-recurrent training; the memory state is carried across segments."""
+    bptt_segments: int = 0
+    """Truncate backpropagation through the carried state every this many segments (0 = never)."""
+    # --- babilong
+    babi_tasks: list = field(default_factory=lambda: ["qa1"])
+    """bAbI tasks to mix (each sample draws one uniformly)."""
+    curriculum: list = field(default_factory=lambda: [{"steps": 100, "lengths": ["0k"]}])
+    """Stages [{steps, lengths}], run in order, each from where the last ended; every sample of a batch draws its
+    length from the stage's list, so lengths vary within a batch and the number of segments grows by stage."""
+    # --- lm
+    source: str = "books"
+    """Pretraining text: "books" (the TRAIN books), a .txt/.jsonl/.parquet file or folder, or an HF dataset."""
+    val_source: str = "books:test"
+    block_size: int = 512
+    """Tokens per packed pretraining sequence (split into segments of segment_length)."""
+
+
+@dataclass
+class TrainSection:
+    steps: int = 0
+    """Optimizer steps; 0 = the sum of the curriculum's steps (babilong)."""
+    batch_size: int = 8
+    """Global batch: sequences per optimizer step, over all processes and accumulation steps."""
+    micro_batch_size: int = 0
+    """Sequences per forward pass and process; 0 = batch_size / world_size (no accumulation)."""
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    """The cosine schedule ends at lr * min_lr_ratio."""
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    """Decoupled (AdamW); norms, biases, embeddings and the initial memory get none."""
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = off)."""
+    precision: str = "fp32"
+    """fp32 | bf16 (autocast; for GPUs: a bf16 step is ~35x slower than fp32 on these CPUs)."""
+    seed: int = 0
+    threads: int = 0
+    """torch CPU threads (0 = leave torch's default)."""
+    device: str = "auto"
+    """auto (cuda if available) | cpu | cuda."""
+
+
+@dataclass
+class EvalSection:
+    interval: int = 100
+    """Evaluate every this many steps (and at the end); 0 = only at the end."""
+    val_batches: int = 4
+    """Batches of held-out data for the validation loss."""
+    samples: int = 50
+    """BABILong test samples per task and length for exact-match accuracy (greedy decoding)."""
+    lengths: list = field(default_factory=list)
+    """BABILong lengths to evaluate; empty = every length of the curriculum."""
+    max_new_tokens: int = 6
+
+
+@dataclass
+class CheckpointSection:
+    interval: int = 0
+    """Save every this many steps (0 = only at the end)."""
+    keep_last: int = 2
+    keep_best: bool = True
+    """Also keep the checkpoint with the best `best_metric` (as best/)."""
+    best_metric: str = "val_loss"
+    """A metric of the eval record; *loss is minimised, anything else maximised."""
+
+
+@dataclass
+class DistributedSection:
+    strategy: str = "none"
+    """none | ddp | fsdp (FSDP2 fully_shard). Under torchrun with strategy none, ddp is used."""
+    backend: str = "auto"
+    """auto (nccl on GPU, gloo on CPU) | gloo | nccl."""
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/default"
+    """Run folder: checkpoints (ckpt-<step>/, best/), metrics.jsonl, tensorboard/, config.yaml."""
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
+
+    # ------------------------------------------------------------------ derived values
+    def total_steps(self) -> int:
+        if self.train.steps:
+            return self.train.steps
+        return sum(int(stage["steps"]) for stage in self.data.curriculum)
+
+    def stage_at(self, step: int) -> tuple[int, dict]:
+        """The curriculum stage (index, stage) that optimizer step ``step`` (0-based) belongs to; after the last
+        stage's steps the last stage continues."""
+        end = 0
+        for index, stage in enumerate(self.data.curriculum):
+            end += int(stage["steps"])
+            if step < end:
+                return index, stage
+        return len(self.data.curriculum) - 1, self.data.curriculum[-1]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- building and checking
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or tp)
+
+
+def _build(cls, values: dict, prefix: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config field {prefix}{unknown[0]}: the fields of {prefix.rstrip('.') or 'the config'}"
+                         f" are {sorted(names)}")
+    kwargs = {}
+    for name, value in values.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, f"{prefix}{name}.")
+            continue
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not _type_ok(value, tp):
+            raise ValueError(f"config field {prefix}{name}={value!r} is invalid: expected {_type_name(tp)}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"config field {name}={value!r} is invalid: choose one of {list(choices)}")
+
+
+def _positive(name: str, value: Any, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ValueError(f"config field {name}={value!r} is invalid: it must be {'>= 0' if zero_ok else '> 0'}")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check values and their combinations; raise ValueError naming the field. Cheap: builds nothing."""
+    m, d, t, e, c, dist = cfg.model, cfg.data, cfg.train, cfg.eval, cfg.checkpoint, cfg.distributed
+    _choice("model.kind", m.kind, MODEL_KINDS)
+    _choice("data.task", d.task, TASKS)
+    _choice("train.precision", t.precision, PRECISIONS)
+    _choice("train.device", t.device, ("auto", "cpu", "cuda"))
+    _choice("distributed.strategy", dist.strategy, STRATEGIES)
+    _choice("distributed.backend", dist.backend, ("auto", "gloo", "nccl"))
+    if m.init_from is None:
+        from lm2.configuration_lm2 import PRESETS
+
+        _choice("model.preset", m.preset, tuple(PRESETS))
+    if m.init_from and d.tokenizer.startswith("bpe:"):
+        raise ValueError(f"config field data.tokenizer={d.tokenizer!r} is invalid with model.init_from: a pretrained "
+                         f"model needs its own tokenizer (smollm2, or the model's folder)")
+    if m.freeze_backbone and m.kind != "lm2":
+        raise ValueError("config field model.freeze_backbone=true needs model.kind=lm2 (only LM2 has .memory. "
+                         "parameters to train)")
+    for name in ("segment_length", "block_size"):
+        _positive(f"data.{name}", getattr(d, name))
+    _positive("data.bptt_segments", d.bptt_segments, zero_ok=True)
+    window = m.config.get("sliding_window")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise ValueError(f"config field model.config.sliding_window={window!r} is invalid: a positive int or null")
+    if d.task == "babilong":
+        if not d.babi_tasks:
+            raise ValueError("config field data.babi_tasks is empty: give at least one task, e.g. [qa1]")
+        from lm2.data import babi
+
+        for task in d.babi_tasks:
+            try:
+                babi.check_task(task)
+            except (ValueError, KeyError) as err:
+                raise ValueError(f"config field data.babi_tasks: {err}") from None
+        if not d.curriculum:
+            raise ValueError("config field data.curriculum is empty: give at least one stage {steps, lengths}")
+        from lm2.data.babilong import parse_length
+
+        for i, stage in enumerate(d.curriculum):
+            where = f"data.curriculum[{i}]"
+            if not isinstance(stage, dict) or set(stage) - {"steps", "lengths"} or "lengths" not in stage:
+                raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}")
+            if not isinstance(stage.get("steps"), int) or stage["steps"] < 1:
+                raise ValueError(f"config field {where}.steps={stage.get('steps')!r} is invalid: a positive int")
+            if not isinstance(stage["lengths"], list) or not stage["lengths"]:
+                raise ValueError(f"config field {where}.lengths={stage['lengths']!r} is invalid: a non-empty list")
+            for length in stage["lengths"]:
+                try:
+                    parse_length(length)
+                except (ValueError, TypeError) as err:
+                    raise ValueError(f"config field {where}.lengths: {err}") from None
+        for length in e.lengths:
+            try:
+                parse_length(length)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"config field eval.lengths: {err}") from None
+    elif t.steps < 1:
+        raise ValueError("config field train.steps=0 is invalid for data.task=lm: give the number of steps")
+    for name in ("steps", "micro_batch_size", "warmup_steps", "threads", "seed"):
+        _positive(f"train.{name}", getattr(t, name), zero_ok=True)
+    _positive("train.batch_size", t.batch_size)
+    _positive("train.lr", t.lr)
+    if not 0 <= t.min_lr_ratio <= 1:
+        raise ValueError(f"config field train.min_lr_ratio={t.min_lr_ratio} is invalid: it must be in [0, 1]")
+    _positive("train.weight_decay", t.weight_decay, zero_ok=True)
+    _positive("train.grad_clip", t.grad_clip, zero_ok=True)
+    if len(t.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in t.betas):
+        raise ValueError(f"config field train.betas={t.betas!r} is invalid: two numbers in [0, 1)")
+    if t.micro_batch_size and t.batch_size % t.micro_batch_size:
+        raise ValueError(f"config field train.micro_batch_size={t.micro_batch_size} is invalid: it must divide "
+                         f"train.batch_size={t.batch_size}")
+    for name in ("interval", "val_batches", "samples", "max_new_tokens"):
+        _positive(f"eval.{name}", getattr(e, name), zero_ok=name in ("interval", "val_batches", "samples"))
+    _positive("checkpoint.interval", c.interval, zero_ok=True)
+    _positive("checkpoint.keep_last", c.keep_last)
+    return cfg
+
+
+def accumulation_steps(cfg: TrainConfig, world_size: int) -> tuple[int, int]:
+    """(micro batch per process, accumulation steps) such that micro * accum * world == batch_size."""
+    t = cfg.train
+    if t.batch_size % world_size:
+        raise ValueError(f"config field train.batch_size={t.batch_size} is invalid: it must be divisible by the "
+                         f"number of processes ({world_size})")
+    per_rank = t.batch_size // world_size
+    micro = t.micro_batch_size or per_rank
+    if per_rank % micro:
+        raise ValueError(f"config field train.micro_batch_size={micro} is invalid: it must divide the per-process "
+                         f"batch train.batch_size / world_size = {per_rank}")
+    return micro, per_rank // micro
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` -> nested dict; values parsed as YAML."""
+    import yaml
+
+    out: dict = {}
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if not item.startswith("--") or len(item) < 3:
+            raise ValueError(f"override {item!r} is invalid: use --section.field VALUE (e.g. --train.lr 3e-4)")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(items):
+                raise ValueError(f"override --{key} has no value")
+            value = items[i + 1]
+            i += 1
+        i += 1
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _number_or_value(yaml.safe_load(value))
+    return out
+
+
+def _number_or_value(value: Any) -> Any:
+    """YAML 1.1 reads "3e-4" (no dot) as a string; an override that looks like a number is one."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "curriculum":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def from_dict(values: dict) -> TrainConfig:
+    return validate(_build(TrainConfig, values, ""))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """Read a YAML config (or start from the defaults), apply overrides, build and validate it."""
+    import yaml
+
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a config is a YAML mapping of sections (model, data, train, ...)")
+    if overrides:
+        values = _merge(values, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
+    return from_dict(values)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

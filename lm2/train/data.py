@@ -1,0 +1,222 @@
+"""Training data: the tokenizer, BABILong fine-tuning batches generated on the fly, packed pretraining blocks.
+
+Determinism is what makes resume exact and distributed runs equal to one process: every BABILong sample is a
+pure function of (seed, optimizer step, its index in the global batch), and pretraining blocks are read in a
+fixed order from a global block index. Process r of N takes the indices [r B/N, (r+1) B/N) of each global
+batch of B sequences (then cuts them into micro-batches for accumulation), so the N processes together see
+exactly the batch that one process would.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from lm2.train.config import TrainConfig
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def tokenizer_cache_dir() -> Path:
+    from lm2.data.wheels import cache_dir
+
+    return cache_dir() / "tokenizers"
+
+
+def _bpe_training_texts(book_chars: int = 400_000, babi_samples: int = 400) -> Iterator[str]:
+    """The TRAIN books (their first ``book_chars`` characters: enough for a 1-4k vocabulary, and quick) and
+    short stories of every bAbI task, so that names, rooms and the prompt words get their own tokens."""
+    from lm2.data import babi, babilong
+    from lm2.data.corpora import background_books
+
+    for book in background_books("train"):
+        yield book.text[:book_chars]
+    for task in babi.TASKS:
+        for s in babilong.build_samples(task, "0k", babi_samples, split="train", seed=1):
+            yield f"{s.context}\n{s.question}\n{s.target}"
+
+
+def get_tokenizer(spec: str):
+    """``bpe:<vocab>``: a byte-level BPE trained once on the books + bAbI text and cached (trained into a
+    temporary folder and renamed, so concurrent processes never read a half-written one); anything else goes
+    to ``lm2.data.tokenizers.load_tokenizer`` ("gpt2", "smollm2", a folder)."""
+    from lm2.data.tokenizers import load_tokenizer, train_bpe_tokenizer
+
+    if not spec.startswith("bpe:"):
+        return load_tokenizer(spec)
+    try:
+        vocab = int(spec[4:])
+    except ValueError:
+        raise ValueError(f"config field data.tokenizer={spec!r} is invalid: write bpe:<vocab size>, e.g. bpe:1024")
+    folder = tokenizer_cache_dir() / f"books-babi-bpe-{vocab}"
+    if not (folder / "tokenizer.json").exists():
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        train_bpe_tokenizer(_bpe_training_texts(), vocab, out_dir=tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_tokenizer(folder)
+
+
+def pad_id(tokenizer) -> int:
+    value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(value if value is not None else 0)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    """Right-pad (input_ids, labels) pairs to the longest: padding is masked out of attention and memory writes
+    (attention_mask 0) and out of the loss (label -100). Right padding keeps every sequence starting at
+    position 0, so memory update boundaries fall where they would without padding."""
+    longest = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), longest), pad, dtype=torch.long)
+    labels = torch.full((len(examples), longest), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), longest), dtype=torch.long)
+    for row, (ids, lab) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.as_tensor(ids)
+        labels[row, : len(lab)] = torch.as_tensor(lab)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def rank_indices(batch_size: int, rank: int, world_size: int, micro: int) -> list[list[int]]:
+    """This process's share of a global batch, as micro-batches of global sample indices."""
+    per_rank = batch_size // world_size
+    mine = list(range(rank * per_rank, (rank + 1) * per_rank))
+    return [mine[i : i + micro] for i in range(0, per_rank, micro)]
+
+
+class BabilongStream:
+    """BABILong fine-tuning examples, a pure function of (seed, step, index): nothing to save but the step."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer, rank: int = 0, world_size: int = 1, micro: int | None = None):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.rank, self.world_size = rank, world_size
+        self.micro = micro or cfg.train.batch_size // world_size
+        self.pad = pad_id(tokenizer)
+
+    def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
+        from lm2.data.babilong import build_samples, finetune_example
+
+        rng = random.Random(f"babilong/{self.cfg.train.seed}/{step}/{index}")
+        _, stage = self.cfg.stage_at(step)
+        task = rng.choice(self.cfg.data.babi_tasks)
+        length = rng.choice(stage["lengths"])
+        sample = build_samples(task, length, 1, split="train", seed=rng.randrange(2**31))[0]
+        ids, labels = finetune_example(sample, self.tokenizer)
+        return list(ids), list(labels)
+
+    def micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+        return [collate([self.example(step, i) for i in idx], self.pad)
+                for idx in rank_indices(self.cfg.train.batch_size, self.rank, self.world_size, self.micro)]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class TokenBlockStream:
+    """Packed pretraining blocks; global block index = step * batch_size + position in the global batch."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer, rank: int = 0, world_size: int = 1, micro: int | None = None,
+                 start_step: int = 0):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.rank, self.world_size = rank, world_size
+        self.micro = micro or cfg.train.batch_size // world_size
+        self._restart(start_step)
+
+    def _restart(self, step: int) -> None:
+        from lm2.data.corpora import TokenBlocks
+
+        self.next_step = step
+        # TokenBlocks deals global blocks round-robin over ranks; blocks [s B, (s+1) B) are step s's batch.
+        self.blocks = iter(TokenBlocks(self.cfg.data.source, self.tokenizer, self.cfg.data.block_size,
+                                       start_block=step * self.cfg.train.batch_size, rank=self.rank,
+                                       world_size=self.world_size))
+
+    def micro_batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+        if step != self.next_step:
+            self._restart(step)
+        per_rank = self.cfg.train.batch_size // self.world_size
+        try:
+            blocks = [next(self.blocks) for _ in range(per_rank)]
+        except StopIteration:
+            raise ValueError(f"data.source={self.cfg.data.source!r} ran out of text at step {step}: use fewer "
+                             f"train.steps or a smaller batch") from None
+        self.next_step = step + 1
+        out = []
+        for i in range(0, per_rank, self.micro):
+            ids = torch.stack(blocks[i : i + self.micro])
+            out.append({"input_ids": ids, "attention_mask": None, "labels": ids.clone()})
+        return out
+
+    def state_dict(self) -> dict:
+        return {"next_step": self.next_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restart(int(state["next_step"]))
+
+
+def make_stream(cfg: TrainConfig, tokenizer, rank: int, world_size: int, micro: int, start_step: int = 0):
+    if cfg.data.task == "babilong":
+        return BabilongStream(cfg, tokenizer, rank, world_size, micro)
+    return TokenBlockStream(cfg, tokenizer, rank, world_size, micro, start_step)
+
+
+# ----------------------------------------------------------------------------- held-out data
+
+
+@functools.lru_cache(maxsize=64)
+def babilong_test_samples(task: str, length: str, n: int, seed: int = 12345) -> tuple:
+    from lm2.data.babilong import build_samples
+
+    return tuple(build_samples(task, length, n, split="test", seed=seed))
+
+
+def eval_lengths(cfg: TrainConfig) -> list[str]:
+    if cfg.eval.lengths:
+        return list(cfg.eval.lengths)
+    seen: list[str] = []
+    for stage in cfg.data.curriculum:
+        seen += [length for length in stage["lengths"] if length not in seen]
+    return seen
+
+
+def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str, torch.Tensor]]:
+    """Held-out batches for the validation loss: BABILong test samples (answer-only loss) at the eval lengths,
+    or the first blocks of ``data.val_source``."""
+    n = cfg.eval.val_batches * micro
+    if n == 0:
+        return []
+    if cfg.data.task == "babilong":
+        from lm2.data.babilong import finetune_example
+
+        examples = []
+        lengths, tasks = eval_lengths(cfg), cfg.data.babi_tasks
+        per = -(-n // (len(lengths) * len(tasks)))
+        for task in tasks:
+            for length in lengths:
+                for s in babilong_test_samples(task, length, max(per, cfg.eval.samples))[:per]:
+                    ids, labels = finetune_example(s, tokenizer)
+                    examples.append((list(ids), list(labels)))
+        return [collate(examples[i : i + micro], pad_id(tokenizer)) for i in range(0, len(examples), micro)]
+    from lm2.data.corpora import TokenBlocks
+
+    blocks = []
+    for block in TokenBlocks(cfg.data.val_source, tokenizer, cfg.data.block_size):
+        blocks.append(block)
+        if len(blocks) == n:
+            break
+    return [{"input_ids": torch.stack(blocks[i : i + micro]), "attention_mask": None,
+             "labels": torch.stack(blocks[i : i + micro])} for i in range(0, len(blocks), micro)]

@@ -1,0 +1,360 @@
+"""The training loop: segment-recurrent training of LM2 (and its baselines), evaluation, checkpoints.
+
+``train(cfg)`` is the whole thing: ``setup`` builds everything (or restores it from a checkpoint), then one
+plain ``while`` loop runs optimizer steps, evaluates and saves. A sequence longer than ``data.segment_length``
+is fed segment by segment with the model's state (window KV + memory) carried across; backpropagation runs
+through the carried memory and is truncated every ``data.bptt_segments`` segments (``cache.detach()``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm2.train import checkpoint as ckpt
+from lm2.train.config import TrainConfig, accumulation_steps, save_config
+from lm2.train.data import (babilong_test_samples, eval_lengths, get_tokenizer, make_stream, pad_id,
+                            validation_batches)
+from lm2.train.optim import build_optimizer, build_scheduler
+from lm2.train.parallel import Dist, OpaqueState, all_reduce_sum, apply_parallelism, barrier, init_distributed, no_sync, shutdown
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without applying that step."""
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None) -> nn.Module:
+    """The one way the trainer builds a model: ``model.kind`` lm2 | vanilla (memory_layers=0, same window) | rmt,
+    from a preset (with ``model.config`` fields over it) or from a pretrained Llama (``model.init_from``)."""
+    from lm2 import LM2Config, LM2ForCausalLM
+
+    m = cfg.model
+    fields = dict(m.config)
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
+        fields.setdefault("eos_token_id", tokenizer.eos_token_id)
+        fields.setdefault("pad_token_id", pad_id(tokenizer))
+    if m.kind == "vanilla":
+        fields["memory_layers"] = 0
+    if m.init_from:
+        from lm2.pretrained import resolve_pretrained
+
+        if m.kind == "rmt":
+            raise ValueError("model.init_from with model.kind=rmt is not supported: use lm2 or vanilla")
+        model = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **fields)
+    else:
+        if vocab_size is not None:
+            fields["vocab_size"] = vocab_size
+        config = LM2Config.from_preset(m.preset, **fields)
+        if m.kind == "rmt":
+            from lm2 import rmt  # written separately; imported only when asked for
+
+            model = rmt.RMTForCausalLM(config, **m.rmt)
+        else:
+            model = LM2ForCausalLM(config)
+    if m.freeze_backbone:
+        for name, param in model.named_parameters():
+            param.requires_grad = ".memory." in name
+    return model
+
+
+class SegmentedLM(nn.Module):
+    """Runs a causal LM over (B, T) sequences ``segment_length`` tokens at a time, carrying its state, and
+    returns the summed cross-entropy of the labelled tokens and their count.
+
+    Targets are shifted over the whole sequence before it is cut (the first token of a segment is predicted
+    by the last position of the previous one), which the model's own per-call label shift would lose.
+    One forward per micro-batch (all segments) and one backward: DDP wraps this module, not the model.
+    """
+
+    def __init__(self, model: nn.Module, segment_length: int, bptt_segments: int = 0):
+        super().__init__()
+        self.model, self.segment_length, self.bptt_segments = model, segment_length, bptt_segments
+        self.opaque_state = False  # set by parallel.apply_parallelism under FSDP
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
+        total = input_ids.new_zeros((), dtype=torch.float)
+        cache = None
+        for k, start in enumerate(range(0, input_ids.shape[1], self.segment_length)):
+            if self.bptt_segments and k and k % self.bptt_segments == 0:
+                cache.detach()  # truncated BPTT: no gradient reaches earlier segments through the state
+            end = start + self.segment_length
+            mask = None if attention_mask is None else attention_mask[:, start:end]
+            if cache is None and self.opaque_state:
+                cache = OpaqueState(self.model.new_cache())
+            out = self.model(input_ids[:, start:end], attention_mask=mask, cache=cache, use_cache=True)
+            cache, tgt = out.past_key_values, targets[:, start:end]
+            if (tgt != -100).any():
+                total = total + F.cross_entropy(out.logits.flatten(0, 1).float(), tgt.flatten(), ignore_index=-100,
+                                                reduction="sum")
+        return total, (targets != -100).sum()
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def greedy_answer(model, prompt: torch.Tensor, segment_length: int, max_new_tokens: int, eos: int | None) -> list[int]:
+    """Stream the prompt (1, T) through the model segment by segment, then decode greedily with the state."""
+    from lm2.cache import stream
+
+    cache, logits = stream(model, prompt, segment_length)
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        token = int(logits[0].argmax())
+        if token == eos:
+            break
+        out.append(token)
+        step = model(torch.tensor([[token]], device=prompt.device), cache=cache, use_cache=True)
+        cache, logits = step.past_key_values, step.logits[:, -1]
+    return out
+
+
+@torch.no_grad()
+def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, float]:
+    """Exact-match accuracy of greedy answers after the answer marker, per task and length ("acc/qa1/1k")."""
+    from lm2.data.babilong import exact_match, finetune_example
+
+    results = {}
+    for task in cfg.data.babi_tasks:
+        for length in eval_lengths(cfg):
+            samples = babilong_test_samples(task, length, cfg.eval.samples)
+            correct = 0
+            for s in samples:
+                ids, labels = finetune_example(s, tokenizer)
+                first = next(i for i, lab in enumerate(labels) if lab != -100)  # the answer starts here
+                prompt = torch.tensor([list(ids)[:first]], device=device)
+                answer = greedy_answer(model, prompt, cfg.data.segment_length, cfg.eval.max_new_tokens,
+                                       tokenizer.eos_token_id)
+                correct += bool(exact_match(tokenizer.decode(answer), s.target))
+            results[f"acc/{task}/{length}"] = correct / max(1, len(samples))
+    return results
+
+
+@torch.no_grad()
+def evaluate(runner: SegmentedLM, tokenizer, cfg: TrainConfig, batches, device) -> dict[str, float]:
+    model = runner.model
+    was_training = model.training
+    model.eval()
+    total = count = 0.0
+    for batch in batches:
+        loss_sum, n = runner(**{k: (v.to(device) if v is not None else None) for k, v in batch.items()})
+        total, count = total + loss_sum.item(), count + n.item()
+    metrics = {"val_loss": total / max(count, 1)}
+    if cfg.data.task == "babilong" and cfg.eval.samples:
+        metrics.update(babilong_accuracy(model, tokenizer, cfg, device))
+        accs = [v for k, v in metrics.items() if k.startswith("acc/")]
+        metrics["acc/mean"] = sum(accs) / len(accs)
+    model.train(was_training)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+class MetricLog:
+    """JSON lines (one record per log call) and TensorBoard scalars, written by process 0 only."""
+
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int | None = None):
+        self.enabled, self.path, self.writer = enabled, out_dir / "metrics.jsonl", None
+        if not enabled:
+            return
+        if resume_step is not None and self.path.exists():  # drop records of steps the resumed run will redo
+            keep = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def log(self, step: int, kind: str, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, "kind": kind, **metrics}) + "\n")
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    """Everything the loop touches."""
+
+    cfg: TrainConfig
+    ctx: Dist
+    tokenizer: object
+    model: nn.Module  # the (possibly FSDP-sharded) model: state dicts and saving
+    runner: nn.Module  # what a training step calls (SegmentedLM, possibly in DDP)
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    stream: object
+    micro: int
+    accum: int
+    step: int = 0
+    best: float | None = None
+    out_dir: Path = Path(".")
+    history: list = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(cfg: TrainConfig, resume: bool = False) -> Run:
+    ctx = init_distributed(cfg.train.device, cfg.distributed.backend)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out_dir = Path(cfg.out_dir)
+    micro, accum = accumulation_steps(cfg, ctx.world_size)
+    resume_from = ckpt.latest(out_dir) if resume else None
+    if resume and resume_from is None:
+        raise ValueError(f"--resume: no complete checkpoint in {out_dir}")
+    if resume_from is not None:
+        ckpt.check_compatible(resume_from, cfg)
+    if ctx.is_main:  # process 0 trains the tokenizer once; the others then read the cache
+        tokenizer = get_tokenizer(cfg.data.tokenizer)
+    barrier(ctx)
+    if not ctx.is_main:
+        tokenizer = get_tokenizer(cfg.data.tokenizer)
+
+    seed_everything(cfg.train.seed)  # the same initial weights on every process
+    model = build_model(cfg, vocab_size=len(tokenizer), tokenizer=tokenizer)
+    if resume_from is not None:
+        ckpt.load_model_weights(resume_from, model)
+    model.to(ctx.device).train()
+    runner = apply_parallelism(model, SegmentedLM(model, cfg.data.segment_length, cfg.data.bptt_segments),
+                               cfg.distributed.strategy, ctx)
+    optimizer = build_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas)
+    scheduler = build_scheduler(optimizer, cfg.train.warmup_steps, cfg.total_steps(), cfg.train.min_lr_ratio)
+    run = Run(cfg, ctx, tokenizer, model, runner, optimizer, scheduler, None, micro, accum, out_dir=out_dir)
+    if resume_from is not None:
+        state = ckpt.load_trainer_state(resume_from)
+        ckpt.load_optimizer_state(model, optimizer, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        run.step, run.best = state["step"], state.get("best")
+    run.stream = make_stream(cfg, tokenizer, ctx.rank, ctx.world_size, micro, start_step=run.step)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+    return run
+
+
+def train_step(run: Run) -> dict:
+    """One optimizer step over the global batch: accumulate micro-batches, clip, step. Returns the mean loss.
+
+    Each process scales its summed loss by world_size / (labelled tokens in the global batch): DDP and FSDP
+    average gradients over processes, so the result is the gradient of the global per-token mean, whatever
+    the number of processes and accumulation steps.
+    """
+    cfg, ctx = run.cfg, run.ctx
+    batches = run.stream.micro_batches(run.step)
+    local_count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    global_count = all_reduce_sum(local_count, ctx)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss_sum = tokens = 0.0
+    for i, batch in enumerate(batches):
+        batch = {k: (v.to(ctx.device) if v is not None else None) for k, v in batch.items()}
+        with no_sync(run.runner, enabled=i < len(batches) - 1), torch.autocast(
+                ctx.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+            loss, _ = run.runner(**batch)
+        (loss * ctx.world_size / global_count).backward()
+        loss_sum += loss.item()
+        mask = batch["attention_mask"]
+        tokens += batch["input_ids"].numel() if mask is None else int(mask.sum())
+    mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(f"step {run.step + 1}: the loss is {mean_loss}; stopped before applying the step")
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        [p for p in run.model.parameters() if p.requires_grad], cfg.train.grad_clip or float("inf"))
+    run.optimizer.step()
+    run.scheduler.step()
+    run.step += 1
+    return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm.full_tensor()
+            if hasattr(grad_norm, "full_tensor") else grad_norm), "tokens": all_reduce_sum(tokens, ctx)}
+
+
+def save_checkpoint(run: Run, folder: Path) -> None:
+    ckpt.save(folder, run.model, run.optimizer, run.scheduler, run.cfg, run.step, run.tokenizer,
+              extra={"best": run.best, "data": run.stream.state_dict(), "world_size": run.ctx.world_size},
+              is_main=run.ctx.is_main)
+    if run.ctx.is_main:
+        ckpt.prune(run.out_dir, run.cfg.checkpoint.keep_last)
+    barrier(run.ctx)
+
+
+def is_better(cfg: TrainConfig, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if cfg.checkpoint.best_metric.endswith("loss") else value > best
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
+    """Train as configured; returns the finished run (its ``history`` holds every logged record)."""
+    from tqdm import tqdm
+
+    run = setup(cfg, resume)
+    ctx, total = run.ctx, cfg.total_steps()
+    val_batches = validation_batches(cfg, run.tokenizer, run.micro)
+    unwrapped = SegmentedLM(run.model, cfg.data.segment_length)  # evaluation needs no DDP
+    unwrapped.opaque_state = cfg.distributed.strategy == "fsdp" and ctx.enabled
+    log = MetricLog(run.out_dir, ctx.is_main, resume_step=run.step if resume else None)
+    bar = tqdm(total=total, initial=run.step, disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    start, last_stage = time.perf_counter(), None
+    try:
+        while run.step < total:
+            stage = cfg.stage_at(run.step)[0] if cfg.data.task == "babilong" else 0
+            if stage != last_stage and ctx.is_main and cfg.data.task == "babilong":
+                bar.write(f"step {run.step}: curriculum stage {stage}: lengths {cfg.data.curriculum[stage]['lengths']}")
+            last_stage = stage
+            t0 = time.perf_counter()
+            record = {**train_step(run), "stage": stage}
+            record["tok_per_s"] = record.pop("tokens") / (time.perf_counter() - t0)
+            log.log(run.step, "train", record)
+            run.history.append({"step": run.step, "kind": "train", **record})
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tok_per_s']:.0f}")
+            bar.update(1)
+            last = run.step == total
+            if (cfg.eval.interval and run.step % cfg.eval.interval == 0) or last:
+                metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device)
+                metrics["elapsed_s"] = time.perf_counter() - start
+                log.log(run.step, "eval", metrics)
+                run.history.append({"step": run.step, "kind": "eval", **metrics})
+                bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                value = metrics.get(cfg.checkpoint.best_metric)
+                if cfg.checkpoint.keep_best and value is not None and is_better(cfg, value, run.best):
+                    run.best = value
+                    save_checkpoint(run, run.out_dir / "best")
+            if (cfg.checkpoint.interval and run.step % cfg.checkpoint.interval == 0) or last:
+                save_checkpoint(run, run.out_dir / f"ckpt-{run.step:06d}")
+    except TrainingDiverged as err:
+        good = ckpt.latest(run.out_dir)
+        raise TrainingDiverged(f"{err}; the last good checkpoint is {good or '(none written yet)'}") from None
+    finally:
+        bar.close()
+        log.close()
+        shutdown(ctx)
+    return run

@@ -1,0 +1,40 @@
+"""AdamW with decoupled weight decay on the right parameters, and the warmup + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warmup from 1/warmup to 1, then a
+    cosine from 1 down to ``min_ratio`` at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def no_decay(name: str, param: torch.Tensor) -> bool:
+    """Norm weights, biases, embeddings and the learned initial memory bank get no weight decay: decaying them
+    pulls scales (norms), offsets (biases) and the identity-initialised bank toward zero for no benefit."""
+    return param.dim() < 2 or "embed_tokens" in name or "initial_memory" in name or "memory_embeddings" in name
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas, fused: bool | None = None):
+    """AdamW over the trainable parameters, in two groups (decay / no decay).
+
+    A tied LM head (lm_head.weight is embed_tokens.weight) appears once: named_parameters() de-duplicates.
+    """
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (plain if no_decay(name, param) else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas), fused=fused)
+
+
+def build_scheduler(optimizer, warmup_steps: int, total_steps: int, min_ratio: float):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, min_ratio))

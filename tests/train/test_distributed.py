@@ -1,0 +1,54 @@
+"""Two processes (gloo, CPU) with B/2 sequences each train exactly like one process with B: DDP and FSDP2."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lm2.train.config import from_dict
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, values: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from lm2.train.loop import train
+
+    train(from_dict(values), progress=False)
+
+
+def _losses(out_dir):
+    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines if json.loads(line)["kind"] == "train"]
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one(strategy, lm_config, tmp_path):
+    import torch.multiprocessing as mp
+
+    # 2 accumulation steps of 2 sequences in one process == 2 processes x 1 step of 2 sequences.
+    base = lm_config(train={"steps": 4, "batch_size": 4, "micro_batch_size": 2, "warmup_steps": 1},
+                     eval={"interval": 0, "val_batches": 1}, checkpoint={"interval": 0, "keep_best": False}).to_dict()
+    one = dict(base, out_dir=str(tmp_path / "one"))
+    two = dict(base, out_dir=str(tmp_path / "two"), distributed={"strategy": strategy, "backend": "gloo"})
+    mp.spawn(_worker, args=(1, _free_port(), one), nprocs=1, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), two), nprocs=2, join=True)
+
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), abs=1e-5)
+    a = load_file(str(tmp_path / "one" / "ckpt-000004" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "ckpt-000004" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=0, msg=name)

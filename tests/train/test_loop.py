@@ -1,0 +1,139 @@
+"""The training loop: it learns, resumes exactly, truncates BPTT where told, and fails cleanly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lm2.train import checkpoint as ckpt
+from lm2.train import loop
+from lm2.train.loop import SegmentedLM, TrainingDiverged, train
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_loss_falls_on_tiny_overfit(lm_config):
+    cfg = lm_config(train={"steps": 40, "lr": 1e-2, "warmup_steps": 2})
+    run = loop.setup(cfg)
+    batches = run.stream.micro_batches(0)
+    run.stream.micro_batches = lambda step: batches  # the same 4 blocks every step: memorise them
+    losses = []
+    while run.step < 40:
+        losses.append(loop.train_step(run)["loss"])
+    assert losses[-1] < 0.5 * losses[0], losses[::8]
+
+
+def test_killed_and_resumed_run_ends_identical(lm_config, tmp_path, monkeypatch):
+    full = train(lm_config(out_dir=str(tmp_path / "full")), progress=False)
+    cfg = lm_config(out_dir=str(tmp_path / "killed"))
+    real_step = loop.train_step
+
+    def dying_step(run):
+        if run.step == 4:  # after the checkpoint of step 4
+            raise KeyboardInterrupt
+        return real_step(run)
+
+    monkeypatch.setattr(loop, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    assert ckpt.latest(tmp_path / "killed").name == "ckpt-000004"
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.step == full.step == 6
+    a, b = weights(tmp_path / "full" / "ckpt-000006"), weights(tmp_path / "killed" / "ckpt-000006")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    losses = lambda run: [r["loss"] for r in run.history if r["kind"] == "train"]  # noqa: E731
+    assert losses(resumed) == losses(full)[4:]
+
+
+def test_kill_during_save_leaves_last_complete_checkpoint(lm_config, tmp_path, monkeypatch):
+    cfg = lm_config()
+    real_replace = ckpt.os.replace
+
+    def crash(src, dst):
+        if str(dst).endswith("ckpt-000004"):
+            raise KeyboardInterrupt  # the process dies between writing the files and renaming the folder
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(ckpt.os, "replace", real_replace)
+    out = tmp_path / "run"
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["ckpt-000002"]
+    assert any(p.name.startswith(".tmp-") for p in out.iterdir())  # the half-written one, never picked up
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.step == 6 and ckpt.latest(out).name == "ckpt-000006"
+    assert not any(p.name.startswith(".tmp-") for p in out.iterdir())
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(lm_config, tmp_path, monkeypatch):
+    real_forward = SegmentedLM.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        loss, n = real_forward(self, *args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 and self.training else loss), n
+
+    monkeypatch.setattr(SegmentedLM, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 3: the loss is nan.*ckpt-000002"):
+        train(lm_config(), progress=False)
+    assert ckpt.latest(tmp_path / "run").name == "ckpt-000002"
+
+
+def test_incompatible_checkpoint_is_refused(lm_config, tmp_path):
+    train(lm_config(train={"steps": 2}), progress=False)
+    wider = lm_config(train={"steps": 4}, model={"config": {"hidden_size": 64, "memory_slots": 4, "memory_heads": 2}})
+    with pytest.raises(ValueError, match="incompatible.*model.config"):
+        train(wider, resume=True, progress=False)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(lm_config):
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        train(lm_config(), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("bptt, reaches_first_segment", [(0, True), (3, True), (2, False), (1, False)])
+def test_truncated_bptt_stops_gradient_at_the_configured_segment(bptt, reaches_first_segment):
+    """Loss only on segment 3 of 3. The initial memory bank is read by segment 1 only, so its gradient comes
+    only through the state carried from segment 1: it vanishes when BPTT is cut before segment 3."""
+    from helpers import memory_model
+
+    model = memory_model(sliding_window=4, memory_update_interval=4).train()
+    runner = SegmentedLM(model, segment_length=8, bptt_segments=bptt)
+    ids = torch.randint(0, 97, (2, 24), generator=torch.Generator().manual_seed(0))
+    labels = torch.full_like(ids, -100)
+    labels[:, 17:] = ids[:, 17:]  # targets only inside the last segment
+    loss, count = runner(ids, labels=labels)
+    loss.backward()
+    grad = model.model.layers[0].memory.initial_memory.grad
+    assert count == 2 * 7  # positions 16..22 of both rows predict labels 17..23
+    assert (grad is not None and grad.abs().sum() > 0) == reaches_first_segment
+
+
+def test_freeze_backbone_trains_only_memory(lm_config):
+    run = loop.setup(lm_config(model={"freeze_backbone": True}))
+    trainable = [n for n, p in run.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".memory." in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in run.model.named_parameters()}
+    loop.train_step(run)
+    changed = {n for n, p in run.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".memory." in n for n in changed)
+
+
+def test_vanilla_has_no_memory_and_same_window(lm_config):
+    cfg = lm_config(model={"kind": "vanilla"})
+    model = loop.build_model(cfg, vocab_size=300)
+    assert not model.config.has_memory and model.config.sliding_window == 16
+
+
+def test_rmt_builds_when_available(lm_config):
+    pytest.importorskip("lm2.rmt")
+    model = loop.build_model(lm_config(model={"kind": "rmt"}), vocab_size=300)
+    out = SegmentedLM(model, 16, 1)(torch.randint(0, 300, (2, 40)), labels=torch.randint(0, 300, (2, 40)))
+    assert torch.isfinite(out[0])

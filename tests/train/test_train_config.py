@@ -1,0 +1,76 @@
+"""The training config: overrides, validation naming the field, the curriculum's stages, the LR schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from lm2.train.config import accumulation_steps, from_dict, load_config, parse_overrides
+from lm2.train.optim import lr_factor
+
+
+def test_overrides_are_nested_and_typed():
+    assert parse_overrides(["--train.lr", "3e-4", "--model.config.sliding_window=64", "--data.babi_tasks", "[qa1, qa2]"]) == {
+        "train": {"lr": 3e-4}, "model": {"config": {"sliding_window": 64}}, "data": {"babi_tasks": ["qa1", "qa2"]}}
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"train": {"lr": -1.0}}, "train.lr"),
+    ({"train": {"lrr": 1.0}}, "train.lrr"),
+    ({"train": {"batch_size": "eight"}}, "train.batch_size"),
+    ({"model": {"kind": "gpt"}}, "model.kind"),
+    ({"model": {"preset": "huge"}}, "model.preset"),
+    ({"data": {"task": "lm", "segment_length": 0}, "train": {"steps": 3}}, "data.segment_length"),
+    ({"data": {"task": "lm"}}, "train.steps"),
+    ({"distributed": {"strategy": "zero3"}}, "distributed.strategy"),
+    ({"train": {"batch_size": 8, "micro_batch_size": 3}}, "train.micro_batch_size"),
+])
+def test_bad_field_is_named(values, field):
+    values.setdefault("data", {}).setdefault("task", "lm")
+    values.setdefault("train", {}).setdefault("steps", 3)
+    if field == "train.steps":
+        values["train"]["steps"] = 0
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        from_dict(values)
+
+
+def test_bad_config_fails_before_any_work(tmp_path, capsys):
+    from lm2.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("out_dir: %s\ndata: {task: lm}\ntrain: {steps: 5, warmup_steps: -1}\n" % (tmp_path / "run"))
+    assert main(["train", str(path)]) == 2
+    assert "train.warmup_steps" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_accumulation_and_world_size():
+    cfg = from_dict({"data": {"task": "lm"}, "train": {"steps": 1, "batch_size": 8, "micro_batch_size": 2}})
+    assert accumulation_steps(cfg, 1) == (2, 4)
+    assert accumulation_steps(cfg, 2) == (2, 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        accumulation_steps(cfg, 3)
+
+
+def test_curriculum_stages():
+    babilong = pytest.importorskip("lm2.data.babilong")
+    del babilong
+    cfg = from_dict({"data": {"curriculum": [{"steps": 2, "lengths": ["0k"]}, {"steps": 3, "lengths": ["0k", "1k"]}]}})
+    assert cfg.total_steps() == 5
+    assert [cfg.stage_at(s)[0] for s in range(7)] == [0, 0, 1, 1, 1, 1, 1]
+
+
+def test_schedule_warms_up_then_decays_to_floor():
+    f = [lr_factor(s, 4, 20, 0.1) for s in range(21)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0
+    assert all(a >= b for a, b in zip(f[4:], f[5:]))
+    assert f[20] == pytest.approx(0.1)
+
+
+def test_repo_configs_are_valid():
+    from pathlib import Path
+
+    pytest.importorskip("lm2.data.babilong")
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        load_config(path)
