@@ -20,3 +20,5 @@ def _register() -> None:
 
 
 _register()
+
+import lm2.rmt  # noqa: E402,F401  (registers the RMT baseline's "lm2-rmt" model type)

@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lm2.data.wheels import MissingWheelError
+
     try:
         result = args.func(args)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as err:
+    except (UserError, ValueError, FileNotFoundError, KeyError, MissingWheelError) as err:
         # Errors meant for the user: one clear line, no traceback. Set LM2_DEBUG=1 to see the traceback.
         import os
 

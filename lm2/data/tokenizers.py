@@ -113,6 +113,16 @@ def count_tokens(texts: Sequence[str], tokenizer: Any = None) -> list[int]:
     raise TypeError(f"cannot count tokens with {type(tokenizer).__name__}: give a tokenizer or a counter")
 
 
+def _is_file(text: str) -> bool:
+    """Whether a string names an existing file; text that cannot be a path (newlines, too long) is not one."""
+    if "\n" in text or len(text) > 4096:
+        return False
+    try:
+        return Path(text).is_file()
+    except OSError:  # e.g. "File name too long" for a long single-line text
+        return False
+
+
 def _iter_training_texts(texts_or_files: Any) -> Iterable[str]:
     """Texts from a list of strings, a list of file paths, or a corpus source understood by iter_documents."""
     from lm2.data.corpora import iter_documents
@@ -121,7 +131,7 @@ def _iter_training_texts(texts_or_files: Any) -> Iterable[str]:
         yield from iter_documents(texts_or_files)
         return
     for item in texts_or_files:
-        if isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item and Path(item).is_file()):
+        if isinstance(item, os.PathLike) or (isinstance(item, str) and _is_file(item)):
             yield from iter_documents(item)
         else:
             yield item
@@ -171,7 +181,8 @@ def train_bpe_tokenizer(texts_or_files: Any, vocab_size: int, out_dir: str | os.
 
 
 def load_tokenizer(name_or_path: str | os.PathLike):
-    """The tokenizer called ``name_or_path``: "gpt2", "smollm2" or a folder saved with ``save_pretrained``."""
+    """The tokenizer called ``name_or_path``: "gpt2", "smollm2", a folder saved with ``save_pretrained``, or
+    "hf:REPO" for a tokenizer on the Hugging Face Hub."""
     name = str(name_or_path)
     if name == "gpt2":
         return gpt2_tokenizer()
@@ -179,14 +190,22 @@ def load_tokenizer(name_or_path: str | os.PathLike):
         from lm2.pretrained import smollm2_folder  # lazy: it may download and convert weights
 
         return _load_folder(Path(smollm2_folder()))
+    if name.startswith("hf:"):  # a tokenizer on the Hugging Face Hub (needs the network once, then cached)
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(name[3:])
+        except OSError as err:
+            raise ValueError(f"could not load the Hub tokenizer {name[3:]!r} (no network, or no such repository; "
+                             f"gated models need `huggingface-cli login`): {err}") from None
     path = Path(name).expanduser()
     if path.is_dir():
         return _load_folder(path)
     if path.exists():
         raise ValueError(f"tokenizer {name!r} is a file; give the folder that holds tokenizer.json")
     raise ValueError(
-        f"unknown tokenizer {name!r}: give one of {', '.join(TOKENIZER_NAMES)} or an existing folder "
-        f"saved with save_pretrained (it holds tokenizer.json)"
+        f"unknown tokenizer {name!r}: give one of {', '.join(TOKENIZER_NAMES)}, an existing folder "
+        f"saved with save_pretrained (it holds tokenizer.json), or hf:REPO for a Hub tokenizer"
     )
 
 

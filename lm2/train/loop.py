@@ -60,7 +60,11 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
         if m.kind == "rmt":
             from lm2 import rmt  # written separately; imported only when asked for
 
-            model = rmt.RMTForCausalLM(config, **m.rmt)
+            rmt_fields = dict(m.rmt)
+            # RMT's own segments default to the trainer's, so that each training segment is one RMT segment.
+            if not any(k in rmt_fields for k in ("rmt_segment_length", "segment_length")):
+                rmt_fields["rmt_segment_length"] = cfg.data.segment_length
+            model = rmt.RMTForCausalLM(config, **rmt_fields)
         else:
             model = LM2ForCausalLM(config)
     if m.freeze_backbone:
@@ -106,39 +110,32 @@ class SegmentedLM(nn.Module):
 
 
 @torch.no_grad()
-def greedy_answer(model, prompt: torch.Tensor, segment_length: int, max_new_tokens: int, eos: int | None) -> list[int]:
-    """Stream the prompt (1, T) through the model segment by segment, then decode greedily with the state."""
-    from lm2.cache import stream
-
-    cache, logits = stream(model, prompt, segment_length)
-    out: list[int] = []
-    for _ in range(max_new_tokens):
-        token = int(logits[0].argmax())
-        if token == eos:
-            break
-        out.append(token)
-        step = model(torch.tensor([[token]], device=prompt.device), cache=cache, use_cache=True)
-        cache, logits = step.past_key_values, step.logits[:, -1]
-    return out
-
-
-@torch.no_grad()
 def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, float]:
-    """Exact-match accuracy of greedy answers after the answer marker, per task and length ("acc/qa1/1k")."""
-    from lm2.data.babilong import exact_match, finetune_example
+    """Exact-match accuracy of greedy answers after the answer marker, per task and length ("acc/qa1/1k").
 
+    Prompts are streamed ``segment_length`` tokens at a time in batches of ``eval.batch_size``, with the same
+    batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one)."""
+    from lm2.data.babilong import exact_match, finetune_example
+    from lm2.eval.babilong import greedy_streaming, plan_batches
+    from lm2.eval.common import padding_multiple
+
+    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     results = {}
     for task in cfg.data.babi_tasks:
         for length in eval_lengths(cfg):
             samples = babilong_test_samples(task, length, cfg.eval.samples)
-            correct = 0
+            prompts = []
             for s in samples:
                 ids, labels = finetune_example(s, tokenizer)
                 first = next(i for i, lab in enumerate(labels) if lab != -100)  # the answer starts here
-                prompt = torch.tensor([list(ids)[:first]], device=device)
-                answer = greedy_answer(model, prompt, cfg.data.segment_length, cfg.eval.max_new_tokens,
-                                       tokenizer.eos_token_id)
-                correct += bool(exact_match(tokenizer.decode(answer), s.target))
+                prompts.append(list(ids)[:first])
+            correct = 0
+            for batch in plan_batches([len(p) for p in prompts], cfg.eval.batch_size, padding_multiple(model)):
+                answers = greedy_streaming(model, [prompts[i] for i in batch], cfg.data.segment_length,
+                                           cfg.eval.max_new_tokens, eos, pad_id(tokenizer), lambda _: False,
+                                           device=device)
+                correct += sum(bool(exact_match(tokenizer.decode(a), samples[i].target))
+                               for i, a in zip(batch, answers))
             results[f"acc/{task}/{length}"] = correct / max(1, len(samples))
     return results
 

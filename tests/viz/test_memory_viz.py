@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import memory_model
-from test_generate import char_tokenizer
+from helpers import char_tokenizer
 
 from lm2.viz.memory import (
     gate_statistics,
