@@ -114,14 +114,24 @@ def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> Ch
     )
 
 
-def gated_write(
-    memory: torch.Tensor,
-    stats: ChunkStats,
-    in_gate: nn.Module,
-    forget_gate: nn.Module,
-    candidate: "callable",
-    project=None,
-) -> torch.Tensor:
+@dataclass
+class FusedWeights:
+    """The per-chunk projections, concatenated once per forward call so that each chunk runs three matmuls
+    instead of six (the parameters, and their names, stay those of the separate layers):
+
+    kv: [W_K; W_V], applied to the bank; x: [W_in; W_x] (W_x only for the "input"/"both" writes), applied to
+    x_bar; e: [W_O; W_forget W_O], applied to the pooled read before its output projection, giving e_bar and the
+    forget gate's pre-activation at once (the forget gate reads e_bar = W_O e_pre, so W_forget W_O e_pre is it).
+    """
+
+    kv: torch.Tensor
+    x: torch.Tensor
+    x_bias: torch.Tensor
+    e: torch.Tensor
+    e_bias: torch.Tensor
+
+
+def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, write_mode: str) -> torch.Tensor:
     """Eq. (4)-(6) per slot, for one finished chunk.
 
     x_bar_j, e_bar_j: the read-weighted means of x_hat and E_mem; s_j = 1 - prod_i (1 - w_ij) is how strongly
@@ -129,18 +139,22 @@ def gated_write(
 
         M_j <- (1 - s_j (1 - g_f_j)) * M_j + s_j * g_in_j * candidate_j
 
-    With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept. ``project`` is the read's
-    output projection when the statistics pooled the read before it.
+    with candidate = tanh(e_bar) (eq. 6, "read"), tanh(x_bar W_x) ("input") or tanh(e_bar + x_bar W_x) ("both").
+    With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept. The statistics pool the read
+    before its output projection, which ``fused.e`` applies.
     """
     denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
-    x_bar = stats.x_sum / denom  # (B, N, D)
-    e_bar = stats.e_sum / denom  # (B, N, D)
-    if project is not None:
-        e_bar = project(e_bar)
+    d = memory.shape[-1]
+    e_bar, forget_pre = F.linear(stats.e_sum / denom, fused.e, fused.e_bias).split(d, dim=-1)
+    x_side = F.linear(stats.x_sum / denom, fused.x, fused.x_bias)
     s = (-torch.expm1(stats.log_keep)).unsqueeze(-1)  # (B, N, 1)
-    g_in = torch.sigmoid(in_gate(x_bar))
-    g_forget = torch.sigmoid(forget_gate(e_bar))
-    return (1.0 - s * (1.0 - g_forget)) * memory + s * g_in * candidate(x_bar, e_bar)
+    if write_mode == "read":
+        in_pre, candidate = x_side, torch.tanh(e_bar)  # eq. (6)
+    else:
+        in_pre, x_proj = x_side.split(d, dim=-1)
+        candidate = torch.tanh(x_proj if write_mode == "input" else e_bar + x_proj)
+    g_in, g_forget = torch.sigmoid(in_pre), torch.sigmoid(forget_pre)
+    return (1.0 - s * (1.0 - g_forget)) * memory + s * g_in * candidate
 
 
 def chunk_pieces(start: int, length: int, interval: int) -> list[tuple[int, int, bool]]:
@@ -188,23 +202,27 @@ class LM2Memory(nn.Module):
         """A fresh sequence starts from M0: memory never leaks across sequences or batch rows."""
         return MemoryState(self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1))
 
-    def candidate(self, x_bar: torch.Tensor, e_bar: torch.Tensor) -> torch.Tensor:
+    def fused_weights(self) -> FusedWeights:
+        o, f, i = self.o_proj.weight, self.forget_gate, self.in_gate
         if self.write_mode == "read":
-            return torch.tanh(e_bar)  # eq. (6)
-        if self.write_mode == "input":
-            return torch.tanh(self.input_proj(x_bar))
-        return torch.tanh(e_bar + self.input_proj(x_bar))
+            x, x_bias = i.weight, i.bias
+        else:
+            x = torch.cat([i.weight, self.input_proj.weight])
+            x_bias = torch.cat([i.bias, torch.zeros_like(i.bias)])
+        return FusedWeights(
+            kv=torch.cat([self.k_proj.weight, self.v_proj.weight]),
+            x=x,
+            x_bias=x_bias,
+            e=torch.cat([o, f.weight @ o]),
+            e_bias=torch.cat([torch.zeros_like(f.bias), f.bias]),
+        )
 
-    def read_heads(self, q: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
         projection (B, T, D) and the read weights averaged over heads (B, T, N)."""
-        k = split_heads(self.k_proj(memory), self.num_heads)  # (B, H, N, dh)
-        v = split_heads(self.v_proj(memory), self.num_heads)
-        out, probs = memory_attention(q, k, v)
+        k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
+        out, probs = memory_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads))
         return merge_heads(out), probs.mean(dim=1)
-
-    def write(self, memory: torch.Tensor, stats: ChunkStats) -> torch.Tensor:
-        return gated_write(memory, stats, self.in_gate, self.forget_gate, self.candidate, project=self.o_proj)
 
     def forward(
         self,
@@ -226,9 +244,10 @@ class LM2Memory(nn.Module):
         # chunks: the query projection here, the output projection and gate after it (the write pools the
         # read before the projection; see chunk_stats).
         q = split_heads(self.q_proj(x_hat), self.num_heads)  # (B, H, T, dh)
+        fused = self.fused_weights()
         reads, weights = [], []
         for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
-            h, w = self.read_heads(q[:, :, offset : offset + length], memory)  # (B, l, D), (B, l, N)
+            h, w = self.read_heads(q[:, :, offset : offset + length], memory, fused.kv)  # (B, l, D), (B, l, N)
             reads.append(h)
             if return_weights:
                 weights.append(w)
@@ -237,7 +256,7 @@ class LM2Memory(nn.Module):
             stats = chunk_stats(w, x_hat[:, offset : offset + length], h)
             pending = stats if pending is None else pending + stats
             if ends_chunk:
-                memory, pending = self.write(memory, pending), None
+                memory, pending = gated_write(memory, pending, fused, self.write_mode), None
         e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
         read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None

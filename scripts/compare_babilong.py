@@ -1,0 +1,58 @@
+"""Compare `lm2 eval babilong` results of several models: a table laid out like the LM2 paper's Table 1 (rows:
+models; columns: lengths; cells: accuracy averaged over the evaluated tasks) and a plot of accuracy by length.
+
+    python scripts/compare_babilong.py --out cmp.png NAME=EVAL_DIR [NAME=EVAL_DIR ...]
+
+Each EVAL_DIR holds the summary.json written by `lm2 eval babilong`. Prints the table as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="NAME=EVAL_DIR")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--chance", type=float, default=None, help="draw a chance line at this accuracy (%)")
+    args = parser.parse_args()
+
+    rows = []
+    for item in args.runs:
+        name, _, folder = item.partition("=")
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+        rows.append((name, summary["mean"], summary["tasks"]))
+    lengths = list(rows[0][1])
+    print(f"Accuracy (%), exact match, mean over {', '.join(rows[0][2])}:\n")
+    print("| model | " + " | ".join(lengths) + " |")
+    print("|---|" + "---:|" * len(lengths))
+    for name, mean, _ in rows:
+        print(f"| {name} | " + " | ".join(f"{mean[k]:.1f}" if k in mean else "-" for k in lengths) + " |")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, mean, _ in rows:
+        keys = [k for k in lengths if k in mean]
+        ax.plot(keys, [mean[k] for k in keys], marker="o", label=name)
+    if args.chance is not None:
+        ax.axhline(args.chance, color="grey", linestyle=":", label="chance")
+    ax.set_xlabel("context length (GPT-2 tokens)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=120)
+    print(f"\nplot: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
