@@ -54,3 +54,18 @@ def interleaved_times(fns: dict, repeats: int, warmup: int = 1, device: str = "c
             sync(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+LLAMA_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "rms_norm_eps", "tie_word_embeddings", "max_position_embeddings",
+                "rope_parameters")
+
+
+def hf_llama(cfg, device: str, seed: int = 0):
+    """transformers' LlamaForCausalLM with the backbone of an LM2Config (SDPA attention, the same seed)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    fields = {k: getattr(cfg, k) for k in LLAMA_FIELDS}
+    return LlamaForCausalLM(LlamaConfig(**fields, attn_implementation="sdpa")).to(device)

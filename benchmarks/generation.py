@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from common import interleaved_times, machine
+from common import hf_llama, interleaved_times, machine
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2.generate import generate_tokens
 
@@ -31,14 +30,6 @@ def build_lm2(preset: str, memory: bool, device: str):
     cfg = LM2Config.from_preset(preset, **overrides)
     torch.manual_seed(0)
     return LM2ForCausalLM(cfg).to(device).eval(), cfg
-
-
-def hf_llama(cfg: LM2Config, device: str):
-    fields = {k: getattr(cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                           "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
-                                           "tie_word_embeddings", "max_position_embeddings", "rope_parameters")}
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(**fields, attn_implementation="sdpa")).to(device).eval()
 
 
 def check(text: str, value: float, target: float) -> None:
@@ -66,7 +57,7 @@ def main() -> None:
 
     lm2_mem, cfg = build_lm2(args.preset, True, args.device)
     lm2_plain, _ = build_lm2(args.preset, False, args.device)
-    llama = hf_llama(cfg, args.device)
+    llama = hf_llama(cfg, args.device).eval()
     torch.manual_seed(1)
     prompt = torch.randint(0, cfg.vocab_size, (1, args.prompt), device=args.device)
     mask = torch.ones_like(prompt)

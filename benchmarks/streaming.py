@@ -79,13 +79,9 @@ def worker(args) -> None:
         def run(x):
             stream(model, x, args.segment, model.new_cache())
     else:
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from common import hf_llama
 
-        fields = {k: getattr(cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                               "num_attention_heads", "num_key_value_heads", "head_dim",
-                                               "rms_norm_eps", "tie_word_embeddings", "max_position_embeddings",
-                                               "rope_parameters")}
-        model = LlamaForCausalLM(LlamaConfig(**fields, attn_implementation="sdpa")).to(device).eval()
+        model = hf_llama(cfg, device).eval()
 
         @torch.no_grad()
         def run(x):

@@ -26,9 +26,8 @@ import argparse
 import contextlib
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from common import flops_of, interleaved_times, machine
+from common import flops_of, hf_llama, interleaved_times, machine
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2.rmt import RMTForCausalLM
 
@@ -51,15 +50,6 @@ def build_lm2(preset: str, interval: int | None, device: str):
         cfg = LM2Config.from_preset(preset, memory_layers=base.num_hidden_layers, memory_update_interval=interval)
     torch.manual_seed(0)
     return LM2ForCausalLM(cfg).to(device).train(), cfg
-
-
-def hf_llama(cfg: LM2Config, device: str):
-    fields = {k: getattr(cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                           "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
-                                           "tie_word_embeddings", "max_position_embeddings", "rope_parameters")}
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**fields, attn_implementation="sdpa"))
-    return model.to(device).train()
 
 
 def rmt_model(cfg: LM2Config, segment: int, memory_tokens: int, device: str):
@@ -134,7 +124,7 @@ def main() -> None:
         for interval in args.intervals:
             models[lm2_name(interval)], _ = build_lm2(preset, interval, args.device)
         models[NO_MEMORY], cfg = build_lm2(preset, None, args.device)
-        models[HF] = hf_llama(cfg, args.device)
+        models[HF] = hf_llama(cfg, args.device).train()
         models[RMT] = rmt_model(cfg, rmt_segment, args.rmt_memory_tokens, args.device)
         torch.manual_seed(1)
         ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), device=args.device)

@@ -309,8 +309,10 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+            # Shift the labels, not the logits: slicing the (B, T, V) logits would copy them.
+            shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1),
+                                   ignore_index=-100)
         out = CausalLMOutputWithPast(loss=loss, logits=logits,
                                      past_key_values=cache if (use_cache is None or use_cache) else None)
         if return_memory_weights:

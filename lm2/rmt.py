@@ -216,8 +216,10 @@ class RMTForCausalLM(LM2PreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+            # Shift the labels, not the logits: slicing the (B, T, V) logits would copy them.
+            shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1),
+                                   ignore_index=-100)
         return CausalLMOutputWithPast(loss=loss, logits=logits,
                                       past_key_values=state if (use_cache is None or use_cache) else None)
 
