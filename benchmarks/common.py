@@ -69,3 +69,22 @@ def hf_llama(cfg, device: str, seed: int = 0):
     torch.manual_seed(seed)
     fields = {k: getattr(cfg, k) for k in LLAMA_FIELDS}
     return LlamaForCausalLM(LlamaConfig(**fields, attn_implementation="sdpa")).to(device)
+
+
+def add_runtime_args(parser) -> None:
+    """The flags every benchmark takes: --warmup, --device, --threads."""
+    import torch
+
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); use 1 on a machine shared with other jobs")
+
+
+def start(args) -> None:
+    """Apply --threads and print the machine line that every benchmark output begins with."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")

@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from common import hf_llama, interleaved_times, machine
+from common import add_runtime_args, hf_llama, interleaved_times, start
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2.generate import generate_tokens
 
@@ -44,14 +44,9 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=128, help="new tokens")
     parser.add_argument("--interval", type=int, default=16, help="the U > 1 row's update interval")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads (0: torch's default); use 1 on a machine shared with other jobs")
+    add_runtime_args(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
+    start(args)
     print(f"device {args.device}, preset {args.preset}, fp32, batch 1, greedy, prompt {args.prompt} + {args.new} new "
           f"tokens, median of {args.repeats} interleaved runs\n")
 

@@ -27,7 +27,7 @@ import contextlib
 
 import torch
 
-from common import flops_of, hf_llama, interleaved_times, machine
+from common import add_runtime_args, flops_of, hf_llama, interleaved_times, start
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2.rmt import RMTForCausalLM
 
@@ -102,16 +102,11 @@ def main() -> None:
     parser.add_argument("--rmt-segment", type=int, default=None, help="RMT segment length (default: --seq)")
     parser.add_argument("--rmt-memory-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
                         help="bf16 = autocast to bfloat16 (meant for cuda; also works on cpu)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads (0: torch's default); use 1 on a machine shared with other jobs")
+    add_runtime_args(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
+    start(args)
     rmt_segment = args.rmt_segment or args.seq
     mm, mm_flops, mm_n = matmul_fn(args.device, args.dtype)
     print(f"device {args.device}, {args.dtype}, batch {args.batch} x seq {args.seq}, forward+backward+AdamW, "

@@ -116,19 +116,20 @@ def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> Ch
 
 @dataclass
 class FusedWeights:
-    """The per-chunk projections, concatenated once per forward call so that each chunk runs three matmuls
-    instead of six (the parameters, and their names, stay those of the separate layers):
+    """The per-chunk projections, concatenated once per forward call so that each chunk launches fewer matmuls
+    (the parameters, and their names, stay those of the separate layers):
 
     kv: [W_K; W_V], applied to the bank; x: [W_in; W_x] (W_x only for the "input"/"both" writes), applied to
-    x_bar; e: [W_O; W_forget W_O], applied to the pooled read before its output projection, giving e_bar and the
-    forget gate's pre-activation at once (the forget gate reads e_bar = W_O e_pre, so W_forget W_O e_pre is it).
+    x_bar; o, forget, forget_bias: the read's output projection and the forget gate, applied to the pooled read.
+    Only concatenations: nothing here costs more than a copy of the weights.
     """
 
     kv: torch.Tensor
     x: torch.Tensor
     x_bias: torch.Tensor
-    e: torch.Tensor
-    e_bias: torch.Tensor
+    o: torch.Tensor
+    forget: torch.Tensor
+    forget_bias: torch.Tensor
 
 
 def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, write_mode: str) -> torch.Tensor:
@@ -141,11 +142,11 @@ def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, wr
 
     with candidate = tanh(e_bar) (eq. 6, "read"), tanh(x_bar W_x) ("input") or tanh(e_bar + x_bar W_x) ("both").
     With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept. The statistics pool the read
-    before its output projection, which ``fused.e`` applies.
+    before its output projection, which ``fused.o`` applies.
     """
     denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
     d = memory.shape[-1]
-    e_bar, forget_pre = F.linear(stats.e_sum / denom, fused.e, fused.e_bias).split(d, dim=-1)
+    e_bar = F.linear(stats.e_sum / denom, fused.o)
     x_side = F.linear(stats.x_sum / denom, fused.x, fused.x_bias)
     s = (-torch.expm1(stats.log_keep)).unsqueeze(-1)  # (B, N, 1)
     if write_mode == "read":
@@ -153,7 +154,7 @@ def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, wr
     else:
         in_pre, x_proj = x_side.split(d, dim=-1)
         candidate = torch.tanh(x_proj if write_mode == "input" else e_bar + x_proj)
-    g_in, g_forget = torch.sigmoid(in_pre), torch.sigmoid(forget_pre)
+    g_in, g_forget = torch.sigmoid(in_pre), torch.sigmoid(F.linear(e_bar, fused.forget, fused.forget_bias))
     return (1.0 - s * (1.0 - g_forget)) * memory + s * g_in * candidate
 
 
@@ -203,19 +204,14 @@ class LM2Memory(nn.Module):
         return MemoryState(self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1))
 
     def fused_weights(self) -> FusedWeights:
-        o, f, i = self.o_proj.weight, self.forget_gate, self.in_gate
+        i = self.in_gate
         if self.write_mode == "read":
             x, x_bias = i.weight, i.bias
         else:
             x = torch.cat([i.weight, self.input_proj.weight])
             x_bias = torch.cat([i.bias, torch.zeros_like(i.bias)])
-        return FusedWeights(
-            kv=torch.cat([self.k_proj.weight, self.v_proj.weight]),
-            x=x,
-            x_bias=x_bias,
-            e=torch.cat([o, f.weight @ o]),
-            e_bias=torch.cat([torch.zeros_like(f.bias), f.bias]),
-        )
+        return FusedWeights(kv=torch.cat([self.k_proj.weight, self.v_proj.weight]), x=x, x_bias=x_bias,
+                            o=self.o_proj.weight, forget=self.forget_gate.weight, forget_bias=self.forget_gate.bias)
 
     def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output

@@ -44,6 +44,13 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotate_half(x) * sin
 
 
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy, labels (B, T) aligned with the inputs (-100 = ignored). The labels are
+    shifted, not the logits: slicing the (B, T, V) logits would copy them."""
+    shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1), ignore_index=-100)
+
+
 def window_mask(
     num_queries: int, num_past: int, window: int | None, key_valid: torch.Tensor | None, device: torch.device
 ) -> torch.Tensor | None:
@@ -309,10 +316,7 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            # Shift the labels, not the logits: slicing the (B, T, V) logits would copy them.
-            shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1),
-                                   ignore_index=-100)
+            loss = causal_lm_loss(logits, labels)
         out = CausalLMOutputWithPast(loss=loss, logits=logits,
                                      past_key_values=cache if (use_cache is None or use_cache) else None)
         if return_memory_weights:

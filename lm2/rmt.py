@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 from transformers import initialization as init
@@ -32,7 +31,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from lm2.cache import LM2Cache
 from lm2.configuration_lm2 import LM2Config
-from lm2.modeling_lm2 import LM2Model, LM2PreTrainedModel
+from lm2.modeling_lm2 import LM2Model, LM2PreTrainedModel, causal_lm_loss
 
 
 class RMTConfig(LM2Config):
@@ -216,10 +215,7 @@ class RMTForCausalLM(LM2PreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            # Shift the labels, not the logits: slicing the (B, T, V) logits would copy them.
-            shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1),
-                                   ignore_index=-100)
+            loss = causal_lm_loss(logits, labels)
         return CausalLMOutputWithPast(loss=loss, logits=logits,
                                       past_key_values=state if (use_cache is None or use_cache) else None)
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lm2.eval.common import LoadedModel, check_fits, is_streaming, write_json
+from lm2.viz import save_figure
 
 
 def resolve_source(data: str) -> str:
@@ -165,11 +166,7 @@ def plot_loss_by_position(result: dict, path: str | os.PathLike, title: str = ""
         ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def format_result(result: dict, points: int = 8) -> str:

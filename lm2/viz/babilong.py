@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lm2.viz import save_figure
+
 Accuracies = Mapping[str, Mapping[str, float]]
 
 
@@ -66,8 +68,4 @@ def plot_heatmap(accuracy: Accuracies, tasks: Sequence[str], lengths: Sequence[s
 
         ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lm2.viz import save_figure
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
@@ -81,7 +83,4 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> Path:
         ax.set_title("BABILong accuracy (held-out test samples)")
         ax.legend()
     fig.tight_layout()
-    out_path = Path(out_path)
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path, dpi=110)

@@ -44,6 +44,7 @@ import torch
 
 from lm2.generate import decode_one_token, prefill, resolve_segment_length, sample
 from lm2.memory import MemoryState
+from lm2.viz import save_figure
 
 GATES = ("input", "forget", "output")
 
@@ -349,14 +350,7 @@ def plot_gate_statistics(stats: dict[int, dict[str, dict[str, float]]], path: st
     return _save(fig, path, dpi)
 
 
-def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+_save = save_figure
 
 
 # ----------------------------------------------------------------------------- the whole inspection
