@@ -46,8 +46,13 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy, labels (B, T) aligned with the inputs (-100 = ignored). The labels are
-    shifted, not the logits: slicing the (B, T, V) logits would copy them."""
+    shifted, not the logits: slicing the (B, T, V) logits would copy them. Logits of only the last K positions
+    (``logits_to_keep=K``) are scored against the last K targets."""
     shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
+    if logits.shape[1] != shifted.shape[1]:
+        if logits.shape[1] > shifted.shape[1]:
+            raise ValueError(f"{logits.shape[1]} positions of logits but labels for only {shifted.shape[1]}")
+        shifted = shifted[:, -logits.shape[1] :]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), shifted.reshape(-1), ignore_index=-100)
 
 

@@ -32,25 +32,12 @@ def main() -> None:
     for name, mean, _ in rows:
         print(f"| {name} | " + " | ".join(f"{mean[k]:.1f}" if k in mean else "-" for k in lengths) + " |")
 
-    import matplotlib
+    from lm2.viz.curves import plot_lines
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, mean, _ in rows:
-        keys = [k for k in lengths if k in mean]
-        ax.plot(keys, [mean[k] for k in keys], marker="o", label=name)
-    if args.chance is not None:
-        ax.axhline(args.chance, color="grey", linestyle=":", label="chance")
-    ax.set_xlabel("context length (GPT-2 tokens)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    series = {name: ([k for k in lengths if k in mean], [mean[k] for k in lengths if k in mean])
+              for name, mean, _ in rows}
+    hline = None if args.chance is None else (args.chance, "chance")
+    plot_lines(series, args.out, "context length (GPT-2 tokens)", "accuracy (%)", hline=hline, ylim=(0, 100))
     print(f"\nplot: {args.out}")
 
 

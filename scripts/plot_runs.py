@@ -3,7 +3,9 @@
     python scripts/plot_runs.py --metric val_loss --x tokens --out curves.png runs/a runs/b ...
 
 Tokens seen = step x train.batch_size x data.block_size (packed pretraining, where every block is full),
-read from each run's config.yaml. Also prints the final value of each run, so the figure has a table beside it.
+read from each run's config.yaml. Runs whose folder names differ only in a final ``-seed<N>`` are one line:
+the mean over seeds, with their range shaded. Prints the final value of each line (mean, standard deviation
+and each seed's value when there are several), so the figure has a table beside it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
+import statistics
 from pathlib import Path
 
 import yaml
@@ -29,6 +33,13 @@ def run_points(folder: Path, metric: str, x: str) -> list[tuple[float, float]]:
     return points
 
 
+def group_by_seed(folders: list[Path]) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {}
+    for folder in folders:
+        groups.setdefault(re.sub(r"-seed\d+$", "", folder.name), []).append(folder)
+    return groups
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
@@ -37,27 +48,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    import matplotlib
+    from lm2.viz.curves import plot_lines
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    print(f"{'run':40} {args.metric:>10} {'perplexity' if 'loss' in args.metric else '':>10}")
-    for folder in args.runs:
-        points = run_points(folder, args.metric, args.x)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=folder.name)
-        final = points[-1][1]
-        ppl = f"{math.exp(final):10.2f}" if "loss" in args.metric else ""
-        print(f"{folder.name:40} {final:10.4f} {ppl}")
-    ax.set_xlabel("tokens seen" if args.x == "tokens" else "step")
-    ax.set_ylabel(args.metric)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
-    print(f"plot: {args.out}")
+    is_loss = "loss" in args.metric
+    print(f"{'run':28} {'seeds':>5} {args.metric:>10} {'std':>7} {'perplexity' if is_loss else '':>10}  per seed")
+    series = {}
+    for name, folders in group_by_seed(args.runs).items():
+        runs = [run_points(folder, args.metric, args.x) for folder in folders]
+        steps = min(len(points) for points in runs)  # a run stopped early: plot the evaluations all have
+        xs = [p[0] for p in runs[0][:steps]]
+        columns = [[points[i][1] for points in runs] for i in range(steps)]
+        means = [statistics.fmean(c) for c in columns]
+        label = name if len(runs) == 1 else f"{name} ({len(runs)} seeds)"
+        series[label] = (xs, means) if len(runs) == 1 else (xs, means, [min(c) for c in columns],
+                                                             [max(c) for c in columns])
+        final = columns[-1]
+        std = f"{statistics.stdev(final):7.4f}" if len(final) > 1 else f"{'-':>7}"
+        ppl = f"{math.exp(means[-1]):10.2f}" if is_loss else f"{'':10}"
+        print(f"{name:28} {len(runs):5d} {means[-1]:10.4f} {std} {ppl}  " + " ".join(f"{v:.4f}" for v in final))
+    xlabel = "tokens seen" if args.x == "tokens" else "step"
+    print(f"plot: {plot_lines(series, args.out, xlabel, args.metric)}")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,22 @@ def test_every_memory_parameter_gets_a_gradient():
             assert p.grad is not None and p.grad.abs().max() > 0, name
 
 
+@pytest.mark.parametrize("keep", [0, 2, 7])
+def test_loss_is_next_token_cross_entropy_also_with_logits_to_keep(keep):
+    """Reference: log-softmax of the logit at position t scored on the token at t + 1, -100 skipped."""
+    model = memory_model()
+    ids = torch.randint(0, 97, (2, 12))
+    labels = ids.clone()
+    labels[0, 4] = -100
+    with torch.no_grad():
+        full = model(ids).logits
+        out = model(ids, labels=labels, logits_to_keep=keep)
+    first = 0 if keep == 0 else 12 - keep
+    terms = [-torch.log_softmax(full[b, t], -1)[labels[b, t + 1]]
+             for b in range(2) for t in range(first, 11) if labels[b, t + 1] != -100]
+    torch.testing.assert_close(out.loss, torch.stack(terms).mean())
+
+
 def test_zero_initialised_read_still_learns():
     """At initialisation only the read projection has a gradient (the read is zero); that is enough to start."""
     torch.manual_seed(0)

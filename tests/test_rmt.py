@@ -65,6 +65,16 @@ def test_gradients_flow_back_across_segments():
     assert model.memory_embeddings.grad is None or model.memory_embeddings.grad.abs().max() == 0
 
 
+def test_loss_with_logits_to_keep_scores_the_last_targets():
+    model = rmt_model()
+    ids = torch.randint(0, 97, (1, 13))
+    with torch.no_grad():
+        logits = model(ids).logits
+        loss = model(ids, labels=ids, logits_to_keep=4).loss
+    reference = torch.nn.functional.cross_entropy(logits[0, 9:12], ids[0, 10:13])
+    torch.testing.assert_close(loss, reference)
+
+
 def test_save_and_auto_load_round_trip(tmp_path):
     model = rmt_model(rmt_memory_tokens=4, rmt_segment_length=7)
     model.save_pretrained(tmp_path)

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from lm2.data.babi import LABELS, BabiSample, check_task, generate_samples
+from lm2.data.corpora import jsonl_records
 from lm2.data.tokenizers import ENDOFTEXT, TokenCounter, count_tokens
 
 LENGTHS = {"0k": 0, "1k": 1000, "2k": 2000, "4k": 4000, "8k": 8000, "16k": 16000, "32k": 32000,
@@ -327,14 +328,8 @@ def load_jsonl(path: str | os.PathLike) -> list[BabilongSample]:
     required = {f.name for f in fields(BabilongSample) if f.name != "supporting"}
     out = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            missing = required - set(record)
+        for lineno, record in jsonl_records(f, path):
+            missing = required - set(record) if isinstance(record, dict) else required
             if missing:
                 raise ValueError(f"{path}:{lineno}: a BABILong sample needs the fields {sorted(missing)}")
             out.append(BabilongSample(**{k: v for k, v in record.items() if k in names}))

@@ -335,6 +335,18 @@ def iter_documents(source: str | os.PathLike, text_field: str = "text", hf_split
     yield from _iter_hf(name, text_field, hf_split, hf_config)
 
 
+def jsonl_records(lines: Iterable[str], path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank JSON line; a line that is not JSON raises ValueError naming
+    ``path`` and the line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+
+
 def _iter_file(path: Path, text_field: str) -> Iterator[str]:
     if path.suffix not in TEXT_SUFFIXES:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use {', '.join(TEXT_SUFFIXES)}")
@@ -353,13 +365,7 @@ def _iter_file(path: Path, text_field: str) -> Iterator[str]:
         yield text
         return
     found = 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    for lineno, record in jsonl_records(text.splitlines(), path):
         if not isinstance(record, dict) or text_field not in record:
             raise ValueError(f"{path}:{lineno}: no {text_field!r} field (use text_field=... to pick another)")
         value = record[text_field]

@@ -84,3 +84,30 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> Path:
         ax.legend()
     fig.tight_layout()
     return save_figure(fig, out_path, dpi=110)
+
+
+def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylabel: str,
+               hline: tuple[float, str] | None = None, ylim: tuple[float, float] | None = None) -> Path:
+    """One line per name: ``series[name] = (xs, ys)`` or ``(xs, ys, lows, highs)``, the last two drawn as a
+    shaded band (e.g. the range over seeds). ``hline = (y, label)`` adds a dotted reference line (chance)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, values) in enumerate(series.items()):
+        xs, ys = values[0], values[1]
+        ax.plot(xs, ys, marker="o", color=f"C{i}", label=name)
+        if len(values) == 4:
+            ax.fill_between(xs, values[2], values[3], color=f"C{i}", alpha=0.2, linewidth=0)
+    if hline is not None:
+        ax.axhline(hline[0], color="grey", linestyle=":", label=hline[1])
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, out_path)
