@@ -225,6 +225,13 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
                "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
                "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
                **summarize(records)}
+    # Written before the (as long) lm-eval check, so that stopping the check loses nothing already scored.
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
+        with open(out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl", "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
     if check_lm_eval:
         from lm2.eval.lm_eval_adapter import compare_with_lm_eval
 
@@ -232,12 +239,8 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
         summary["lm_eval_check"] = compare_with_lm_eval(loaded.model, loaded.tokenizer, pool, records, shots, form,
                                                         limit, batch_size)
         summary["lm_eval_check"]["seconds"] = round(time.perf_counter() - start, 2)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
-        with open(out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl", "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
+        if out_dir is not None:
+            write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
     return summary
 
 

@@ -109,6 +109,27 @@ def test_mmlu_command_writes_the_table(gpt2, tmp_path, capsys):
     assert main(["eval", "mmlu", "--model", str(tmp_path / "ckpt"), "--subjects", "astrology", "--no-progress"]) == 2
 
 
+def test_scores_are_saved_before_the_lm_eval_check_runs(gpt2, tmp_path, monkeypatch):
+    """A check that fails (or is stopped) after lm2's pass must not lose lm2's scores."""
+    from helpers import memory_model
+
+    import lm2.eval.lm_eval_adapter as adapter
+    from lm2.eval.common import LoadedModel
+    from lm2.eval.mmlu import evaluate_mmlu
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adapter, "compare_with_lm_eval", interrupted)
+    loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_mmlu(loaded, subjects=["anatomy"], limit=3, out_dir=tmp_path / "out", progress=False,
+                      check_lm_eval=True)
+    summary = json.loads((tmp_path / "out" / "mmlu_letter_0shot.json").read_text())
+    assert summary["average"]["n"] == 3 and "lm_eval_check" not in summary
+    assert len((tmp_path / "out" / "mmlu_letter_0shot_predictions.jsonl").read_text().splitlines()) == 3
+
+
 @pytest.mark.parametrize("form", ["letter", "cloze"])
 def test_agrees_with_lm_evaluation_harness_on_a_tiny_model(form, gpt2):
     pytest.importorskip("lm_eval")
