@@ -160,3 +160,30 @@ def test_agrees_with_lm_evaluation_harness_on_smollm2(form):
     check = check_mmlu_against_lm_eval(loaded.model, loaded.tokenizer, questions, shots=0, form=form, limit=30)
     assert check["prompt_mismatches"] == 0
     assert abs(check["difference"]) <= 0.5, check
+
+
+def test_merging_subject_halves_equals_one_run(gpt2, tmp_path):
+    """scripts/merge_mmlu.py on two disjoint runs gives the table of one run over both subject sets."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import memory_model
+
+    from lm2.eval.common import LoadedModel
+    from lm2.eval.mmlu import evaluate_mmlu
+
+    loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
+    run = {"limit": 3, "progress": False}
+    whole = evaluate_mmlu(loaded, subjects=["anatomy", "marketing", "virology"], **run)
+    evaluate_mmlu(loaded, subjects=["anatomy", "virology"], out_dir=tmp_path / "a", **run)
+    evaluate_mmlu(loaded, subjects=["marketing"], out_dir=tmp_path / "b", **run)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "merge_mmlu.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "m"), str(tmp_path / "a"),
+                    str(tmp_path / "b")], check=True, capture_output=True)
+    merged = json.loads((tmp_path / "m" / "mmlu_letter_0shot.json").read_text())
+    for key in ("subjects", "categories", "levels", "average", "macro_average"):
+        assert merged[key] == json.loads(json.dumps(whole[key])), key
+    overlap = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "m2"), str(tmp_path / "a"),
+                              str(tmp_path / "a")], capture_output=True, text=True)
+    assert overlap.returncode != 0 and "disjoint" in overlap.stderr

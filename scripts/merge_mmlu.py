@@ -1,0 +1,89 @@
+"""Merge `lm2 eval mmlu` results of disjoint subject sets (e.g. two halves run side by side, one thread each)
+into one Table 2 and one lm-evaluation-harness comparison.
+
+    python scripts/merge_mmlu.py --out runs/mmlu-full runs/mmlu-half-a runs/mmlu-half-b [--form letter --shots 0]
+
+Each folder holds mmlu_<form>_<shots>shot.json and its _predictions.jsonl. Category, level and average are
+recomputed from the per-question records (every question counts once); the lm-eval check, where every part has
+one, is summed over subjects. Writes the merged JSON and predictions to --out and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lm2.eval.common import write_json
+from lm2.eval.mmlu import summarize, table2
+
+
+def merge_checks(checks: list[dict], records: list[dict]) -> dict:
+    subjects = {s: v for check in checks for s, v in check["subjects"].items()}
+    n = sum(v["n"] for v in subjects.values())
+    ours = sum(r["correct"] for r in records) * 100.0 / len(records)
+    theirs = sum(v["lm_eval"] * v["n"] for v in subjects.values()) / n
+    tolerance = checks[0]["tolerance"]
+    return {
+        "form": checks[0]["form"], "shots": checks[0]["shots"], "limit": checks[0]["limit"], "questions": n,
+        "lm2": ours, "lm_eval": theirs, "difference": ours - theirs, "agree": abs(ours - theirs) <= tolerance,
+        "tolerance": tolerance,
+        "prompt_mismatches": sum(c["prompt_mismatches"] for c in checks),
+        "prediction_mismatches": sum(c["prediction_mismatches"] for c in checks),
+        "max_loglikelihood_difference": max(c["max_loglikelihood_difference"] for c in checks),
+        "seconds": sum(c.get("seconds", 0.0) for c in checks),
+        "subjects": dict(sorted(subjects.items())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("parts", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--form", default="letter")
+    parser.add_argument("--shots", type=int, default=0)
+    args = parser.parse_args()
+
+    stem = f"mmlu_{args.form}_{args.shots}shot"
+    summaries, records = [], []
+    for part in args.parts:
+        path = part / f"{stem}.json"
+        if not path.is_file():
+            raise SystemExit(f"{part}: no {stem}.json (did `lm2 eval mmlu --form {args.form} --shots {args.shots}` "
+                             "finish there?)")
+        summaries.append(json.loads(path.read_text()))
+        records += [json.loads(line) for line in (part / f"{stem}_predictions.jsonl").read_text().splitlines()]
+    seen: dict[str, Path] = {}
+    for part, summary in zip(args.parts, summaries):
+        for subject in summary["subjects"]:
+            if subject in seen:
+                raise SystemExit(f"{subject} is in both {seen[subject]} and {part}: the parts must be disjoint")
+            seen[subject] = part
+    merged = {**{k: summaries[0][k] for k in ("model", "model_kind", "form", "shots", "limit", "batch_size",
+                                               "device")},
+              "parts": [str(p) for p in args.parts],
+              "seconds": sum(s["seconds"] for s in summaries),
+              "seconds_per_question": sum(s["seconds"] for s in summaries) / len(records),
+              **summarize(records)}
+    checks = [s.get("lm_eval_check") for s in summaries]
+    if all(checks):
+        merged["lm_eval_check"] = merge_checks(checks, records)
+    write_json(args.out / f"{stem}.json", merged)
+    with open(args.out / f"{stem}_predictions.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+    print(table2(merged, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {len(records)} questions"))
+    print(f"macro average over {len(merged['subjects'])} subjects: {merged['macro_average']:.2f}")
+    check = merged.get("lm_eval_check")
+    if check:
+        print(f"lm-evaluation-harness: {check['lm_eval']:.2f}  lm2: {check['lm2']:.2f}  difference "
+              f"{check['difference']:+.2f} points over {check['questions']} questions; prompts differing: "
+              f"{check['prompt_mismatches']}, predictions differing: {check['prediction_mismatches']}, largest "
+              f"log-likelihood difference {check['max_loglikelihood_difference']:.2e}")
+    elif any(checks):
+        print("lm-eval check: only some parts have one; not merged")
+    print(f"written to {args.out}/")
+
+
+if __name__ == "__main__":
+    main()
