@@ -14,7 +14,8 @@
 #
 # --quick shortens every run so that the whole script finishes in under 10 minutes on 2 CPU cores; its
 # numbers only show that the pipeline works. The full run took 71 minutes on 2 CPU cores with the LM2 run
-# already trained by `lm2 demo` (8 more minutes).
+# already trained by `lm2 demo` (8 more minutes) and one seed in experiment 2; seeds 1 and 2 there add eight
+# runs of 1-2 minutes each (about 13 minutes).
 set -euo pipefail
 
 QUICK=0
