@@ -8,7 +8,8 @@
 # Each command writes JSON (and CSVs / PNGs) under OUT_DIR and prints its table; machine.txt records where it ran.
 #
 # Time on the 2-core CPU machines (fp32, 2 threads, measured 2026-11-25 with this code, one prompt at a time):
-# about 0.2 s per MMLU question in the letter form and 0.4 s in the cloze form (batch 8), for each harness;
+# about 0.2 s per MMLU question in the letter form and 0.4 s in the cloze form (batch 8), for each harness
+# on CPU each form runs as two one-thread processes over subject halves, side by side;
 # BABILong about 1 / 3 / 6 / 14 s per sample at 0k / 1k / 2k / 4k. In all some 8 hours on CPU.
 set -uo pipefail
 
@@ -28,9 +29,24 @@ mkdir -p "$OUT"
 cat "$OUT/machine.txt"
 
 status=0
+mmlu() {  # FORM [extra flags]: lm2's and lm-eval's scores of one MMLU form
+  local form=$1; shift
+  lm2 eval mmlu --model smollm2-135m --form "$form" --shots 0 --check-lm-eval --device "$DEVICE" \
+      --batch-size "$MMLU_BATCH" --no-progress "$@"
+}
 for FORM in letter cloze; do
-  lm2 eval mmlu --model smollm2-135m --form "$FORM" --shots 0 --check-lm-eval \
-      --device "$DEVICE" --batch-size "$MMLU_BATCH" --out "$OUT/mmlu" || status=1
+  if [[ $DEVICE == cuda* ]]; then
+    mmlu "$FORM" --out "$OUT/mmlu" || status=1
+  else  # two processes of one thread each, over subject halves of equal prompt tokens, then one table
+    PIDS=()
+    for HALF in a b; do
+      OMP_NUM_THREADS=1 mmlu "$FORM" --subjects $(cat "scripts/mmlu-subjects-$HALF.txt") \
+          --out "$OUT/mmlu-$HALF" > "$OUT/mmlu-$FORM-$HALF.log" 2>&1 &
+      PIDS+=($!)
+    done
+    for PID in "${PIDS[@]}"; do wait "$PID" || status=1; done
+    python scripts/merge_mmlu.py --form "$FORM" --out "$OUT/mmlu" "$OUT/mmlu-a" "$OUT/mmlu-b" || status=1
+  fi
 done
 
 lm2 eval babilong --model smollm2-135m --tasks qa1-qa5 --lengths 0k,1k,2k,4k --n 100 \
