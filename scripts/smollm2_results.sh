@@ -7,10 +7,11 @@
 # Usage: scripts/smollm2_results.sh [cpu|cuda] [OUT_DIR]     (defaults: cpu, results/smollm2)
 # Each command writes JSON (and CSVs / PNGs) under OUT_DIR and prints its table; machine.txt records where it ran.
 #
-# Time on the 2-core CPU machines (fp32, 2 threads, measured 2026-11-25 with this code, one prompt at a time):
-# about 0.2 s per MMLU question in the letter form and 0.4 s in the cloze form (batch 8), for each harness
-# on CPU each form runs as two one-thread processes over subject halves, side by side;
-# BABILong about 1 / 3 / 6 / 14 s per sample at 0k / 1k / 2k / 4k. In all some 8 hours on CPU.
+# Time on the 2-core CPU machines (fp32): on CPU each MMLU form runs as two one-thread processes over subject
+# halves of equal prompt tokens, side by side; lm2's letter-form pass took 63 minutes per half (2026-11-26), and
+# lm-eval's pass takes about 1.2x lm2's, so the letter form needs some 2 h 20 min and the cloze form about
+# twice that. BABILong, one thread per process: about 1.4 / 4.3 / 10 s per sample at 0k / 1k / 2k (and some
+# 25 s at 4k). In all some 12 hours on CPU: a GPU job (cuda) is the way to run it whole.
 set -uo pipefail
 
 DEVICE=${1:-cpu}
