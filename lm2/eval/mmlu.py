@@ -225,7 +225,7 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
                "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
                "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
                **summarize(records)}
-    # Written before the (as long) lm-eval check, so that stopping the check loses nothing already scored.
+    # Written before the lm-eval check (which takes about as long again), so stopping it loses no scores.
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
