@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from lm2.eval.common import write_json
-from lm2.eval.mmlu import summarize, table2
+from lm2.eval.mmlu import format_check, summarize, table2
 
 
 def merge_checks(checks: list[dict], records: list[dict]) -> dict:
@@ -76,13 +76,12 @@ def main() -> None:
     print(f"macro average over {len(merged['subjects'])} subjects: {merged['macro_average']:.2f}")
     check = merged.get("lm_eval_check")
     if check:
-        print(f"lm-evaluation-harness: {check['lm_eval']:.2f}  lm2: {check['lm2']:.2f}  difference "
-              f"{check['difference']:+.2f} points over {check['questions']} questions; prompts differing: "
-              f"{check['prompt_mismatches']}, predictions differing: {check['prediction_mismatches']}, largest "
-              f"log-likelihood difference {check['max_loglikelihood_difference']:.2e}")
+        print(format_check(check))
     elif any(checks):
         print("lm-eval check: only some parts have one; not merged")
     print(f"written to {args.out}/")
+    if check and not check["agree"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def run_babilong(args) -> int:
 
 def run_mmlu(args) -> int:
     from lm2.eval.common import default_out_dir
-    from lm2.eval.mmlu import evaluate_mmlu, table2
+    from lm2.eval.mmlu import evaluate_mmlu, format_check, table2
 
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "mmlu")
@@ -97,12 +97,8 @@ def run_mmlu(args) -> int:
     print(f"{summary['seconds_per_question']:.3f} s per question; written to {out}/")
     check = summary.get("lm_eval_check")
     if check:
-        print(f"lm-evaluation-harness: {check['lm_eval']:.2f}  lm2: {check['lm2']:.2f}  difference "
-              f"{check['difference']:+.2f} points over {check['questions']} questions; prompts differing: "
-              f"{check['prompt_mismatches']}, predictions differing: {check['prediction_mismatches']}, largest "
-              f"log-likelihood difference {check['max_loglikelihood_difference']:.2e}")
+        print(format_check(check))
         if not check["agree"]:
-            print(f"DISAGREE: the two differ by more than {check['tolerance']} points")
             return 1
     return 0
 

@@ -205,6 +205,18 @@ def table2(summary: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
+def format_check(check: dict) -> str:
+    """One line comparing lm2 with lm-evaluation-harness (``lm_eval_check`` of a summary), plus a DISAGREE line
+    when the averages differ by more than the tolerance."""
+    line = (f"lm-evaluation-harness: {check['lm_eval']:.2f}  lm2: {check['lm2']:.2f}  difference "
+            f"{check['difference']:+.2f} points over {check['questions']} questions; prompts differing: "
+            f"{check['prompt_mismatches']}, predictions differing: {check['prediction_mismatches']}, largest "
+            f"log-likelihood difference {check['max_loglikelihood_difference']:.2e}")
+    if not check["agree"]:
+        line += f"\nDISAGREE: the two differ by more than {check['tolerance']} points"
+    return line
+
+
 def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] | None = None, form: str = "letter",
                   limit: int | None = None, batch_size: int = 8, out_dir: str | os.PathLike | None = None,
                   progress: bool = True, check_lm_eval: bool = False) -> dict:
