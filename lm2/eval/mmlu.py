@@ -219,26 +219,33 @@ def format_check(check: dict) -> str:
 
 def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] | None = None, form: str = "letter",
                   limit: int | None = None, batch_size: int = 8, out_dir: str | os.PathLike | None = None,
-                  progress: bool = True, check_lm_eval: bool = False) -> dict:
+                  progress: bool = True, check_lm_eval: bool = False, reuse: bool = False) -> dict:
     """Evaluate a loaded model on MMLU; returns the summary (also written to ``out_dir`` with the per-question
     records). ``limit`` keeps the first N questions of each subject. ``check_lm_eval`` also runs
     lm-evaluation-harness on the same questions and model and compares it with these records (the summary's
-    ``lm_eval_check``, see ``lm2.eval.lm_eval_adapter.compare_with_lm_eval``)."""
+    ``lm_eval_check``, see ``lm2.eval.lm_eval_adapter.compare_with_lm_eval``). ``reuse`` takes lm2's scores from
+    an earlier run in ``out_dir`` with the same settings instead of scoring again (see ``load_saved_run``)."""
     import json
 
     from lm2.data.mmlu import load_mmlu
 
     pool = load_mmlu(subjects)
     questions = select_questions(pool, limit)
-    start = time.perf_counter()
-    records = score_questions(loaded.model, loaded.tokenizer, questions, shots, form, batch_size, progress, pool)
-    seconds = time.perf_counter() - start
-    summary = {"model": str(loaded.path), "model_kind": loaded.kind, "form": form, "shots": shots,
-               "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
-               "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
-               **summarize(records)}
+    if reuse:
+        if out_dir is None:
+            raise ValueError("reusing saved MMLU scores needs the folder they are in (--out)")
+        summary, records = load_saved_run(out_dir, loaded, questions, form, shots, limit)
+    else:
+        start = time.perf_counter()
+        records = score_questions(loaded.model, loaded.tokenizer, questions, shots, form, batch_size, progress,
+                                  pool)
+        seconds = time.perf_counter() - start
+        summary = {"model": str(loaded.path), "model_kind": loaded.kind, "form": form, "shots": shots,
+                   "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
+                   "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
+                   **summarize(records)}
     # Written before the lm-eval check (which takes about as long again), so stopping it loses no scores.
-    if out_dir is not None:
+    if out_dir is not None and not reuse:
         out_dir = Path(out_dir)
         write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
         with open(out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl", "w", encoding="utf-8") as f:
@@ -252,8 +259,38 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
                                                         limit, batch_size)
         summary["lm_eval_check"]["seconds"] = round(time.perf_counter() - start, 2)
         if out_dir is not None:
-            write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
+            write_json(Path(out_dir) / f"mmlu_{form}_{shots}shot.json", summary)
     return summary
+
+
+def load_saved_run(out_dir: str | os.PathLike, loaded: LoadedModel, questions: Sequence[Any], form: str,
+                   shots: int, limit: int | None) -> tuple[dict, list[dict]]:
+    """The summary and per-question records that ``evaluate_mmlu`` wrote to ``out_dir`` earlier, after checking
+    they are for the same model, form, shots, limit and questions (subject and answer of every record, in order);
+    a clear error otherwise."""
+    import json
+
+    out_dir = Path(out_dir)
+    path = out_dir / f"mmlu_{form}_{shots}shot.json"
+    records_path = out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl"
+    if not path.is_file() or not records_path.is_file():
+        raise FileNotFoundError(f"--reuse: {out_dir} has no {path.name} and {records_path.name}; run without "
+                                "--reuse first (same --out, --form and --shots)")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    wanted = {"model": str(loaded.path), "form": form, "shots": shots, "limit": limit}
+    for key, value in wanted.items():
+        if summary.get(key) != value:
+            raise ValueError(f"--reuse: {path} was written with {key}={summary.get(key)!r}, this run asks for "
+                             f"{value!r}; use another --out or drop --reuse")
+    records = [json.loads(line) for line in records_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    same = len(records) == len(questions) and all(
+        r["subject"] == q.subject and r["answer"] == q.answer for r, q in zip(records, questions))
+    if not same:
+        raise ValueError(f"--reuse: {records_path} holds {len(records)} records that are not the "
+                         f"{len(questions)} questions this run selects (other --subjects or --limit?); use another "
+                         "--out or drop --reuse")
+    summary.pop("lm_eval_check", None)
+    return summary, records
 
 
 def select_questions(questions: Sequence[Any], limit: int | None) -> list[Any]:

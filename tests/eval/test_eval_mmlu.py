@@ -130,6 +130,47 @@ def test_scores_are_saved_before_the_lm_eval_check_runs(gpt2, tmp_path, monkeypa
     assert len((tmp_path / "out" / "mmlu_letter_0shot_predictions.jsonl").read_text().splitlines()) == 3
 
 
+def test_reuse_checks_saved_scores_without_scoring_again(gpt2, tmp_path, monkeypatch):
+    """--reuse hands the saved records to the lm-eval check and refuses a folder from other settings."""
+    from helpers import memory_model
+
+    import lm2.eval.lm_eval_adapter as adapter
+    import lm2.eval.mmlu as mmlu
+    from lm2.eval.common import LoadedModel
+
+    loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
+    first = mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=3, out_dir=tmp_path / "out",
+                               progress=False)
+    saved = [json.loads(line) for line in (tmp_path / "out" / "mmlu_letter_0shot_predictions.jsonl").open()]
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("--reuse scored the questions again")
+
+    checked = {}
+
+    def fake_check(model, tokenizer, pool, records, *args):
+        checked["records"] = records
+        return {"lm2": 0.0, "lm_eval": 0.0, "agree": True}
+
+    monkeypatch.setattr(mmlu, "score_questions", no_scoring)
+    monkeypatch.setattr(adapter, "compare_with_lm_eval", fake_check)
+    again = mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=3, out_dir=tmp_path / "out",
+                               progress=False, check_lm_eval=True, reuse=True)
+    assert checked["records"] == saved
+    assert again["average"] == json.loads(json.dumps(first["average"])) and again["lm_eval_check"]["agree"]
+    written = json.loads((tmp_path / "out" / "mmlu_letter_0shot.json").read_text())
+    assert written["lm_eval_check"]["agree"] and written["average"]["n"] == 6
+    with pytest.raises(ValueError, match="limit"):
+        mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=2, out_dir=tmp_path / "out",
+                           progress=False, reuse=True)
+    with pytest.raises(ValueError, match="not the"):
+        mmlu.evaluate_mmlu(loaded, subjects=["anatomy"], limit=3, out_dir=tmp_path / "out", progress=False,
+                           reuse=True)
+    with pytest.raises(FileNotFoundError, match="without --reuse"):
+        mmlu.evaluate_mmlu(loaded, subjects=["anatomy"], limit=3, out_dir=tmp_path / "none", progress=False,
+                           reuse=True)
+
+
 @pytest.mark.parametrize("form", ["letter", "cloze"])
 def test_agrees_with_lm_evaluation_harness_on_a_tiny_model(form, gpt2):
     pytest.importorskip("lm_eval")
