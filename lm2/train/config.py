@@ -70,6 +70,9 @@ class TrainSection:
     micro_batch_size: int = 0
     """Sequences per forward pass and process; 0 = batch_size / world_size (no accumulation)."""
     lr: float = 1e-3
+    backbone_lr: float | None = None
+    """Peak lr of the parameters outside the memory modules (e.g. a pretrained Llama's, with model.init_from);
+    null = train.lr. The new memory can learn fast while the backbone moves little."""
     min_lr_ratio: float = 0.1
     """The cosine schedule ends at lr * min_lr_ratio."""
     warmup_steps: int = 50
@@ -270,6 +273,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         _positive(f"train.{name}", getattr(t, name), zero_ok=True)
     _positive("train.batch_size", t.batch_size)
     _positive("train.lr", t.lr)
+    if t.backbone_lr is not None:
+        _positive("train.backbone_lr", t.backbone_lr)
+        if m.freeze_backbone:
+            raise ValueError("config field train.backbone_lr is set but model.freeze_backbone=true trains no backbone "
+                             "parameter: drop one of the two")
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config field train.min_lr_ratio={t.min_lr_ratio} is invalid: it must be in [0, 1]")
     _positive("train.weight_decay", t.weight_decay, zero_ok=True)

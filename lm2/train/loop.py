@@ -244,7 +244,8 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     model.to(ctx.device).train()
     runner = apply_parallelism(model, SegmentedLM(model, cfg.data.segment_length, cfg.data.bptt_segments),
                                cfg.distributed.strategy, ctx)
-    optimizer = build_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas)
+    optimizer = build_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas,
+                                backbone_lr=cfg.train.backbone_lr)
     scheduler = build_scheduler(optimizer, cfg.train.warmup_steps, cfg.total_steps(), cfg.train.min_lr_ratio)
     run = Run(cfg, ctx, tokenizer, model, runner, optimizer, scheduler, None, micro, accum, out_dir=out_dir)
     if resume_from is not None:

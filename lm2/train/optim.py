@@ -22,17 +22,27 @@ def no_decay(name: str, param: torch.Tensor) -> bool:
     return param.dim() < 2 or "embed_tokens" in name or "initial_memory" in name or "memory_embeddings" in name
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas, fused: bool | None = None):
-    """AdamW over the trainable parameters, in two groups (decay / no decay).
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas, fused: bool | None = None,
+                    backbone_lr: float | None = None):
+    """AdamW over the trainable parameters, in groups by weight decay (decay / none) and, with ``backbone_lr``,
+    by learning rate: the memory modules' parameters (".memory." in the name) at ``lr``, the others at
+    ``backbone_lr``. The schedule scales every group's lr by the same factor.
 
     A tied LM head (lm_head.weight is embed_tokens.weight) appears once: named_parameters() de-duplicates.
     """
-    decay, plain = [], []
+    groups: dict[tuple[bool, float], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (plain if no_decay(name, param) else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas), fused=fused)
+            group_lr = lr if backbone_lr is None or ".memory." in name else backbone_lr
+            groups.setdefault((no_decay(name, param), group_lr), []).append(param)
+    return torch.optim.AdamW([{"params": params, "weight_decay": 0.0 if plain else weight_decay, "lr": group_lr}
+                              for (plain, group_lr), params in sorted(groups.items(), key=_main_group_first(lr))],
+                             lr=lr, betas=tuple(betas), fused=fused)
+
+
+def _main_group_first(lr: float):
+    """Group order: the ``lr`` groups first (so a logged ``get_last_lr()[0]`` is train.lr's), decay before none."""
+    return lambda item: (item[0][1] != lr, item[0][0])
 
 
 def build_scheduler(optimizer, warmup_steps: int, total_steps: int, min_ratio: float):

@@ -126,6 +126,23 @@ def test_freeze_backbone_trains_only_memory(lm_config):
     assert changed and all(".memory." in n for n in changed)
 
 
+def test_backbone_lr_moves_the_backbone_at_its_own_rate(lm_config):
+    """train.backbone_lr: the memory at train.lr, every other parameter at backbone_lr (Adam's first step moves
+    each weight by about the lr), each parameter in exactly one group."""
+    lr, backbone_lr = 3e-3, 3e-5
+    run = loop.setup(lm_config(train={"lr": lr, "backbone_lr": backbone_lr, "warmup_steps": 1, "weight_decay": 0.0}))
+    grouped = [id(p) for g in run.optimizer.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in run.model.parameters()) and len(set(grouped)) == len(grouped)
+    assert run.optimizer.param_groups[0]["lr"] == lr
+    before = {n: p.detach().clone() for n, p in run.model.named_parameters()}
+    loop.train_step(run)
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in run.model.named_parameters()}
+    backbone = max(v for n, v in moved.items() if ".memory." not in n)
+    memory = max(v for n, v in moved.items() if ".memory." in n)
+    assert 0 < backbone <= 1.01 * backbone_lr
+    assert memory > 10 * backbone_lr
+
+
 def test_vanilla_has_no_memory_and_same_window(lm_config):
     cfg = lm_config(model={"kind": "vanilla"})
     model = loop.build_model(cfg, vocab_size=300)

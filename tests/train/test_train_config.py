@@ -23,6 +23,8 @@ def test_overrides_are_nested_and_typed():
     ({"data": {"task": "lm"}}, "train.steps"),
     ({"distributed": {"strategy": "zero3"}}, "distributed.strategy"),
     ({"train": {"batch_size": 8, "micro_batch_size": 3}}, "train.micro_batch_size"),
+    ({"train": {"backbone_lr": 0.0}}, "train.backbone_lr"),
+    ({"train": {"backbone_lr": 1e-5}, "model": {"freeze_backbone": True}}, "train.backbone_lr"),
 ])
 def test_bad_field_is_named(values, field):
     values.setdefault("data", {}).setdefault("task", "lm")
