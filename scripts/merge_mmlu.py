@@ -15,19 +15,16 @@ import json
 from pathlib import Path
 
 from lm2.eval.common import write_json
+from lm2.eval.lm_eval_adapter import overall_agreement
 from lm2.eval.mmlu import format_check, summarize, table2
 
 
 def merge_checks(checks: list[dict], records: list[dict]) -> dict:
     subjects = {s: v for check in checks for s, v in check["subjects"].items()}
-    n = sum(v["n"] for v in subjects.values())
     ours = sum(r["correct"] for r in records) * 100.0 / len(records)
-    theirs = sum(v["lm_eval"] * v["n"] for v in subjects.values()) / n
-    tolerance = checks[0]["tolerance"]
     return {
-        "form": checks[0]["form"], "shots": checks[0]["shots"], "limit": checks[0]["limit"], "questions": n,
-        "lm2": ours, "lm_eval": theirs, "difference": ours - theirs, "agree": abs(ours - theirs) <= tolerance,
-        "tolerance": tolerance,
+        "form": checks[0]["form"], "shots": checks[0]["shots"], "limit": checks[0]["limit"],
+        **overall_agreement(subjects, ours, checks[0]["tolerance"]),
         "prompt_mismatches": sum(c["prompt_mismatches"] for c in checks),
         "prediction_mismatches": sum(c["prediction_mismatches"] for c in checks),
         "max_loglikelihood_difference": max(c["max_loglikelihood_difference"] for c in checks),

@@ -167,14 +167,20 @@ def compare_with_lm_eval(model: Any, tokenizer: Any, questions: Sequence[Any], r
             pred_mismatches += pred != r["pred"]
             ll_difference = max(ll_difference, *(abs(a - b) for a, b in zip(lls, r["loglikelihoods"])))
         subjects[subject] = {"lm2": ours["subjects"][subject]["acc"], "lm_eval": other["acc"], "n": len(pairs)}
-    n = sum(v["n"] for v in subjects.values())
-    theirs_avg = sum(v["lm_eval"] * v["n"] for v in subjects.values()) / n
-    ours_avg = ours["average"]["acc"]
     return {
-        "form": form, "shots": shots, "limit": limit, "questions": n,
-        "lm2": ours_avg, "lm_eval": theirs_avg, "difference": ours_avg - theirs_avg,
-        "agree": abs(ours_avg - theirs_avg) <= tolerance, "tolerance": tolerance,
+        "form": form, "shots": shots, "limit": limit, **overall_agreement(subjects, ours["average"]["acc"], tolerance),
         "prompt_mismatches": prompt_mismatches, "prediction_mismatches": pred_mismatches,
         "max_loglikelihood_difference": ll_difference,
         "subjects": subjects,
     }
+
+
+def overall_agreement(subjects: dict[str, dict], lm2_average: float, tolerance: float) -> dict:
+    """The overall part of a check, from per-subject results ({"lm_eval": accuracy, "n": questions} each) and
+    lm2's average over the same questions: lm-eval's question-weighted average, the difference, and ``agree``
+    (within ``tolerance`` points)."""
+    n = sum(v["n"] for v in subjects.values())
+    lm_eval_average = sum(v["lm_eval"] * v["n"] for v in subjects.values()) / n
+    difference = lm2_average - lm_eval_average
+    return {"questions": n, "lm2": lm2_average, "lm_eval": lm_eval_average, "difference": difference,
+            "agree": abs(difference) <= tolerance, "tolerance": tolerance}

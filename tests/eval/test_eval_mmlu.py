@@ -228,3 +228,26 @@ def test_merging_subject_halves_equals_one_run(gpt2, tmp_path):
     overlap = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "m2"), str(tmp_path / "a"),
                               str(tmp_path / "a")], capture_output=True, text=True)
     assert overlap.returncode != 0 and "disjoint" in overlap.stderr
+
+
+def test_merged_lm_eval_checks_weigh_subjects_by_questions():
+    """merge_checks: lm-eval's overall accuracy is the question-weighted mean of the parts' subjects; lm2's comes
+    from the records; counts add up, the largest difference is kept."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "merge_mmlu.py"
+    spec = importlib.util.spec_from_file_location("merge_mmlu", path)
+    merge_mmlu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_mmlu)
+    part = {"form": "letter", "shots": 0, "limit": None, "tolerance": 0.5, "prompt_mismatches": 0,
+            "prediction_mismatches": 1, "max_loglikelihood_difference": 1e-5, "seconds": 2.0}
+    checks = [{**part, "subjects": {"anatomy": {"lm2": 50.0, "lm_eval": 50.0, "n": 2}}},
+              {**part, "max_loglikelihood_difference": 3e-5,
+               "subjects": {"virology": {"lm2": 25.0, "lm_eval": 0.0, "n": 4}}}]
+    records = [{"correct": c} for c in (True, False, True, False, False, False)]
+    merged = merge_mmlu.merge_checks(checks, records)
+    assert merged["questions"] == 6 and merged["lm2"] == pytest.approx(200 / 6)
+    assert merged["lm_eval"] == pytest.approx(100 / 6) and merged["difference"] == pytest.approx(100 / 6)
+    assert not merged["agree"] and merged["prediction_mismatches"] == 2
+    assert merged["max_loglikelihood_difference"] == 3e-5 and merged["seconds"] == 4.0
