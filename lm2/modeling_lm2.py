@@ -337,7 +337,14 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
         logits are the Llama's), everything else is the checkpoint's.
         """
         if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-            return cls.from_pretrained(source, **memory_fields)
+            # The memory is new here: transformers' load report need not list its (initialised) parameters as
+            # missing. Only the report changes; from_pretrained on an LM2 checkpoint still lists them.
+            previous = cls._keys_to_ignore_on_load_missing
+            cls._keys_to_ignore_on_load_missing = [*(previous or []), r"\.memory\."]
+            try:
+                return cls.from_pretrained(source, **memory_fields)
+            finally:
+                cls._keys_to_ignore_on_load_missing = previous
         if isinstance(source, dict):
             state = source
             llama_config = memory_fields.pop("config", None)

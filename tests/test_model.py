@@ -59,6 +59,36 @@ def test_llama_folder_loads_with_no_key_map_and_memory_changes_nothing_at_init(t
     assert mem.q_proj.weight.std() > 0.01  # initialised, not left empty
 
 
+def transformers_warnings(load) -> str:
+    """What transformers logs while ``load()`` runs (its logger does not propagate to pytest's capture)."""
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        load()
+    finally:
+        logger.removeHandler(handler)
+    return "\n".join(messages)
+
+
+def test_from_llama_folder_does_not_report_the_new_memory_as_missing(tmp_path):
+    ref = hf_reference(2, None)
+    ref.save_pretrained(tmp_path)
+    fields = dict(memory_layers=2, memory_slots=8, memory_heads=4)
+    loaded = {}
+    report = transformers_warnings(lambda: loaded.setdefault("model", LM2ForCausalLM.from_llama(tmp_path, **fields)))
+    assert ".memory." not in report
+    mem = loaded["model"].model.layers[1].memory
+    torch.testing.assert_close(mem.initial_memory[:4, :4], torch.eye(4))
+    assert mem.q_proj.weight.std() > 0.01 and mem.o_proj.weight.abs().max() == 0
+    # a plain from_pretrained still says what it initialised
+    assert "memory.q_proj" in transformers_warnings(lambda: LM2ForCausalLM.from_pretrained(tmp_path, **fields))
+
+
 def test_from_llama_state_dict_rejects_a_mismatched_checkpoint():
     ref = hf_reference(2, None)
     state = ref.state_dict()
