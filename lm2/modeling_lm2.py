@@ -79,6 +79,14 @@ def window_mask(
 # ----------------------------------------------------------------------------- modules
 
 
+def _lm2_config_from(llama_config, memory_fields: dict) -> LM2Config:
+    """An LM2Config with a Llama config's fields and ``memory_fields`` over them."""
+    fields = llama_config.to_dict()
+    for key in ("model_type", "architectures", "transformers_version", "auto_map"):
+        fields.pop(key, None)
+    return LM2Config(**{**fields, **memory_fields})
+
+
 class LM2RMSNorm(nn.Module):
     """RMSNorm, computed in fp32 as Llama does."""
 
@@ -339,10 +347,18 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
         if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
             # The memory is new here: transformers' load report need not list its (initialised) parameters as
             # missing. Only the report changes; from_pretrained on an LM2 checkpoint still lists them.
+            # Reading the Llama's config ourselves spares transformers' "model of type llama" warning.
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(source)
+            if isinstance(config, LM2Config):
+                kwargs = memory_fields
+            else:
+                kwargs = {"config": _lm2_config_from(config, memory_fields)}
             previous = cls._keys_to_ignore_on_load_missing
             cls._keys_to_ignore_on_load_missing = [*(previous or []), r"\.memory\."]
             try:
-                return cls.from_pretrained(source, **memory_fields)
+                return cls.from_pretrained(source, **kwargs)
             finally:
                 cls._keys_to_ignore_on_load_missing = previous
         if isinstance(source, dict):
@@ -352,14 +368,11 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
                 raise ValueError("from_llama(state_dict) needs config=<the Llama's config>")
         else:
             state, llama_config = source.state_dict(), source.config
-        fields = llama_config.to_dict()
-        for key in ("model_type", "architectures", "transformers_version", "auto_map"):
-            fields.pop(key, None)
-        fields.update(memory_fields)
-        model = cls(LM2Config(**fields))
+        config = _lm2_config_from(llama_config, memory_fields)
+        model = cls(config)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if ".memory." not in k and not (k == "lm_head.weight" and fields.get(
-            "tie_word_embeddings"))]
+        missing = [k for k in missing if ".memory." not in k and not (k == "lm_head.weight" and
+                                                                      config.tie_word_embeddings)]
         if missing or unexpected:
             raise ValueError(
                 f"the checkpoint does not match an LM2/Llama model of this config: missing {missing[:5]}, "
