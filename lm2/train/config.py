@@ -94,6 +94,8 @@ class TrainSection:
 class EvalSection:
     interval: int = 100
     """Evaluate every this many steps (and at the end); 0 = only at the end."""
+    at_start: bool = False
+    """Also evaluate before the first step (logged as step 0): where a fine-tuned model starts from."""
     val_batches: int = 4
     """Batches of held-out data for the validation loss."""
     samples: int = 50

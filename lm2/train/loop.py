@@ -322,7 +322,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
     log = MetricLog(run.out_dir, ctx.is_main, resume_step=run.step if resume else None)
     bar = tqdm(total=total, initial=run.step, disable=not (progress and ctx.is_main), dynamic_ncols=True)
     start, last_stage = time.perf_counter(), None
+
+    def validate() -> dict:
+        metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device)
+        metrics["elapsed_s"] = time.perf_counter() - start
+        log.log(run.step, "eval", metrics)
+        run.history.append({"step": run.step, "kind": "eval", **metrics})
+        bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        return metrics
+
     try:
+        if cfg.eval.at_start and run.step == 0:
+            validate()
         while run.step < total:
             stage = cfg.stage_at(run.step)[0] if cfg.data.task == "babilong" else 0
             if stage != last_stage and ctx.is_main and cfg.data.task == "babilong":
@@ -337,11 +348,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
             bar.update(1)
             last = run.step == total
             if (cfg.eval.interval and run.step % cfg.eval.interval == 0) or last:
-                metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device)
-                metrics["elapsed_s"] = time.perf_counter() - start
-                log.log(run.step, "eval", metrics)
-                run.history.append({"step": run.step, "kind": "eval", **metrics})
-                bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                metrics = validate()
                 value = metrics.get(cfg.checkpoint.best_metric)
                 if cfg.checkpoint.keep_best and value is not None and is_better(cfg, value, run.best):
                     run.best = value

@@ -143,6 +143,18 @@ def test_backbone_lr_moves_the_backbone_at_its_own_rate(lm_config):
     assert memory > 10 * backbone_lr
 
 
+def test_eval_at_start_logs_the_untrained_model_as_step_0(lm_config):
+    """eval.at_start: a step-0 validation loss, equal to the freshly built model's (same seed), before training."""
+    cfg = lm_config(train={"steps": 2}, eval={"interval": 0, "at_start": True})
+    fresh = loop.setup(cfg)
+    batches = loop.validation_batches(cfg, fresh.tokenizer, fresh.micro)
+    expected = loop.evaluate(SegmentedLM(fresh.model, cfg.data.segment_length), fresh.tokenizer, cfg, batches,
+                             torch.device("cpu"))["val_loss"]
+    evals = [r for r in train(cfg, progress=False).history if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 2]
+    assert evals[0]["val_loss"] == pytest.approx(expected, rel=1e-6) and evals[1]["val_loss"] != evals[0]["val_loss"]
+
+
 def test_vanilla_has_no_memory_and_same_window(lm_config):
     cfg = lm_config(model={"kind": "vanilla"})
     model = loop.build_model(cfg, vocab_size=300)
