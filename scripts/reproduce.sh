@@ -11,8 +11,8 @@
 # Experiment 5  test-time updates: the memory figure of the experiment-1 LM2 on a prompt whose fact is far
 #               from the question.
 # Experiment 4  only with EXP4=1 (some 1-1.5 h on 2 CPU cores, estimated from RESULTS.md 4c; not in
-#               --quick): SmolLM2-135M-Instruct with memory in all 30 blocks, trained 12 steps on the books with the backbone frozen and unfrozen
-#               (configs/smollm2-memory-text.yaml), each scored on the first EXP4_LIMIT (20) questions of every
+#               --quick): SmolLM2-135M-Instruct with memory in all 30 blocks, trained 12 steps on the books
+#               with the backbone frozen and unfrozen (configs/smollm2-memory-text.yaml), each scored on the first EXP4_LIMIT (20) questions of every
 #               MMLU subject beside the Llama it started from. The full-MMLU Llama numbers are
 #               scripts/smollm2_results.sh (hours on CPU).
 #
