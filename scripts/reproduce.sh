@@ -12,9 +12,9 @@
 #               from the question.
 # Experiment 4  only with EXP4=1 (some 1-1.5 h on 2 CPU cores, estimated from RESULTS.md 4c; not in
 #               --quick): SmolLM2-135M-Instruct with memory in all 30 blocks, trained 12 steps on the books
-#               with the backbone frozen and unfrozen (configs/smollm2-memory-text.yaml), each scored on the first EXP4_LIMIT (20) questions of every
-#               MMLU subject beside the Llama it started from. The full-MMLU Llama numbers are
-#               scripts/smollm2_results.sh (hours on CPU).
+#               with the backbone frozen and unfrozen (configs/smollm2-memory-text.yaml), each scored on the
+#               first EXP4_LIMIT (20) questions of every MMLU subject beside the Llama it started from. The
+#               full-MMLU Llama numbers are scripts/smollm2_results.sh (hours on CPU).
 #
 # --quick shortens every run so that the whole script finishes in under 10 minutes on 2 CPU cores; its
 # numbers only show that the pipeline works. The full run took 71 minutes on 2 CPU cores with the LM2 run
@@ -96,7 +96,8 @@ if [[ ${EXP4:-0} == 1 && $QUICK == 0 ]]; then
   for BACKBONE in frozen unfrozen; do
     RUN="$OUT/smollm2-memory-text-$BACKBONE"
     FLAGS=(--out_dir "$RUN" --no-progress)
-    [[ $BACKBONE == unfrozen ]] && FLAGS+=(--model.freeze_backbone false --train.backbone_lr 3.0e-5 --train.micro_batch_size 2)
+    [[ $BACKBONE == unfrozen ]] && FLAGS+=(--model.freeze_backbone false --train.backbone_lr 3.0e-5
+                                            --train.micro_batch_size 2)
     ( done_already "$RUN" || OMP_NUM_THREADS=1 lm2 train configs/smollm2-memory-text.yaml "${FLAGS[@]}"
       OMP_NUM_THREADS=1 lm2 eval mmlu --model "$(latest "$RUN")" "${MMLU[@]}" --out "$OUT/mmlu-memory-$BACKBONE" ) &
     PIDS+=($!)
