@@ -280,6 +280,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if m.freeze_backbone:
             raise ValueError("config field train.backbone_lr is set but model.freeze_backbone=true trains no backbone "
                              "parameter: drop one of the two")
+        if m.kind != "lm2":
+            raise ValueError(f"config field train.backbone_lr needs model.kind=lm2 (it sets the lr of everything "
+                             f"outside LM2's .memory. modules; model.kind={m.kind!r} has none)")
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config field train.min_lr_ratio={t.min_lr_ratio} is invalid: it must be in [0, 1]")
     _positive("train.weight_decay", t.weight_decay, zero_ok=True)

@@ -25,6 +25,7 @@ def test_overrides_are_nested_and_typed():
     ({"train": {"batch_size": 8, "micro_batch_size": 3}}, "train.micro_batch_size"),
     ({"train": {"backbone_lr": 0.0}}, "train.backbone_lr"),
     ({"train": {"backbone_lr": 1e-5}, "model": {"freeze_backbone": True}}, "train.backbone_lr"),
+    ({"train": {"backbone_lr": 1e-5}, "model": {"kind": "rmt"}}, "train.backbone_lr"),
 ])
 def test_bad_field_is_named(values, field):
     values.setdefault("data", {}).setdefault("task", "lm")
