@@ -11,12 +11,10 @@ one, is summed over subjects. Writes the merged JSON and predictions to --out an
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from lm2.eval.common import write_json
 from lm2.eval.lm_eval_adapter import overall_agreement
-from lm2.eval.mmlu import format_check, summarize, table2
+from lm2.eval.mmlu import format_check, read_results, summarize, table2, write_results
 
 
 def merge_checks(checks: list[dict], records: list[dict]) -> dict:
@@ -41,15 +39,14 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=0)
     args = parser.parse_args()
 
-    stem = f"mmlu_{args.form}_{args.shots}shot"
     summaries, records = [], []
     for part in args.parts:
-        path = part / f"{stem}.json"
-        if not path.is_file():
-            raise SystemExit(f"{part}: no {stem}.json (did `lm2 eval mmlu --form {args.form} --shots {args.shots}` "
-                             "finish there?)")
-        summaries.append(json.loads(path.read_text()))
-        records += [json.loads(line) for line in (part / f"{stem}_predictions.jsonl").read_text().splitlines()]
+        try:
+            summary, part_records = read_results(part, args.form, args.shots)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(str(err)) from None
+        summaries.append(summary)
+        records += part_records
     seen: dict[str, Path] = {}
     for part, summary in zip(args.parts, summaries):
         for subject in summary["subjects"]:
@@ -65,9 +62,7 @@ def main() -> None:
     checks = [s.get("lm_eval_check") for s in summaries]
     if all(checks):
         merged["lm_eval_check"] = merge_checks(checks, records)
-    write_json(args.out / f"{stem}.json", merged)
-    with open(args.out / f"{stem}_predictions.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
+    write_results(args.out, merged, records)
 
     print(table2(merged, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {len(records)} questions"))
     print(f"macro average over {len(merged['subjects'])} subjects: {merged['macro_average']:.2f}")

@@ -225,8 +225,6 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
     lm-evaluation-harness on the same questions and model and compares it with these records (the summary's
     ``lm_eval_check``, see ``lm2.eval.lm_eval_adapter.compare_with_lm_eval``). ``reuse`` takes lm2's scores from
     an earlier run in ``out_dir`` with the same settings instead of scoring again (see ``load_saved_run``)."""
-    import json
-
     from lm2.data.mmlu import load_mmlu
 
     pool = load_mmlu(subjects)
@@ -244,13 +242,9 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
                    "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
                    "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
                    **summarize(records)}
-    # Written before the lm-eval check (which takes about as long again), so stopping it loses no scores.
-    if out_dir is not None and not reuse:
-        out_dir = Path(out_dir)
-        write_json(out_dir / f"mmlu_{form}_{shots}shot.json", summary)
-        with open(out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl", "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
+        # Written before the lm-eval check (which takes about as long again), so stopping it loses no scores.
+        if out_dir is not None:
+            write_results(out_dir, summary, records)
     if check_lm_eval:
         from lm2.eval.lm_eval_adapter import compare_with_lm_eval
 
@@ -259,8 +253,39 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
                                                         limit, batch_size)
         summary["lm_eval_check"]["seconds"] = round(time.perf_counter() - start, 2)
         if out_dir is not None:
-            write_json(Path(out_dir) / f"mmlu_{form}_{shots}shot.json", summary)
+            write_json(result_files(out_dir, form, shots)[0], summary)
     return summary
+
+
+def result_files(out_dir: str | os.PathLike, form: str, shots: int) -> tuple[Path, Path]:
+    """Where a run's summary (JSON) and per-question records (JSONL) are in ``out_dir``."""
+    stem = f"mmlu_{form}_{shots}shot"
+    return Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}_predictions.jsonl"
+
+
+def write_results(out_dir: str | os.PathLike, summary: dict, records: Sequence[dict]) -> None:
+    """Write a summary (with its ``form`` and ``shots``) and its per-question records to ``out_dir``."""
+    import json
+
+    summary_path, records_path = result_files(out_dir, summary["form"], summary["shots"])
+    write_json(summary_path, summary)
+    with open(records_path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def read_results(out_dir: str | os.PathLike, form: str, shots: int) -> tuple[dict, list[dict]]:
+    """The summary and per-question records of a run in ``out_dir``; FileNotFoundError if there is none."""
+    import json
+
+    from lm2.data.corpora import jsonl_records
+
+    summary_path, records_path = result_files(out_dir, form, shots)
+    if not summary_path.is_file() or not records_path.is_file():
+        raise FileNotFoundError(f"{out_dir} has no {summary_path.name} and {records_path.name} (did `lm2 eval mmlu "
+                                f"--form {form} --shots {shots} --out {out_dir}` finish?)")
+    with open(records_path, encoding="utf-8") as f:
+        records = [record for _, record in jsonl_records(f, records_path)]
+    return json.loads(summary_path.read_text(encoding="utf-8")), records
 
 
 def load_saved_run(out_dir: str | os.PathLike, loaded: LoadedModel, questions: Sequence[Any], form: str,
@@ -268,27 +293,22 @@ def load_saved_run(out_dir: str | os.PathLike, loaded: LoadedModel, questions: S
     """The summary and per-question records that ``evaluate_mmlu`` wrote to ``out_dir`` earlier, after checking
     they are for the same model, form, shots, limit and questions (subject and answer of every record, in order);
     a clear error otherwise."""
-    import json
-
-    out_dir = Path(out_dir)
-    path = out_dir / f"mmlu_{form}_{shots}shot.json"
-    records_path = out_dir / f"mmlu_{form}_{shots}shot_predictions.jsonl"
-    if not path.is_file() or not records_path.is_file():
-        raise FileNotFoundError(f"--reuse: {out_dir} has no {path.name} and {records_path.name}; run without "
-                                "--reuse first (same --out, --form and --shots)")
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary, records = read_results(out_dir, form, shots)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--reuse: {err}; run without --reuse first") from None
+    path = result_files(out_dir, form, shots)[0]
     wanted = {"model": str(loaded.path), "form": form, "shots": shots, "limit": limit}
     for key, value in wanted.items():
         if summary.get(key) != value:
             raise ValueError(f"--reuse: {path} was written with {key}={summary.get(key)!r}, this run asks for "
                              f"{value!r}; use another --out or drop --reuse")
-    records = [json.loads(line) for line in records_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     same = len(records) == len(questions) and all(
         r["subject"] == q.subject and r["answer"] == q.answer for r, q in zip(records, questions))
     if not same:
-        raise ValueError(f"--reuse: {records_path} holds {len(records)} records that are not the "
-                         f"{len(questions)} questions this run selects (other --subjects or --limit?); use another "
-                         "--out or drop --reuse")
+        raise ValueError(f"--reuse: {out_dir} holds {len(records)} records that are not the {len(questions)} "
+                         "questions this run selects (other --subjects or --limit?); use another --out or drop "
+                         "--reuse")
     summary.pop("lm_eval_check", None)
     return summary, records
 

@@ -251,3 +251,29 @@ def test_merged_lm_eval_checks_weigh_subjects_by_questions():
     assert merged["lm_eval"] == pytest.approx(100 / 6) and merged["difference"] == pytest.approx(100 / 6)
     assert not merged["agree"] and merged["prediction_mismatches"] == 2
     assert merged["max_loglikelihood_difference"] == 3e-5 and merged["seconds"] == 4.0
+
+
+def test_compare_mmlu_counts_changes_question_by_question():
+    """scripts/compare_mmlu.py: gained / lost / changed, letter shares and log-likelihood moves of two runs."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "compare_mmlu.py"
+    spec = importlib.util.spec_from_file_location("compare_mmlu", path)
+    compare_mmlu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_mmlu)
+
+    def record(answer, pred, lls):
+        return {"subject": "anatomy", "answer": answer, "pred": pred, "correct": pred == answer,
+                "loglikelihoods": lls}
+
+    base = [record(0, 0, [-1, -2, -3, -4]), record(1, 0, [-1, -2, -3, -4]), record(2, 3, [-4, -3, -2, -1])]
+    other = [record(0, 1, [-2, -1, -3, -4]), record(1, 1, [-2, -1, -3, -4]), record(2, 3, [-4, -3, -2, -1])]
+    result = compare_mmlu.compare(base, other)
+    assert result["changed"] == 2 and result["gained"] == 1 and result["lost"] == 1
+    assert result["accuracy"] == [pytest.approx(100 / 3), pytest.approx(100 / 3)]
+    shares = result["letter_share"]
+    assert shares[0]["A"] == pytest.approx(200 / 3) and shares[1]["B"] == pytest.approx(200 / 3)
+    assert result["loglikelihood_moved"] == {"mean": pytest.approx(2 / 3), "max": 1}
+    with pytest.raises(ValueError, match="same questions"):
+        compare_mmlu.compare(base, other[:2])
