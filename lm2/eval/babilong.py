@@ -19,6 +19,7 @@ and length, the qa1-qa5 mean per length, the aggregate over lengths >= 8k) and `
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -276,6 +277,72 @@ def write_predictions(path: str | os.PathLike, samples: Sequence[Any], outputs: 
     return path
 
 
+# ----------------------------------------------------------------------------- resuming
+
+RESUME_SETTINGS = ("model", "format", "rule", "shots", "seed", "max_new_tokens")  # + segment_length if streaming
+
+
+def partial_path(out_dir: Path, task: str, length: str) -> Path:
+    """Where answers are appended while a task and length runs (removed once its CSV is written)."""
+    return out_dir / f"{task}_{length}.partial.jsonl"
+
+
+def check_resumable(out_dir: Path, summary: dict, streaming: bool) -> None:
+    """Raise ValueError unless ``out_dir``'s summary.json was made with the settings in ``summary`` (those that
+    change answers). A folder without one has nothing to resume and passes."""
+    path = out_dir / "summary.json"
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot resume from {out_dir}: its summary.json is not valid JSON ({err}); "
+                         "evaluate into a new --out") from None
+    keys = RESUME_SETTINGS + (("segment_length",) if streaming else ())
+    differ = [f"{k} {previous.get(k)!r} there, {summary[k]!r} now" for k in keys if previous.get(k) != summary[k]]
+    if differ:
+        raise ValueError(f"cannot resume from {out_dir}: its answers were made with other settings "
+                         f"({'; '.join(differ)}); use the same settings or a new --out")
+
+
+def saved_answers(out_dir: Path, task: str, length: str, samples: Sequence[Any]) -> dict[int, str]:
+    """Answers already in ``out_dir`` for ``samples`` (sample index -> output): the CSV's rows (row i answers
+    sample i), then the partial file's records. Raises ValueError if a saved answer belongs to another sample
+    or the CSV holds more samples than asked for (rewriting it would drop them)."""
+    found: dict[int, tuple[str, str, str]] = {}  # index -> (target, question, output)
+    csv_path = out_dir / f"{task}_{length}.csv"
+    if csv_path.is_file():
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if list(reader.fieldnames or []) != list(CSV_COLUMNS):
+                raise ValueError(f"cannot resume from {csv_path}: columns {reader.fieldnames}, expected "
+                                 f"{list(CSV_COLUMNS)}")
+            for i, row in enumerate(reader):
+                found[i] = (row["target"], row["question"], row["output"])
+        if len(found) > len(samples):
+            raise ValueError(f"cannot resume from {csv_path}: it holds {len(found)} answers, more than --n "
+                             f"{len(samples)}; use --n {len(found)} or more, or a new --out")
+    partial = partial_path(out_dir, task, length)
+    if partial.is_file():
+        lines = partial.read_text(encoding="utf-8").splitlines()
+        for lineno, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if lineno == len(lines):  # the last line of a run killed while writing it
+                    break
+                raise ValueError(f"cannot resume from {partial}:{lineno}: not valid JSON; delete the file to "
+                                 "generate its answers again") from None
+            if record["index"] < len(samples):
+                found[record["index"]] = (record["target"], record["question"], record["output"])
+    for i, (target, question, _) in found.items():  # every index is below len(samples) here
+        if (target, question) != (samples[i].target, samples[i].question):
+            raise ValueError(f"cannot resume {task} {length} from {out_dir}: saved answer {i} is for another "
+                             f"sample (question {question!r}, target {target!r}; sample {i} is "
+                             f"{samples[i].question!r}, {samples[i].target!r}); use a new --out")
+    return {i: output for i, (_, _, output) in found.items()}
+
+
 def summarize(accuracy: dict[str, dict[str, float]], tasks: Sequence[str], lengths: Sequence[str]) -> dict:
     """Means over tasks and lengths: the qa1-qa5 mean per length (when all five were run), the mean over the
     tasks run, and per task the aggregate over lengths >= 8k (the LM2 paper's "8k and more")."""
@@ -326,13 +393,20 @@ def results_table(summary: dict) -> str:
 def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS,
                       lengths: Sequence[str] = ("0k", "1k", "2k", "4k"), n: int = 100, fmt: str = "auto",
                       shots: int = 0, segment_length: int = 512, batch_size: int = 1, max_new_tokens: int = 16,
-                      out_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> dict:
+                      out_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True,
+                      resume: bool = False) -> dict:
     """Evaluate a loaded model on BABILong; returns the summary (also written to ``out_dir``, with the CSVs,
     and the heatmap).
 
     Accuracies are in percent. ``shots`` solved examples go into the instruction prompt (instruction format
     only). ``batch_size`` > 1 left-pads prompts of similar length together, and for a model with memory only
     prompts whose padding leaves its answers unchanged (``plan_batches``).
+
+    With ``out_dir``, each task and length's answers are appended to ``<task>_<length>.partial.jsonl`` as they
+    come (replaced by the CSV when the pair is done). ``resume`` takes the answers already in ``out_dir`` (CSVs
+    of an earlier, possibly smaller ``n``, and partial files of an interrupted run) instead of generating them
+    again, after checking that they were made with the same settings and for the same samples; the test samples
+    are prefix-stable, so raising ``n`` only adds samples. ``seconds`` then covers the new answers only.
     """
     from tqdm import tqdm
 
@@ -371,6 +445,11 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
         "max_new_tokens": max_new_tokens, "device": str(next(loaded.model.parameters()).device),
         "tasks": tasks, "lengths": lengths, "accuracy": {}, "seconds": {},
     }
+    if resume:
+        if out_dir is None:
+            raise ValueError("resuming needs the output folder of the earlier run (--out)")
+        check_resumable(out_dir, summary, streaming=is_streaming(loaded.model))
+        summary["reused"] = {}
     bar = tqdm(total=len(tasks) * len(lengths) * n, unit="sample", disable=not progress, dynamic_ncols=True)
     for task in tasks:
         for length in lengths:
@@ -381,22 +460,44 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
             prompts = [np.asarray(prompt_ids(s, loaded.tokenizer, fmt, shots), dtype=np.int32) for s in samples]
             check_fits(loaded.model, max(len(p) for p in prompts) + max_new_tokens,
                        f"the longest {task} {length} prompt plus its answer")
-            outputs: list[str] = [""] * len(samples)
-            correct = answered = 0
-            for chunk in plan_batches([len(p) for p in prompts], batch_size, padding_multiple(loaded.model)):
-                batch = [prompts[i].tolist() for i in chunk]
-                answers = generate_answers(loaded, batch, max_new_tokens, segment_length)
-                for i, answer in zip(chunk, answers):
-                    outputs[i] = answer
-                correct += sum(score(answers, [samples[i] for i in chunk], rule))
-                answered += len(chunk)
-                bar.update(len(chunk))
-                bar.set_postfix(acc=f"{100 * correct / answered:.0f}")
+            saved = saved_answers(out_dir, task, length, samples) if resume else {}
+            outputs: list[str] = [saved.get(i, "") for i in range(len(samples))]
+            todo = [i for i in range(len(samples)) if i not in saved]
+            correct = sum(score(list(saved.values()), [samples[i] for i in saved], rule))
+            answered = len(saved)
+            if resume:
+                summary["reused"].setdefault(task, {})[length] = answered
+            bar.update(answered)
+            partial = None
+            if out_dir is not None and todo:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                partial = open(partial_path(out_dir, task, length), "a" if resume else "w", encoding="utf-8")
+            try:
+                for chunk in plan_batches([len(prompts[i]) for i in todo], batch_size, padding_multiple(loaded.model)):
+                    chunk = [todo[j] for j in chunk]
+                    batch = [prompts[i].tolist() for i in chunk]
+                    answers = generate_answers(loaded, batch, max_new_tokens, segment_length)
+                    for i, answer in zip(chunk, answers):
+                        outputs[i] = answer
+                        if partial is not None:
+                            record = {"index": i, "target": samples[i].target, "question": samples[i].question,
+                                      "output": answer}
+                            partial.write(json.dumps(record) + "\n")
+                    if partial is not None:
+                        partial.flush()
+                    correct += sum(score(answers, [samples[i] for i in chunk], rule))
+                    answered += len(chunk)
+                    bar.update(len(chunk))
+                    bar.set_postfix(acc=f"{100 * correct / answered:.0f}")
+            finally:
+                if partial is not None:
+                    partial.close()
             accuracy = 100.0 * sum(score(outputs, samples, rule)) / len(samples)
             summary["accuracy"].setdefault(task, {})[length] = accuracy
             summary["seconds"].setdefault(task, {})[length] = round(time.perf_counter() - start, 2)
             if out_dir is not None:
                 write_predictions(out_dir / f"{task}_{length}.csv", samples, outputs)
+                partial_path(out_dir, task, length).unlink(missing_ok=True)
                 write_json(out_dir / "summary.json", {**summary, **summarize(summary["accuracy"], tasks, lengths)})
     bar.close()
     summary.update(summarize(summary["accuracy"], tasks, lengths))

@@ -201,6 +201,11 @@ def test_a_saved_checkpoint_loads_and_evaluates_from_the_command_line(gpt2, tmp_
                  "--n", "2", "--format", "finetune", "--max-new-tokens", "2", "--out", str(out), "--no-progress"])
     assert code == 0
     assert "qa1" in capsys.readouterr().out and (out / "qa1_0k.csv").exists()
+    code = main(["eval", "babilong", "--model", str(tmp_path / "ckpt"), "--tasks", "qa1", "--lengths", "0k",
+                 "--n", "3", "--format", "finetune", "--max-new-tokens", "2", "--out", str(out), "--no-progress",
+                 "--resume"])
+    assert code == 0 and json.loads((out / "summary.json").read_text())["reused"] == {"qa1": {"0k": 2}}
+    assert len((out / "qa1_0k.csv").read_text().splitlines()) == 1 + 3
     assert main(["eval", "babilong", "--model", str(tmp_path), "--tasks", "qa1", "--no-progress"]) == 2
     assert main(["eval", "babilong", "--model", str(tmp_path / "ckpt"), "--tasks", "qa0", "--no-progress"]) == 2
 
@@ -228,3 +233,83 @@ def test_a_128k_sample_streams_through_a_tiny_model(gpt2):
     answer = generate_answers(loaded(model, gpt2), [prompt], max_new_tokens=2, segment_length=2048,
                               on_tokens=lambda n: sizes.append(n))
     assert isinstance(answer[0], str) and sum(sizes) == len(prompt)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def counting(answer_of, fail_after=None):
+    """``answer_of`` that records the distinct prompts it answered and raises on the (fail_after + 1)-th."""
+    asked = []
+
+    def answer(prompt):
+        if prompt not in asked:
+            if fail_after is not None and len(asked) == fail_after:
+                raise KeyboardInterrupt("stopped by the test")
+            asked.append(prompt)
+        return answer_of(prompt)
+
+    return answer, asked
+
+
+def test_resuming_a_smaller_n_and_an_interrupted_run_gives_the_answers_of_one_full_run(gpt2, scripted_lm, tmp_path):
+    tasks, lengths, kw = ["qa1", "qa2"], ["0k"], dict(fmt="instruction", progress=False)
+    answer_of = lambda prompt: "kitchen" if len(prompt) % 3 else "the hallway."  # right and wrong answers
+    full = evaluate_babilong(loaded(scripted_lm(gpt2, answer_of), gpt2), tasks, lengths, n=10,
+                             out_dir=tmp_path / "full", **kw)
+
+    # 4 samples per task first; then n = 10, stopped after 3 new answers of qa1 ...
+    evaluate_babilong(loaded(scripted_lm(gpt2, answer_of), gpt2), tasks, lengths, n=4, out_dir=tmp_path / "r", **kw)
+    stopping, _ = counting(answer_of, fail_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_babilong(loaded(scripted_lm(gpt2, stopping), gpt2), tasks, lengths, n=10, out_dir=tmp_path / "r",
+                          resume=True, **kw)
+    partial = tmp_path / "r" / "qa1_0k.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 3 and len(rows(tmp_path / "r" / "qa1_0k.csv")) == 4
+    # ... a torn last line (killed while writing) is ignored ...
+    with open(partial, "a") as f:
+        f.write('{"index": 7, "tar')
+    # ... and the resumed run asks the model only for the answers still missing: 3 of qa1, 6 of qa2.
+    answer, asked = counting(answer_of)
+    resumed = evaluate_babilong(loaded(scripted_lm(gpt2, answer), gpt2), tasks, lengths, n=10,
+                                out_dir=tmp_path / "r", resume=True, **kw)
+    assert len(asked) == 3 + 6
+    assert resumed["reused"] == {"qa1": {"0k": 7}, "qa2": {"0k": 4}}
+    assert resumed["accuracy"] == full["accuracy"]
+    for task in tasks:
+        assert rows(tmp_path / "r" / f"{task}_0k.csv") == rows(tmp_path / "full" / f"{task}_0k.csv")
+    assert not list((tmp_path / "r").glob("*.partial.jsonl"))
+    # Resuming a finished run generates nothing.
+    answer, asked = counting(answer_of)
+    again = evaluate_babilong(loaded(scripted_lm(gpt2, answer), gpt2), tasks, lengths, n=10,
+                              out_dir=tmp_path / "r", resume=True, **kw)
+    assert asked == [] and again["accuracy"] == full["accuracy"]
+
+
+def test_resuming_refuses_answers_it_cannot_reuse(gpt2, scripted_lm, tmp_path):
+    model = loaded(scripted_lm(gpt2, lambda prompt: "kitchen"), gpt2)
+    kw = dict(fmt="instruction", progress=False)
+    evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=tmp_path, **kw)
+    before = (tmp_path / "qa1_0k.csv").read_text()
+    with pytest.raises(ValueError, match="shots 0 there, 1 now"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=5, shots=1, out_dir=tmp_path, resume=True, **kw)
+    with pytest.raises(ValueError, match="holds 5 answers, more than --n 3"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=3, out_dir=tmp_path, resume=True, **kw)
+    with pytest.raises(ValueError, match="needs the output folder"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=5, resume=True, **kw)
+    assert (tmp_path / "qa1_0k.csv").read_text() == before  # nothing saved was lost
+    # Answers saved for other samples (here: another seed's, under this seed's summary) are refused.
+    other = tmp_path / "other"
+    evaluate_babilong(model, ["qa1"], ["0k"], n=5, seed=1, out_dir=other, **kw)
+    summary = json.loads((other / "summary.json").read_text())
+    (other / "summary.json").write_text(json.dumps({**summary, "seed": 0}))
+    with pytest.raises(ValueError, match="saved answer 0 is for another sample"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=other, resume=True, **kw)
+    (other / "summary.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=other, resume=True, **kw)
