@@ -355,12 +355,14 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
                 kwargs = memory_fields
             else:
                 kwargs = {"config": _lm2_config_from(config, memory_fields)}
-            previous = cls._keys_to_ignore_on_load_missing
-            cls._keys_to_ignore_on_load_missing = [*(previous or []), r"\.memory\."]
-            try:
-                return cls.from_pretrained(source, **kwargs)
-            finally:
-                cls._keys_to_ignore_on_load_missing = previous
+            # A throwaway subclass carries the "memory may be missing" rule, so that cls itself never changes
+            # (safe with loads in other threads); the loaded model is then given its real class back.
+            loader = type(cls.__name__, (cls,), {
+                "_keys_to_ignore_on_load_missing": [*(cls._keys_to_ignore_on_load_missing or []), r"\.memory\."],
+            })
+            model = loader.from_pretrained(source, **kwargs)
+            model.__class__ = cls
+            return model
         if isinstance(source, dict):
             state = source
             llama_config = memory_fields.pop("config", None)

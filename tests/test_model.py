@@ -1,5 +1,7 @@
 """LM2ForCausalLM against references: transformers' Llama/Mistral logits, causality, streaming, generation."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
@@ -82,6 +84,9 @@ def test_from_llama_folder_does_not_report_the_new_memory_as_missing(tmp_path):
     loaded = {}
     report = transformers_warnings(lambda: loaded.setdefault("model", LM2ForCausalLM.from_llama(tmp_path, **fields)))
     assert ".memory." not in report and "model of type" not in report
+    assert type(loaded["model"]) is LM2ForCausalLM and LM2ForCausalLM._keys_to_ignore_on_load_missing is None
+    loaded["model"].save_pretrained(tmp_path / "lm2")
+    assert json.loads((tmp_path / "lm2" / "config.json").read_text())["architectures"] == ["LM2ForCausalLM"]
     mem = loaded["model"].model.layers[1].memory
     torch.testing.assert_close(mem.initial_memory[:4, :4], torch.eye(4))
     assert mem.q_proj.weight.std() > 0.01 and mem.o_proj.weight.abs().max() == 0
