@@ -52,6 +52,6 @@ done
 
 lm2 eval babilong --model smollm2-135m --tasks qa1-qa5 --lengths 0k,1k,2k,4k --n 100 \
     --format instruction --shots "$SHOTS" --device "$DEVICE" --batch-size "$BABILONG_BATCH" \
-    --out "$OUT/babilong" || status=1
+    --out "$OUT/babilong" --resume || status=1  # --resume: a rerun keeps the answers a stopped run saved
 
 exit $status
