@@ -20,17 +20,27 @@ def main() -> None:
     parser.add_argument("--chance", type=float, default=None, help="draw a chance line at this accuracy (%)")
     args = parser.parse_args()
 
-    rows = []
+    rows, summaries = [], {}
     for item in args.runs:
         name, _, folder = item.partition("=")
         summary = json.loads((Path(folder) / "summary.json").read_text())
         rows.append((name, summary["mean"], summary["tasks"]))
-    lengths = list(rows[0][1])
-    print(f"Accuracy (%), exact match, mean over {', '.join(rows[0][2])}:\n")
+        summaries[name] = summary
+    from lm2.data.babilong import parse_length
+
+    lengths = sorted({k for _, mean, _ in rows for k in mean}, key=parse_length)  # every length any run has
+    cell = lambda values, k: f"{values[k]:.1f}" if k in values else "-"
+    print(f"Accuracy (%), mean over {', '.join(rows[0][2])}:\n")
     print("| model | " + " | ".join(lengths) + " |")
     print("|---|" + "---:|" * len(lengths))
     for name, mean, _ in rows:
-        print(f"| {name} | " + " | ".join(f"{mean[k]:.1f}" if k in mean else "-" for k in lengths) + " |")
+        print(f"| {name} | " + " | ".join(cell(mean, k) for k in lengths) + " |")
+    if any(len(tasks) > 1 for _, _, tasks in rows):  # and task by task
+        print("\n| model | task | " + " | ".join(lengths) + " |")
+        print("|---|---|" + "---:|" * len(lengths))
+        for name, summary in summaries.items():
+            for task in summary["tasks"]:
+                print(f"| {name} | {task} | " + " | ".join(cell(summary["accuracy"][task], k) for k in lengths) + " |")
 
     from lm2.viz.curves import plot_lines
 
