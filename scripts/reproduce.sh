@@ -6,6 +6,8 @@
 # Experiment 1  BABILong: LM2, vanilla (same backbone and window, wider MLP so that parameter counts agree
 #               within 5%) and RMT, the same config, steps and batch (configs/babilong-tiny.yaml), evaluated at
 #               lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
+#               With EXP1B=1 the same three models are also trained on qa1-qa5 mixed and evaluated on all five
+#               (experiment 1b; about 30 min of training per model and 40 min of evaluation per model at 0k-16k).
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 # Experiment 5  test-time updates: the memory figure of the experiment-1 LM2 on a prompt whose fact is far
@@ -57,6 +59,21 @@ for KIND in lm2 vanilla rmt; do
 done
 python scripts/compare_babilong.py --chance 16.7 --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"
+
+if [[ ${EXP1B:-0} == 1 ]]; then
+  echo "== experiment 1b: BABILong qa1-qa5, LM2 vs vanilla vs RMT (same config, trained on the five tasks mixed)"
+  for KIND in lm2 vanilla rmt; do
+    EXTRA=()
+    [[ $KIND != lm2 ]] && EXTRA=("${WIDER[@]}")
+    RUN="$OUT/qa1-qa5/babilong-$KIND"
+    done_already "$RUN" || lm2 train configs/babilong-tiny.yaml --out_dir "$RUN" --model.kind "$KIND" \
+        --data.babi_tasks '[qa1, qa2, qa3, qa4, qa5]' --eval.samples 20 "${TRAIN_FLAGS[@]}" "${EXTRA[@]}"
+    lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1-qa5 --lengths "$EVAL_LENGTHS" --n "$EVAL_N" \
+        --batch-size 16 --no-progress --out "$OUT/qa1-qa5/eval-babilong-$KIND" --resume
+  done
+  python scripts/compare_babilong.py --chance 16.7 --out "$OUT/qa1-qa5/babilong-compare.png" \
+      LM2="$OUT/qa1-qa5/eval-babilong-lm2" vanilla="$OUT/qa1-qa5/eval-babilong-vanilla" RMT="$OUT/qa1-qa5/eval-babilong-rmt"
+fi
 
 echo "== experiment 2: memory in 0, 1, 2, 4 of 4 blocks (pretraining), seeds: $EXP2_SEEDS"
 EXP2_RUNS=()
