@@ -76,7 +76,8 @@ def report(run) -> None:
 
     cfg = run.cfg
     params = sum(p.numel() for p in run.model.parameters())
-    print(f"\n{cfg.model.kind} ({params / 1e6:.2f}M parameters), {run.step} steps, out_dir {cfg.out_dir}")
+    print(f"\n{cfg.model.kind} ({params / 1e6:.2f}M parameters), {run.step} steps, {run.tokens:,} tokens "
+          f"(padding not counted), {run.seconds:.0f} s in this process, out_dir {cfg.out_dir}")
     print(results_table(run.history))
     path = plot_curves(Path(cfg.out_dir) / "metrics.jsonl", Path(cfg.out_dir) / "curves.png")
     print(f"plot: {path}")

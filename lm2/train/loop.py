@@ -209,6 +209,8 @@ class Run:
     micro: int
     accum: int
     step: int = 0
+    tokens: int = 0  # tokens trained on so far (padding not counted), across resumes
+    seconds: float = 0.0  # wall time of this process's loop, evaluations included
     best: float | None = None
     out_dir: Path = Path(".")
     history: list = field(default_factory=list)
@@ -253,7 +255,7 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
         ckpt.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
-        run.step, run.best = state["step"], state.get("best")
+        run.step, run.best, run.tokens = state["step"], state.get("best"), state.get("tokens", 0)
     run.stream = make_stream(cfg, tokenizer, ctx.rank, ctx.world_size, micro, start_step=run.step)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +299,8 @@ def train_step(run: Run) -> dict:
 
 def save_checkpoint(run: Run, folder: Path) -> None:
     ckpt.save(folder, run.model, run.optimizer, run.scheduler, run.cfg, run.step, run.tokenizer,
-              extra={"best": run.best, "data": run.stream.state_dict(), "world_size": run.ctx.world_size},
+              extra={"best": run.best, "tokens": run.tokens, "data": run.stream.state_dict(),
+                     "world_size": run.ctx.world_size},
               is_main=run.ctx.is_main)
     if run.ctx.is_main:
         ckpt.prune(run.out_dir, run.cfg.checkpoint.keep_last)
@@ -341,7 +344,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
             last_stage = stage
             t0 = time.perf_counter()
             record = {**train_step(run), "stage": stage}
-            record["tok_per_s"] = record.pop("tokens") / (time.perf_counter() - t0)
+            tokens = record.pop("tokens")
+            run.tokens += tokens
+            record["tok_per_s"] = tokens / (time.perf_counter() - t0)
+            record["tokens_seen"] = run.tokens
             log.log(run.step, "train", record)
             run.history.append({"step": run.step, "kind": "train", **record})
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tok_per_s']:.0f}")
@@ -359,6 +365,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
         good = ckpt.latest(run.out_dir)
         raise TrainingDiverged(f"{err}; the last good checkpoint is {good or '(none written yet)'}") from None
     finally:
+        run.seconds = time.perf_counter() - start
         bar.close()
         log.close()
         shutdown(ctx)
