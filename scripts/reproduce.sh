@@ -7,7 +7,8 @@
 #               within 5%) and RMT, the same config, steps and batch (configs/babilong-tiny.yaml), evaluated at
 #               lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               With EXP1B=1 the same three models are also trained on qa1-qa5 mixed and evaluated on all five
-#               (experiment 1b; about 30 min of training per model and 40 min of evaluation per model at 0k-16k).
+#               (experiment 1b, RESULTS.md 1b; the LM2 run took 32 min on one thread sharing the cores, and the
+#               evaluation at 0k-16k should take about 40 min per model, five times the qa1 runs' time).
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 # Experiment 5  test-time updates: the memory figure of the experiment-1 LM2 on a prompt whose fact is far
