@@ -450,6 +450,8 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
             raise ValueError("resuming needs the output folder of the earlier run (--out)")
         check_resumable(out_dir, summary, streaming=is_streaming(loaded.model))
         summary["reused"] = {}
+    if out_dir is not None:  # the settings go down first: a run stopped in its first task can be resumed safely
+        write_json(out_dir / "summary.json", summary)
     bar = tqdm(total=len(tasks) * len(lengths) * n, unit="sample", disable=not progress, dynamic_ncols=True)
     for task in tasks:
         for length in lengths:

@@ -310,6 +310,13 @@ def test_resuming_refuses_answers_it_cannot_reuse(gpt2, scripted_lm, tmp_path):
     (other / "summary.json").write_text(json.dumps({**summary, "seed": 0}))
     with pytest.raises(ValueError, match="saved answer 0 is for another sample"):
         evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=other, resume=True, **kw)
+    # A run stopped inside its first task has already written its settings.
+    stopped = tmp_path / "stopped"
+    answer, _ = counting(lambda prompt: "kitchen", fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_babilong(loaded(scripted_lm(gpt2, answer), gpt2), ["qa1"], ["0k"], n=5, out_dir=stopped, **kw)
+    with pytest.raises(ValueError, match="shots 0 there, 1 now"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=5, shots=1, out_dir=stopped, resume=True, **kw)
     (other / "summary.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=other, resume=True, **kw)
