@@ -344,7 +344,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
             last_stage = stage
             t0 = time.perf_counter()
             record = {**train_step(run), "stage": stage}
-            tokens = record.pop("tokens")
+            tokens = int(record.pop("tokens"))  # all_reduce_sum gives a float
             run.tokens += tokens
             record["tok_per_s"] = tokens / (time.perf_counter() - t0)
             record["tokens_seen"] = run.tokens
