@@ -20,22 +20,21 @@ def main() -> None:
     parser.add_argument("--chance", type=float, default=None, help="draw a chance line at this accuracy (%)")
     args = parser.parse_args()
 
-    rows, summaries = [], {}
-    for item in args.runs:
-        name, _, folder = item.partition("=")
-        summary = json.loads((Path(folder) / "summary.json").read_text())
-        rows.append((name, summary["mean"], summary["tasks"]))
-        summaries[name] = summary
     from lm2.data.babilong import parse_length
 
-    lengths = sorted({k for _, mean, _ in rows for k in mean}, key=parse_length)  # every length any run has
+    summaries = {}  # name -> the run's summary.json
+    for item in args.runs:
+        name, _, folder = item.partition("=")
+        summaries[name] = json.loads((Path(folder) / "summary.json").read_text())
+    means = {name: summary["mean"] for name, summary in summaries.items()}
+    lengths = sorted({k for mean in means.values() for k in mean}, key=parse_length)  # every length any run has
     cell = lambda values, k: f"{values[k]:.1f}" if k in values else "-"
-    print(f"Accuracy (%), mean over {', '.join(rows[0][2])}:\n")
+    print(f"Accuracy (%), mean over {', '.join(next(iter(summaries.values()))['tasks'])}:\n")
     print("| model | " + " | ".join(lengths) + " |")
     print("|---|" + "---:|" * len(lengths))
-    for name, mean, _ in rows:
+    for name, mean in means.items():
         print(f"| {name} | " + " | ".join(cell(mean, k) for k in lengths) + " |")
-    if any(len(tasks) > 1 for _, _, tasks in rows):  # and task by task
+    if any(len(summary["tasks"]) > 1 for summary in summaries.values()):  # and task by task
         print("\n| model | task | " + " | ".join(lengths) + " |")
         print("|---|---|" + "---:|" * len(lengths))
         for name, summary in summaries.items():
@@ -45,7 +44,7 @@ def main() -> None:
     from lm2.viz.curves import plot_lines
 
     series = {name: ([k for k in lengths if k in mean], [mean[k] for k in lengths if k in mean])
-              for name, mean, _ in rows}
+              for name, mean in means.items()}
     hline = None if args.chance is None else (args.chance, "chance")
     plot_lines(series, args.out, "context length (GPT-2 tokens)", "accuracy (%)", hline=hline, ylim=(0, 100))
     print(f"\nplot: {args.out}")

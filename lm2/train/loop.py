@@ -294,7 +294,7 @@ def train_step(run: Run) -> dict:
     run.scheduler.step()
     run.step += 1
     return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm.full_tensor()
-            if hasattr(grad_norm, "full_tensor") else grad_norm), "tokens": all_reduce_sum(tokens, ctx)}
+            if hasattr(grad_norm, "full_tensor") else grad_norm), "tokens": int(all_reduce_sum(tokens, ctx))}
 
 
 def save_checkpoint(run: Run, folder: Path) -> None:
@@ -344,7 +344,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
             last_stage = stage
             t0 = time.perf_counter()
             record = {**train_step(run), "stage": stage}
-            tokens = int(record.pop("tokens"))  # all_reduce_sum gives a float
+            tokens = record.pop("tokens")
             run.tokens += tokens
             record["tok_per_s"] = tokens / (time.perf_counter() - t0)
             record["tokens_seen"] = run.tokens
