@@ -494,28 +494,32 @@ def exact_match(output: str, target: str) -> bool:
     return _normalise(output) == _normalise(target)
 
 
+def read_predictions(path: str | os.PathLike, needed: Sequence[str] = ("target", "output", "question")
+                     ) -> list[dict[str, str]]:
+    """The rows of a CSV of model outputs (one dict per row, empty cells as ""), after checking that the
+    columns in ``needed`` are there."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such CSV file: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+        return [{key: value or "" for key, value in row.items()} for row in reader]
+
+
 def score_csv(path: str | os.PathLike, task: str, rule: str = "label") -> float:
     """Accuracy in percent of a CSV of model outputs with columns ``target``, ``output`` and (for the label
     rule) ``question``."""
     task = check_task(task)
     if rule not in ("label", "exact"):
         raise ValueError(f"unknown scoring rule {rule!r}: use 'label' or 'exact'")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such CSV file: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        needed = ["target", "output"] + (["question"] if rule == "label" else [])
-        missing = [c for c in needed if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-        scores = []
-        for row in reader:
-            output, target = row["output"] or "", row["target"] or ""
-            if rule == "label":
-                scores.append(label_score(output, target, row["question"] or "", task))
-            else:
-                scores.append(exact_match(output, target))
-    if not scores:
+    rows = read_predictions(path, ["target", "output"] + (["question"] if rule == "label" else []))
+    if not rows:
         raise ValueError(f"{path}: no rows to score")
+    if rule == "label":
+        scores = [label_score(row["output"], row["target"], row["question"], task) for row in rows]
+    else:
+        scores = [exact_match(row["output"], row["target"]) for row in rows]
     return 100.0 * sum(scores) / len(scores)

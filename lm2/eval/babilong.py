@@ -309,16 +309,16 @@ def saved_answers(out_dir: Path, task: str, length: str, samples: Sequence[Any])
     """Answers already in ``out_dir`` for ``samples`` (sample index -> output): the CSV's rows (row i answers
     sample i), then the partial file's records. Raises ValueError if a saved answer belongs to another sample
     or the CSV holds more samples than asked for (rewriting it would drop them)."""
+    from lm2.data.babilong import read_predictions
+
     found: dict[int, tuple[str, str, str]] = {}  # index -> (target, question, output)
     csv_path = out_dir / f"{task}_{length}.csv"
     if csv_path.is_file():
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if list(reader.fieldnames or []) != list(CSV_COLUMNS):
-                raise ValueError(f"cannot resume from {csv_path}: columns {reader.fieldnames}, expected "
-                                 f"{list(CSV_COLUMNS)}")
-            for i, row in enumerate(reader):
-                found[i] = (row["target"], row["question"], row["output"])
+        try:
+            rows = read_predictions(csv_path, CSV_COLUMNS)
+        except ValueError as err:
+            raise ValueError(f"cannot resume: {err}") from None
+        found = {i: (row["target"], row["question"], row["output"]) for i, row in enumerate(rows)}
         if len(found) > len(samples):
             raise ValueError(f"cannot resume from {csv_path}: it holds {len(found)} answers, more than --n "
                              f"{len(samples)}; use --n {len(found)} or more, or a new --out")

@@ -303,6 +303,9 @@ def test_resuming_refuses_answers_it_cannot_reuse(gpt2, scripted_lm, tmp_path):
     with pytest.raises(ValueError, match="needs the output folder"):
         evaluate_babilong(model, ["qa1"], ["0k"], n=5, resume=True, **kw)
     assert (tmp_path / "qa1_0k.csv").read_text() == before  # nothing saved was lost
+    (tmp_path / "qa1_0k.csv").write_text("target,output\nkitchen,kitchen\n")  # an edited CSV, no questions
+    with pytest.raises(ValueError, match=r"cannot resume: .*qa1_0k.csv: missing column\(s\) \['question'\]"):
+        evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=tmp_path, resume=True, **kw)
     # Answers saved for other samples (here: another seed's, under this seed's summary) are refused.
     other = tmp_path / "other"
     evaluate_babilong(model, ["qa1"], ["0k"], n=5, seed=1, out_dir=other, **kw)
