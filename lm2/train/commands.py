@@ -1,5 +1,6 @@
-"""`lm2 train CONFIG.yaml [--section.field VALUE ...] [--resume] [--init-from FOLDER|smollm2-135m]` and
-`lm2 demo` (the README's main job: a tiny LM2 trained on generated BABILong in minutes, evaluated, plotted)."""
+"""`lm2 train CONFIG.yaml [--section.field VALUE ...] [--resume] [--init-from FOLDER|smollm2-135m]
+[--count-tokens]` and `lm2 demo` (the README's main job: a tiny LM2 trained on generated BABILong in minutes,
+evaluated, plotted)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in out_dir")
     p.add_argument("--init-from", default=None, help="an HF Llama folder or smollm2-135m (sets model.init_from)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--count-tokens", action="store_true",
+                   help="print the tokens the config trains on (its budget) and exit, without training")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.field VALUE ... (see below)")
     p.set_defaults(func=run_train)
 
@@ -43,6 +46,8 @@ def _take_flags(args) -> list[str]:
             args.resume = True
         elif item == "--no-progress":
             args.no_progress = True
+        elif item == "--count-tokens":
+            args.count_tokens = True
         elif item == "--init-from" and items:
             args.init_from = items.pop(0)
         elif item.startswith("--init-from="):
@@ -61,6 +66,13 @@ def run_train(args) -> int:
     if args.init_from:
         overrides += ["--model.init_from", args.init_from]
     cfg = load_config(args.config, overrides)  # validated before any work starts
+    if getattr(args, "count_tokens", False):
+        from lm2.train.data import budget_tokens, get_tokenizer
+
+        tokens = budget_tokens(cfg, get_tokenizer(cfg.data.tokenizer), progress=not args.no_progress)
+        print(f"{args.config}: {tokens:,} tokens in {cfg.total_steps()} steps of {cfg.train.batch_size} sequences "
+              "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
+        return 0
     try:
         run = train(cfg, resume=args.resume, progress=not args.no_progress)
     except TrainingDiverged as err:

@@ -174,6 +174,23 @@ def make_stream(cfg: TrainConfig, tokenizer, rank: int, world_size: int, micro: 
     return TokenBlockStream(cfg, tokenizer, rank, world_size, micro, start_step)
 
 
+def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """The tokens a batch trains on: padding (attention_mask 0) not counted."""
+    mask = batch.get("attention_mask")
+    return batch["input_ids"].numel() if mask is None else int(mask.sum())
+
+
+def budget_tokens(cfg: TrainConfig, tokenizer, progress: bool = False) -> int:
+    """The tokens a config trains on in its ``total_steps()`` steps (padding not counted), read from the same
+    deterministic stream as training without building the model: ``lm2 train CONFIG --count-tokens``."""
+    from tqdm import tqdm
+
+    stream = make_stream(cfg, tokenizer, 0, 1, cfg.train.batch_size)
+    return sum(batch_tokens(batch) for step in tqdm(range(cfg.total_steps()), desc="counting", unit="step",
+                                                    disable=not progress)
+               for batch in stream.micro_batches(step))
+
+
 # ----------------------------------------------------------------------------- held-out data
 
 

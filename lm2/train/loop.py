@@ -22,7 +22,7 @@ from torch import nn
 
 from lm2.train import checkpoint as ckpt
 from lm2.train.config import TrainConfig, accumulation_steps, save_config
-from lm2.train.data import (babilong_test_samples, eval_lengths, get_tokenizer, make_stream, pad_id,
+from lm2.train.data import (babilong_test_samples, batch_tokens, eval_lengths, get_tokenizer, make_stream, pad_id,
                             validation_batches)
 from lm2.train.optim import build_optimizer, build_scheduler
 from lm2.train.parallel import Dist, OpaqueState, all_reduce_sum, apply_parallelism, barrier, init_distributed, no_sync, shutdown
@@ -275,7 +275,7 @@ def train_step(run: Run) -> dict:
     local_count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
     global_count = all_reduce_sum(local_count, ctx)
     run.optimizer.zero_grad(set_to_none=True)
-    loss_sum = tokens = 0.0
+    loss_sum, tokens = 0.0, 0
     for i, batch in enumerate(batches):
         batch = {k: (v.to(ctx.device) if v is not None else None) for k, v in batch.items()}
         with no_sync(run.runner, enabled=i < len(batches) - 1), torch.autocast(
@@ -283,8 +283,7 @@ def train_step(run: Run) -> dict:
             loss, _ = run.runner(**batch)
         (loss * ctx.world_size / global_count).backward()
         loss_sum += loss.item()
-        mask = batch["attention_mask"]
-        tokens += batch["input_ids"].numel() if mask is None else int(mask.sum())
+        tokens += batch_tokens(batch)
     mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(f"step {run.step + 1}: the loss is {mean_loss}; stopped before applying the step")

@@ -171,3 +171,30 @@ def test_rmt_builds_when_available(lm_config):
     model = loop.build_model(lm_config(model={"kind": "rmt"}), vocab_size=300)
     out = SegmentedLM(model, 16, 1)(torch.randint(0, 300, (2, 40)), labels=torch.randint(0, 300, (2, 40)))
     assert torch.isfinite(out[0])
+
+
+def test_babilong_run_trains_on_the_token_budget_counted_before_it(lm_config, tmp_path, capsys):
+    """BABILong fine-tuning through the length curriculum (variable lengths, so padding): the trainer's token
+    count equals `lm2 train --count-tokens`, which reads the same stream without a model."""
+    from lm2.cli import main
+    from lm2.train.config import save_config
+    from lm2.train.data import budget_tokens, get_tokenizer
+
+    cfg = lm_config(data={"task": "babilong", "babi_tasks": ["qa1", "qa2"], "segment_length": 64,
+                          "bptt_segments": 0, "curriculum": [{"steps": 2, "lengths": ["0k"]},
+                                                             {"steps": 1, "lengths": ["0k", "1k"]}]},
+                    train={"steps": 0}, eval={"interval": 3, "samples": 2, "lengths": ["0k"], "max_new_tokens": 2})
+    run = train(cfg, progress=False)
+    batches = [run.stream.micro_batches(step)[0] for step in range(3)]
+    assert max(b["input_ids"].shape[1] for b in batches[:2]) < 0.3 * batches[2]["input_ids"].shape[1]  # 1k joined
+    assert int(batches[2]["attention_mask"].sum()) < batches[2]["attention_mask"].numel()  # so there is padding
+    padded = [b["attention_mask"].sum().item() for b in batches]
+    seen = [r["tokens_seen"] for r in run.history if r["kind"] == "train"]
+    assert seen == [sum(padded[: k + 1]) for k in range(3)]
+    assert run.tokens == seen[-1] == budget_tokens(cfg, get_tokenizer(cfg.data.tokenizer))
+    config = tmp_path / "babilong.yaml"
+    save_config(cfg, config)
+    count_dir = tmp_path / "count"
+    assert main(["train", str(config), "--count-tokens", "--no-progress", "--out_dir", str(count_dir)]) == 0
+    assert f"{run.tokens:,} tokens in 3 steps of 4 sequences" in capsys.readouterr().out
+    assert not count_dir.exists()  # counting trains and writes nothing
