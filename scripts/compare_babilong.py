@@ -1,7 +1,8 @@
 """Compare `lm2 eval babilong` results of several models: a table laid out like the LM2 paper's Table 1 (rows:
-models; columns: lengths; cells: accuracy averaged over the evaluated tasks) and a plot of accuracy by length.
+models; columns: lengths; cells: accuracy averaged over the evaluated tasks), task by task when there are
+several, a plot of accuracy by length and, with --heatmap, the task x length heatmaps side by side.
 
-    python scripts/compare_babilong.py --out cmp.png NAME=EVAL_DIR [NAME=EVAL_DIR ...]
+    python scripts/compare_babilong.py --out cmp.png [--heatmap heat.png] NAME=EVAL_DIR [NAME=EVAL_DIR ...]
 
 Each EVAL_DIR holds the summary.json written by `lm2 eval babilong`. Prints the table as Markdown.
 """
@@ -18,6 +19,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="NAME=EVAL_DIR")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--chance", type=float, default=None, help="draw a chance line at this accuracy (%)")
+    parser.add_argument("--heatmap", type=Path, default=None, help="also save one task x length heatmap per run "
+                        "(with a row for the mean over tasks), side by side")
     args = parser.parse_args()
 
     from lm2.data.babilong import parse_length
@@ -27,7 +30,8 @@ def main() -> None:
         name, _, folder = item.partition("=")
         summaries[name] = json.loads((Path(folder) / "summary.json").read_text())
     means = {name: summary["mean"] for name, summary in summaries.items()}
-    lengths = sorted({k for mean in means.values() for k in mean}, key=parse_length)  # every length any run has
+    lengths = sorted({k for summary in summaries.values() for values in summary["accuracy"].values() for k in values},
+                     key=parse_length)  # every length any run has a result for
     cell = lambda values, k: f"{values[k]:.1f}" if k in values else "-"
     print(f"Accuracy (%), mean over {', '.join(next(iter(summaries.values()))['tasks'])}:\n")
     print("| model | " + " | ".join(lengths) + " |")
@@ -39,7 +43,7 @@ def main() -> None:
         print("|---|---|" + "---:|" * len(lengths))
         for name, summary in summaries.items():
             for task in summary["tasks"]:
-                print(f"| {name} | {task} | " + " | ".join(cell(summary["accuracy"][task], k) for k in lengths) + " |")
+                print(f"| {name} | {task} | " + " | ".join(cell(summary["accuracy"].get(task, {}), k) for k in lengths) + " |")
 
     from lm2.viz.curves import plot_lines
 
@@ -48,6 +52,13 @@ def main() -> None:
     hline = None if args.chance is None else (args.chance, "chance")
     plot_lines(series, args.out, "context length (GPT-2 tokens)", "accuracy (%)", hline=hline, ylim=(0, 100))
     print(f"\nplot: {args.out}")
+    if args.heatmap:
+        from lm2.viz.babilong import plot_heatmaps
+
+        tasks = list(dict.fromkeys(task for summary in summaries.values() for task in summary["tasks"]))
+        panels = {name: {**summary["accuracy"], "mean": summary["mean"]} for name, summary in summaries.items()}
+        plot_heatmaps(panels, tasks + ["mean"], lengths, args.heatmap)
+        print(f"heatmap: {args.heatmap}")
 
 
 if __name__ == "__main__":

@@ -41,31 +41,40 @@ def format_table(accuracy: Accuracies, tasks: Sequence[str], lengths: Sequence[s
 def plot_heatmap(accuracy: Accuracies, tasks: Sequence[str], lengths: Sequence[str], path: str | os.PathLike,
                  title: str = "") -> Path:
     """Save a heatmap of accuracy (rows: tasks, columns: lengths), red (0) to green (100), values written in."""
+    return plot_heatmaps({title: accuracy}, tasks, lengths, path)
+
+
+def plot_heatmaps(panels: Mapping[str, Accuracies], tasks: Sequence[str], lengths: Sequence[str],
+                  path: str | os.PathLike) -> Path:
+    """Heatmaps side by side, one per model (titled by the mapping's keys), on one colour scale, so that models
+    can be compared cell by cell."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    grid = np.full((len(tasks), len(lengths)), np.nan)
-    for i, task in enumerate(tasks):
-        for j, length in enumerate(lengths):
-            value = accuracy.get(task, {}).get(length)
-            if value is not None:
-                grid[i, j] = value
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 0.75 * len(lengths)), 1.2 + 0.45 * len(tasks)))
-    image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(lengths)), labels=list(lengths))
-    ax.set_yticks(range(len(tasks)), labels=list(tasks))
-    ax.set_xlabel("context length (GPT-2 tokens)")
-    for i in range(len(tasks)):
-        for j in range(len(lengths)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9)
-    fig.colorbar(image, ax=ax, label="accuracy (%)")
-    if title:
-        import textwrap
-
-        ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
-    fig.tight_layout()
+    width = max(5.5, 1.5 + 0.75 * len(lengths))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 1.2 + 0.45 * len(tasks)),
+                             squeeze=False, layout="constrained")
+    for ax, (name, accuracy) in zip(axes[0], panels.items()):
+        grid = np.full((len(tasks), len(lengths)), np.nan)
+        for i, task in enumerate(tasks):
+            for j, length in enumerate(lengths):
+                value = accuracy.get(task, {}).get(length)
+                if value is not None:
+                    grid[i, j] = value
+        image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(lengths)), labels=list(lengths))
+        ax.set_yticks(range(len(tasks)), labels=list(tasks))
+        ax.set_xlabel("context length (GPT-2 tokens)")
+        for i in range(len(tasks)):
+            for j in range(len(lengths)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9)
+        if name:
+            ax.set_title("\n".join(textwrap.wrap(name, 60)), fontsize=9)
+    fig.colorbar(image, ax=list(axes[0]), label="accuracy (%)")
     return save_figure(fig, path)

@@ -34,3 +34,30 @@ def test_seeds_are_averaged_and_listed(tmp_path):
     assert float(rows["mem0"][3]) == pytest.approx(statistics.stdev([4.0, 4.3]), abs=1e-4)
     assert rows["mem4"][1] == "1" and float(rows["mem4"][2]) == 3.9
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def fake_eval(folder: Path, accuracy: dict, mean: dict) -> None:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"tasks": list(accuracy), "accuracy": accuracy, "mean": mean}))
+
+
+def png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")
+
+
+def test_babilong_comparison_table_and_heatmaps(tmp_path):
+    """compare_babilong.py: the Table 1 rows are the runs' means, the columns every length any run has (a run
+    stopped early shows "-"), the task rows follow, and the heatmaps come one panel per run."""
+    fake_eval(tmp_path / "a", {"qa1": {"0k": 50.0, "4k": 10.0}, "qa2": {"0k": 30.0, "4k": 20.0}},
+              {"0k": 40.0, "4k": 15.0})
+    fake_eval(tmp_path / "b", {"qa1": {"0k": 45.0, "1k": 25.0}, "qa2": {"0k": 35.0}}, {"0k": 40.0})
+    script = [sys.executable, str(ROOT / "scripts/compare_babilong.py")]
+    out = subprocess.run([*script, "--out", str(tmp_path / "lines.png"), "--heatmap", str(tmp_path / "two.png"),
+                          f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}"], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert "| model | 0k | 1k | 4k |" in lines
+    assert "| A | 40.0 | - | 15.0 |" in lines and "| B | 40.0 | - | - |" in lines
+    assert "| B | qa1 | 45.0 | 25.0 | - |" in lines and "| B | qa2 | 35.0 | - | - |" in lines
+    subprocess.run([*script, "--out", str(tmp_path / "lines1.png"), "--heatmap", str(tmp_path / "one.png"),
+                    f"A={tmp_path / 'a'}"], capture_output=True, check=True)
+    assert png_width(tmp_path / "two.png") > 1.8 * png_width(tmp_path / "one.png") > 0  # two panels, side by side
