@@ -45,8 +45,8 @@ fi
 WIDER=(--model.config.intermediate_size 694)
 
 latest() { ls -d "$1"/ckpt-* | tail -1; }
-# A run whose folder already holds a checkpoint is not trained again (rerun the script to finish a stopped one;
-# delete OUT to start over).
+# A run whose folder already holds a checkpoint is not trained again, and evaluations keep the answers already
+# in their folder (--resume): rerun the script to finish a stopped one; delete OUT to start over.
 done_already() { compgen -G "$1/ckpt-*" > /dev/null; }
 
 echo "== experiment 1: BABILong, LM2 vs vanilla vs RMT"
@@ -56,7 +56,7 @@ for KIND in lm2 vanilla rmt; do
   done_already "$OUT/babilong-$KIND" || lm2 train configs/babilong-tiny.yaml --out_dir "$OUT/babilong-$KIND" \
       --model.kind "$KIND" "${TRAIN_FLAGS[@]}" "${EXTRA[@]}"
   lm2 eval babilong --model "$(latest "$OUT/babilong-$KIND")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
-      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-babilong-$KIND"
+      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-babilong-$KIND" --resume
 done
 python scripts/compare_babilong.py --chance 16.7 --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"
@@ -99,7 +99,7 @@ for MODE in $WRITE_MODES; do
   done_already "$OUT/babilong-write-$MODE" || lm2 train configs/babilong-tiny.yaml \
       --out_dir "$OUT/babilong-write-$MODE" --model.config.memory_write "$MODE" "${TRAIN_FLAGS[@]}"
   lm2 eval babilong --model "$(latest "$OUT/babilong-write-$MODE")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
-      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-babilong-write-$MODE"
+      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-babilong-write-$MODE" --resume
 done
 RUNS=("both (demo)=$OUT/eval-babilong-lm2")
 for MODE in $WRITE_MODES; do RUNS+=("$MODE=$OUT/eval-babilong-write-$MODE"); done

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ RULES = {"finetune": "exact", "instruction": "label"}  # the scoring rule of eac
 HEADLINE_TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")  # BABILong's headline number is their mean
 LONG_FROM = 8000  # the "8k and more" aggregate of the LM2 paper
 CSV_COLUMNS = ("target", "output", "question")
+ANSWER_FILE = re.compile(r"qa\d+_\d+k\.(csv|partial\.jsonl)")  # what a run writes per task and length
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -287,6 +289,29 @@ def partial_path(out_dir: Path, task: str, length: str) -> Path:
     return out_dir / f"{task}_{length}.partial.jsonl"
 
 
+def answer_files(out_dir: Path) -> list[Path]:
+    """The answer files of earlier runs in ``out_dir``: ``<task>_<length>.csv`` and ``.partial.jsonl``."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if ANSWER_FILE.fullmatch(p.name))
+
+
+def claim_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Before a fresh (not resumed) run: refuse a folder that already holds answers, so that nothing saved is
+    lost and every answer in a folder was made with the settings in its summary.json (what ``--resume``
+    checks); with ``overwrite``, delete those answers first."""
+    existing = answer_files(out_dir)
+    if existing and not overwrite:
+        names = ", ".join(p.name for p in existing[:4])
+        if len(existing) > 4:
+            names += f" and {len(existing) - 4} more"
+        raise ValueError(f"{out_dir} already holds answers ({names}): add --resume to keep them and generate only "
+                         "the missing ones (same settings), --overwrite to delete them and start over, or use a "
+                         "new --out")
+    for path in existing:
+        path.unlink()
+
+
 def check_resumable(out_dir: Path, summary: dict, streaming: bool) -> None:
     """Raise ValueError unless ``out_dir``'s summary.json was made with the settings in ``summary`` (those that
     change answers). A folder without one has nothing to resume and passes."""
@@ -394,7 +419,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
                       lengths: Sequence[str] = ("0k", "1k", "2k", "4k"), n: int = 100, fmt: str = "auto",
                       shots: int = 0, segment_length: int = 512, batch_size: int = 1, max_new_tokens: int = 16,
                       out_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True,
-                      resume: bool = False) -> dict:
+                      resume: bool = False, overwrite: bool = False) -> dict:
     """Evaluate a loaded model on BABILong; returns the summary (also written to ``out_dir``, with the CSVs,
     and the heatmap).
 
@@ -407,6 +432,8 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
     of an earlier, possibly smaller ``n``, and partial files of an interrupted run) instead of generating them
     again, after checking that they were made with the same settings and for the same samples; the test samples
     are prefix-stable, so raising ``n`` only adds samples. ``seconds`` then covers the new answers only.
+    Without ``resume``, a folder that already holds answers is refused unless ``overwrite`` (which deletes them
+    first, every task and length), so that one folder never mixes answers made with different settings.
     """
     from tqdm import tqdm
 
@@ -445,11 +472,15 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
         "max_new_tokens": max_new_tokens, "device": str(next(loaded.model.parameters()).device),
         "tasks": tasks, "lengths": lengths, "accuracy": {}, "seconds": {},
     }
+    if resume and overwrite:
+        raise ValueError("--resume keeps the answers in --out and --overwrite deletes them: choose one")
     if resume:
         if out_dir is None:
             raise ValueError("resuming needs the output folder of the earlier run (--out)")
         check_resumable(out_dir, summary, streaming=is_streaming(loaded.model))
         summary["reused"] = {}
+    elif out_dir is not None:
+        claim_out_dir(out_dir, overwrite)
     if out_dir is not None:  # the settings go down first: a run stopped in its first task can be resumed safely
         write_json(out_dir / "summary.json", summary)
     bar = tqdm(total=len(tasks) * len(lengths) * n, unit="sample", disable=not progress, dynamic_ncols=True)

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="keep the answers already in --out (an interrupted run, or a smaller --n with the same "
                         "settings) and generate only the missing ones")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the answers already in --out (every task and length) and start over; without it "
+                        "or --resume, a folder holding answers is refused")
     p.set_defaults(func=run_babilong)
 
     p = ev_sub.add_parser("mmlu", help="MMLU by log-likelihood, by category and level (LM2 paper, Table 2)")
@@ -82,7 +85,8 @@ def run_babilong(args) -> int:
     summary = evaluate_babilong(loaded, tasks, lengths, n=args.n, fmt=args.format, shots=args.shots,
                                 segment_length=args.segment_length, batch_size=args.batch_size,
                                 max_new_tokens=args.max_new_tokens, out_dir=out, seed=args.seed,
-                                progress=not args.no_progress, resume=args.resume)
+                                progress=not args.no_progress, resume=args.resume,
+                                overwrite=args.overwrite)
     print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {args.n} samples each")
     print(results_table(summary))
     print(f"\nwritten to {out}/ (summary.json, <task>_<length>.csv, babilong.png)")

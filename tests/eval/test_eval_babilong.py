@@ -323,3 +323,34 @@ def test_resuming_refuses_answers_it_cannot_reuse(gpt2, scripted_lm, tmp_path):
     (other / "summary.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         evaluate_babilong(model, ["qa1"], ["0k"], n=5, out_dir=other, resume=True, **kw)
+
+
+def test_a_fresh_run_refuses_a_folder_with_answers_unless_told_to_overwrite(gpt2, scripted_lm, tmp_path, capsys):
+    """Without --resume, answers already in --out are never replaced silently; --overwrite deletes all of them
+    (other tasks and lengths too), so that a folder never mixes answers made with different settings."""
+    from helpers import memory_model
+
+    from lm2.cli import main
+
+    kw = dict(fmt="instruction", progress=False, out_dir=tmp_path)
+    evaluate_babilong(loaded(scripted_lm(gpt2, lambda prompt: "kitchen"), gpt2), ["qa1"], ["0k", "1k"], n=3, **kw)
+    before = {p.name: p.read_text() for p in tmp_path.glob("*.csv")}
+    assert sorted(before) == ["qa1_0k.csv", "qa1_1k.csv"]
+    garden = loaded(scripted_lm(gpt2, lambda prompt: "garden"), gpt2)
+    with pytest.raises(ValueError, match=r"already holds answers \(qa1_0k.csv, qa1_1k.csv\): add --resume"):
+        evaluate_babilong(garden, ["qa1"], ["0k"], n=3, shots=1, **kw)
+    (tmp_path / "qa2_4k.partial.jsonl").write_text("")  # an interrupted run's file counts too
+    with pytest.raises(ValueError, match="choose one"):
+        evaluate_babilong(garden, ["qa1"], ["0k"], n=3, resume=True, overwrite=True, **kw)
+    assert {p.name: p.read_text() for p in tmp_path.glob("*.csv")} == before  # nothing lost
+    summary = evaluate_babilong(garden, ["qa1"], ["0k"], n=3, shots=1, overwrite=True, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".csv", ".jsonl")) == ["qa1_0k.csv"]
+    assert "garden" in (tmp_path / "qa1_0k.csv").read_text() and summary["shots"] == 1
+    # the command line says the same, in one line
+    model = tmp_path / "ckpt"
+    memory_model(vocab_size=len(gpt2), sliding_window=16).save_pretrained(model)
+    gpt2.save_pretrained(str(model))
+    args = ["eval", "babilong", "--model", str(model), "--tasks", "qa1", "--lengths", "0k", "--n", "2",
+            "--format", "finetune", "--max-new-tokens", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 2 and "add --resume" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0 and json.loads((tmp_path / "summary.json").read_text())["n"] == 2
