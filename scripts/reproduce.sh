@@ -8,7 +8,8 @@
 #               lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               With EXP1B=1 the same three models are also trained on qa1-qa5 mixed and evaluated on all five
 #               (experiment 1b, RESULTS.md 1b; the LM2 run took 32 min on one thread sharing the cores, and the
-#               evaluation at 0k-16k should take about 40 min per model, five times the qa1 runs' time).
+#               evaluation at 4k-16k alone 53 / 45 / 41 min for LM2 / vanilla / RMT, one thread each, two
+#               processes side by side).
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 # Experiment 5  test-time updates: the memory figure of the experiment-1 LM2 on a prompt whose fact is far

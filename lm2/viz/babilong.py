@@ -73,7 +73,8 @@ def plot_heatmaps(panels: Mapping[str, Accuracies], tasks: Sequence[str], length
         for i in range(len(tasks)):
             for j in range(len(lengths)):
                 if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9)
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=9,
+                            color="white" if grid[i, j] < 12 or grid[i, j] > 88 else "black")  # the dark ends
         if name:
             ax.set_title("\n".join(textwrap.wrap(name, 60)), fontsize=9)
     fig.colorbar(image, ax=list(axes[0]), label="accuracy (%)")
