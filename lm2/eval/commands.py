@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="take lm2's scores from an earlier run in --out with the same settings instead of scoring "
                         "again (e.g. to add --check-lm-eval to a finished run)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the subjects an interrupted run in --out finished and score only the rest")
     p.set_defaults(func=run_mmlu)
 
     p = ev_sub.add_parser("perplexity", help="token-level perplexity and loss by position (with a plot)")
@@ -101,7 +103,7 @@ def run_mmlu(args) -> int:
     out = args.out or default_out_dir(loaded, "mmlu")
     summary = evaluate_mmlu(loaded, shots=args.shots, subjects=args.subjects, form=args.form, limit=args.limit,
                             batch_size=args.batch_size, out_dir=out, progress=not args.no_progress,
-                            check_lm_eval=args.check_lm_eval, reuse=args.reuse)
+                            check_lm_eval=args.check_lm_eval, reuse=args.reuse, resume=args.resume)
     print()
     print(table2(summary, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {loaded.name}"))
     print(f"{summary['seconds_per_question']:.3f} s per question; written to {out}/")

@@ -219,32 +219,40 @@ def format_check(check: dict) -> str:
 
 def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] | None = None, form: str = "letter",
                   limit: int | None = None, batch_size: int = 8, out_dir: str | os.PathLike | None = None,
-                  progress: bool = True, check_lm_eval: bool = False, reuse: bool = False) -> dict:
+                  progress: bool = True, check_lm_eval: bool = False, reuse: bool = False,
+                  resume: bool = False) -> dict:
     """Evaluate a loaded model on MMLU; returns the summary (also written to ``out_dir`` with the per-question
     records). ``limit`` keeps the first N questions of each subject. ``check_lm_eval`` also runs
     lm-evaluation-harness on the same questions and model and compares it with these records (the summary's
     ``lm_eval_check``, see ``lm2.eval.lm_eval_adapter.compare_with_lm_eval``). ``reuse`` takes lm2's scores from
-    an earlier run in ``out_dir`` with the same settings instead of scoring again (see ``load_saved_run``)."""
+    an earlier run in ``out_dir`` with the same settings instead of scoring again (see ``load_saved_run``).
+
+    Questions are scored subject by subject; with ``out_dir`` each finished subject's records are appended to
+    ``mmlu_<form>_<shots>shot.partial.jsonl`` (removed once the results are written), and ``resume`` keeps the
+    subjects an interrupted run finished (same model, form, shots, limit and questions) and scores the rest."""
     from lm2.data.mmlu import load_mmlu
 
     pool = load_mmlu(subjects)
     questions = select_questions(pool, limit)
+    if reuse and resume:
+        raise ValueError("--reuse takes a finished run's scores and --resume an interrupted run's: choose one")
     if reuse:
         if out_dir is None:
             raise ValueError("reusing saved MMLU scores needs the folder they are in (--out)")
         summary, records = load_saved_run(out_dir, loaded, questions, form, shots, limit)
     else:
         start = time.perf_counter()
-        records = score_questions(loaded.model, loaded.tokenizer, questions, shots, form, batch_size, progress,
-                                  pool)
+        records, reused = score_by_subject(loaded, questions, pool, shots, form, limit, batch_size, progress,
+                                           out_dir, resume)
         seconds = time.perf_counter() - start
         summary = {"model": str(loaded.path), "model_kind": loaded.kind, "form": form, "shots": shots,
                    "limit": limit, "batch_size": batch_size, "device": str(next(loaded.model.parameters()).device),
                    "seconds": round(seconds, 2), "seconds_per_question": round(seconds / max(1, len(questions)), 4),
-                   **summarize(records)}
+                   **({"reused_questions": reused} if resume else {}), **summarize(records)}
         # Written before the lm-eval check (which takes about as long again), so stopping it loses no scores.
         if out_dir is not None:
             write_results(out_dir, summary, records)
+            partial_file(out_dir, form, shots).unlink(missing_ok=True)
     if check_lm_eval:
         from lm2.eval.lm_eval_adapter import compare_with_lm_eval
 
@@ -255,6 +263,86 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
         if out_dir is not None:
             write_json(result_files(out_dir, form, shots)[0], summary)
     return summary
+
+
+def score_by_subject(loaded: LoadedModel, questions: Sequence[Any], pool: Sequence[Any], shots: int, form: str,
+                     limit: int | None, batch_size: int, progress: bool, out_dir: str | os.PathLike | None,
+                     resume: bool) -> tuple[list[dict], int]:
+    """``score_questions`` one subject at a time, saving each finished subject when there is an ``out_dir``;
+    returns the records in the order of ``questions`` and how many of them an earlier run had saved."""
+    import json
+
+    from tqdm import tqdm
+
+    groups: dict[str, list[Any]] = {}
+    for q in questions:
+        groups.setdefault(q.subject, []).append(q)
+    settings = {"model": str(loaded.path), "form": form, "shots": shots, "limit": limit}
+    partial = partial_file(out_dir, form, shots) if out_dir is not None else None
+    done: dict[str, list[dict]] = {}
+    if resume:
+        if partial is None:
+            raise ValueError("resuming needs the output folder of the interrupted run (--out)")
+        done = saved_subjects(partial, settings, groups)
+    elif partial is not None and partial.exists():
+        raise ValueError(f"{partial} holds the scores of an unfinished run: add --resume to keep them and score "
+                         "only the remaining subjects, or delete the file to start over")
+    reused = sum(len(records) for records in done.values())
+    bar = tqdm(total=len(questions), initial=reused, unit="question", desc=f"MMLU ({form}, {shots}-shot)",
+               disable=not progress, dynamic_ncols=True)
+    for subject, subject_questions in groups.items():
+        if subject in done:
+            continue
+        bar.set_postfix_str(subject)
+        done[subject] = score_questions(loaded.model, loaded.tokenizer, subject_questions, shots, form, batch_size,
+                                        False, pool)
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"subject": subject, "settings": settings, "records": done[subject]}) + "\n")
+        bar.update(len(subject_questions))
+    bar.close()
+    ordered = {subject: iter(records) for subject, records in done.items()}
+    return [next(ordered[q.subject]) for q in questions], reused
+
+
+def partial_file(out_dir: str | os.PathLike, form: str, shots: int) -> Path:
+    """Where a run appends each finished subject's records (see ``score_by_subject``)."""
+    return Path(out_dir) / f"mmlu_{form}_{shots}shot.partial.jsonl"
+
+
+def saved_subjects(path: Path, settings: dict, groups: dict[str, list[Any]]) -> dict[str, list[dict]]:
+    """The subjects an interrupted run saved in ``path`` (subject -> records), after checking each was scored
+    with ``settings`` over the questions this run selects; a torn last line (a run killed while writing it) is
+    skipped. Saved subjects this run does not ask for are refused: the final write would drop them."""
+    import json
+
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    done: dict[str, list[dict]] = {}
+    for lineno, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                break
+            raise ValueError(f"cannot resume from {path}:{lineno}: not valid JSON; delete the file to score "
+                             "again") from None
+        subject, records = entry["subject"], entry["records"]
+        if entry["settings"] != settings:
+            differ = [f"{k} {entry['settings'].get(k)!r} there, {v!r} now" for k, v in settings.items()
+                      if entry["settings"].get(k) != v]
+            raise ValueError(f"cannot resume from {path}: its {subject} scores were made with other settings "
+                             f"({'; '.join(differ)}); use the same settings or another --out")
+        if subject not in groups:
+            raise ValueError(f"cannot resume from {path}: it holds {subject}, which this run does not ask for; "
+                             "resume with the same --subjects")
+        if [(r["subject"], r["answer"]) for r in records] != [(q.subject, q.answer) for q in groups[subject]]:
+            raise ValueError(f"cannot resume from {path}: its {subject} records are not the questions this run "
+                             "selects; use another --out")
+        done[subject] = records
+    return done
 
 
 def result_files(out_dir: str | os.PathLike, form: str, shots: int) -> tuple[Path, Path]:

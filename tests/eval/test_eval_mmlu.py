@@ -277,3 +277,51 @@ def test_compare_mmlu_counts_changes_question_by_question():
     assert result["loglikelihood_moved"] == {"mean": pytest.approx(2 / 3), "max": 1}
     with pytest.raises(ValueError, match="same questions"):
         compare_mmlu.compare(base, other[:2])
+
+
+def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, monkeypatch):
+    """Each finished subject is saved as it ends; --resume scores only the others and ends with the records and
+    table of one uninterrupted run, and refuses saved scores it cannot use."""
+    from helpers import memory_model
+
+    import lm2.eval.mmlu as mmlu
+    from lm2.data.mmlu import load_mmlu
+    from lm2.eval.common import LoadedModel
+
+    loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
+    subjects, run = ["anatomy", "marketing", "virology"], {"limit": 3, "progress": False}
+    mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=tmp_path / "whole", **run)
+    whole = (tmp_path / "whole" / "mmlu_letter_0shot_predictions.jsonl").read_text()
+    assert not (tmp_path / "whole" / "mmlu_letter_0shot.partial.jsonl").exists()  # removed once written
+
+    real, scored = mmlu.score_questions, []
+
+    def dies_on_the_third_subject(model, tokenizer, questions, *args):
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        scored.append(questions[0].subject)
+        return real(model, tokenizer, questions, *args)
+
+    monkeypatch.setattr(mmlu, "score_questions", dies_on_the_third_subject)
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, **run)
+    partial = out / "mmlu_letter_0shot.partial.jsonl"
+    order = list(dict.fromkeys(q.subject for q in load_mmlu(subjects)))  # the file's order of subjects
+    assert [json.loads(line)["subject"] for line in partial.open()] == order[:2] == scored
+    with pytest.raises(ValueError, match="add --resume"):  # a fresh run does not drop the saved subjects
+        mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, **run)
+    with pytest.raises(ValueError, match="limit 3 there, 2 now"):
+        mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, limit=2, progress=False)
+    with pytest.raises(ValueError, match="does not ask for"):
+        mmlu.evaluate_mmlu(loaded, subjects=order[2:], out_dir=out, resume=True, **run)
+    with pytest.raises(ValueError, match="choose one"):
+        mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, reuse=True, **run)
+    scored.clear()
+    monkeypatch.setattr(mmlu, "score_questions", lambda model, tokenizer, questions, *args: (
+        scored.append(questions[0].subject), real(model, tokenizer, questions, *args))[1])
+    with open(partial, "a") as f:
+        f.write('{"subject": "viro')  # the torn last line of a run killed while writing it
+    summary = mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, **run)
+    assert scored == order[2:] and summary["reused_questions"] == 6
+    assert (out / "mmlu_letter_0shot_predictions.jsonl").read_text() == whole and not partial.exists()
