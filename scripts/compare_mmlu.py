@@ -1,7 +1,9 @@
 """Compare two `lm2 eval mmlu` runs over the same questions, question by question: accuracy, predictions that
 changed (gained / lost), each run's share of every answer letter, and how far the choices' log-likelihoods moved.
 
-    python scripts/compare_mmlu.py runs/mmlu-base runs/mmlu-other [--form letter --shots 0]
+    python scripts/compare_mmlu.py runs/mmlu-base runs/mmlu-other [--form letter --shots 0] [--common-subjects]
+
+--common-subjects compares only the subjects both runs scored (e.g. a full run against one over some subjects).
 """
 
 from __future__ import annotations
@@ -30,16 +32,29 @@ def compare(base: list[dict], other: list[dict]) -> dict:
     }
 
 
+def common_subjects(base: list[dict], other: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Both runs' records of the subjects both have, grouped by subject in name order (each subject's questions
+    keep their order)."""
+    shared = {r["subject"] for r in base} & {r["subject"] for r in other}
+    if not shared:
+        raise ValueError("the two runs have no subject in common")
+    keep = lambda run: sorted((r for r in run if r["subject"] in shared), key=lambda r: r["subject"])  # noqa: E731
+    return keep(base), keep(other)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path)
     parser.add_argument("other", type=Path)
     parser.add_argument("--form", default="letter")
     parser.add_argument("--shots", type=int, default=0)
+    parser.add_argument("--common-subjects", action="store_true", help="compare only the subjects both runs have")
     args = parser.parse_args()
     try:
-        result = compare(read_results(args.base, args.form, args.shots)[1],
-                         read_results(args.other, args.form, args.shots)[1])
+        runs = read_results(args.base, args.form, args.shots)[1], read_results(args.other, args.form, args.shots)[1]
+        if args.common_subjects:
+            runs = common_subjects(*runs)
+        result = compare(*runs)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(str(err)) from None
     print(f"{result['questions']} questions; accuracy {result['accuracy'][0]:.2f} -> {result['accuracy'][1]:.2f}; "

@@ -277,6 +277,11 @@ def test_compare_mmlu_counts_changes_question_by_question():
     assert result["loglikelihood_moved"] == {"mean": pytest.approx(2 / 3), "max": 1}
     with pytest.raises(ValueError, match="same questions"):
         compare_mmlu.compare(base, other[:2])
+    # a run over more subjects, in another subject order, against one over anatomy alone
+    wider = [{**r, "subject": "virology"} for r in other] + other
+    assert compare_mmlu.compare(*compare_mmlu.common_subjects(wider, base)) == compare_mmlu.compare(other, base)
+    with pytest.raises(ValueError, match="no subject in common"):
+        compare_mmlu.common_subjects(base, [{**r, "subject": "virology"} for r in other])
 
 
 def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, monkeypatch):
