@@ -43,7 +43,8 @@ def main() -> None:
         print("|---|---|" + "---:|" * len(lengths))
         for name, summary in summaries.items():
             for task in summary["tasks"]:
-                print(f"| {name} | {task} | " + " | ".join(cell(summary["accuracy"].get(task, {}), k) for k in lengths) + " |")
+                values = summary["accuracy"].get(task, {})
+                print(f"| {name} | {task} | " + " | ".join(cell(values, k) for k in lengths) + " |")
 
     from lm2.viz.curves import plot_lines
 

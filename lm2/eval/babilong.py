@@ -31,8 +31,8 @@ import torch
 
 import numpy as np
 
-from lm2.eval.common import (LoadedModel, check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple,
-                             write_json)
+from lm2.eval.common import (LoadedModel, appended_records, check_fits, eos_token_ids, is_streaming, max_positions,
+                             padding_multiple, write_json)
 
 FORMATS = ("auto", "finetune", "instruction")
 RULES = {"finetune": "exact", "instruction": "label"}  # the scoring rule of each format
@@ -347,19 +347,9 @@ def saved_answers(out_dir: Path, task: str, length: str, samples: Sequence[Any])
         if len(found) > len(samples):
             raise ValueError(f"cannot resume from {csv_path}: it holds {len(found)} answers, more than --n "
                              f"{len(samples)}; use --n {len(found)} or more, or a new --out")
-    partial = partial_path(out_dir, task, length)
-    if partial.is_file():
-        lines = partial.read_text(encoding="utf-8").splitlines()
-        for lineno, line in enumerate(lines, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if lineno == len(lines):  # the last line of a run killed while writing it
-                    break
-                raise ValueError(f"cannot resume from {partial}:{lineno}: not valid JSON; delete the file to "
-                                 "generate its answers again") from None
-            if record["index"] < len(samples):
-                found[record["index"]] = (record["target"], record["question"], record["output"])
+    for record in appended_records(partial_path(out_dir, task, length)):
+        if record["index"] < len(samples):
+            found[record["index"]] = (record["target"], record["question"], record["output"])
     for i, (target, question, _) in found.items():  # every index is below len(samples) here
         if (target, question) != (samples[i].target, samples[i].question):
             raise ValueError(f"cannot resume {task} {length} from {out_dir}: saved answer {i} is for another "

@@ -166,6 +166,24 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return path
 
 
+def appended_records(path: Path) -> list[Any]:
+    """The JSON lines a run appended to ``path`` as it went (none without the file). A last line that does not
+    parse is the one a killed run was writing and is skipped; any other bad line raises ValueError naming it."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for lineno, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                break
+            raise ValueError(f"cannot resume from {path}:{lineno}: not valid JSON; delete the file to redo its "
+                             "work") from None
+    return records
+
+
 def batched(items: list, size: int):
     if size < 1:
         raise ValueError(f"--batch-size {size} is invalid: it must be a positive integer")

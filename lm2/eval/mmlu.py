@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from lm2.eval.common import LoadedModel, batched, check_fits, write_json
+from lm2.eval.common import LoadedModel, appended_records, batched, check_fits, write_json
 
 FORMS = ("letter", "cloze")
 LETTERS = ("A", "B", "C", "D")
@@ -287,6 +287,8 @@ def score_by_subject(loaded: LoadedModel, questions: Sequence[Any], pool: Sequen
     elif partial is not None and partial.exists():
         raise ValueError(f"{partial} holds the scores of an unfinished run: add --resume to keep them and score "
                          "only the remaining subjects, or delete the file to start over")
+    if partial is not None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
     reused = sum(len(records) for records in done.values())
     bar = tqdm(total=len(questions), initial=reused, unit="question", desc=f"MMLU ({form}, {shots}-shot)",
                disable=not progress, dynamic_ncols=True)
@@ -297,7 +299,6 @@ def score_by_subject(loaded: LoadedModel, questions: Sequence[Any], pool: Sequen
         done[subject] = score_questions(loaded.model, loaded.tokenizer, subject_questions, shots, form, batch_size,
                                         False, pool)
         if partial is not None:
-            partial.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"subject": subject, "settings": settings, "records": done[subject]}) + "\n")
         bar.update(len(subject_questions))
@@ -315,20 +316,8 @@ def saved_subjects(path: Path, settings: dict, groups: dict[str, list[Any]]) -> 
     """The subjects an interrupted run saved in ``path`` (subject -> records), after checking each was scored
     with ``settings`` over the questions this run selects; a torn last line (a run killed while writing it) is
     skipped. Saved subjects this run does not ask for are refused: the final write would drop them."""
-    import json
-
-    if not path.is_file():
-        return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
     done: dict[str, list[dict]] = {}
-    for lineno, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            if lineno == len(lines):
-                break
-            raise ValueError(f"cannot resume from {path}:{lineno}: not valid JSON; delete the file to score "
-                             "again") from None
+    for entry in appended_records(path):
         subject, records = entry["subject"], entry["records"]
         if entry["settings"] != settings:
             differ = [f"{k} {entry['settings'].get(k)!r} there, {v!r} now" for k, v in settings.items()

@@ -354,3 +354,17 @@ def test_a_fresh_run_refuses_a_folder_with_answers_unless_told_to_overwrite(gpt2
             "--format", "finetune", "--max-new-tokens", "2", "--out", str(tmp_path), "--no-progress"]
     assert main(args) == 2 and "add --resume" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0 and json.loads((tmp_path / "summary.json").read_text())["n"] == 2
+
+
+def test_appended_records_skip_only_a_torn_last_line(tmp_path):
+    """The partial files of --resume (BABILong answers, MMLU subjects): a killed run's half-written last line is
+    dropped, a bad line anywhere else is an error naming it."""
+    from lm2.eval.common import appended_records
+
+    path = tmp_path / "run.partial.jsonl"
+    assert appended_records(path) == []
+    path.write_text('{"index": 0}\n{"index": 1}\n{"ind')
+    assert appended_records(path) == [{"index": 0}, {"index": 1}]
+    path.write_text('{"index": 0}\n{"ind\n{"index": 2}\n')
+    with pytest.raises(ValueError, match=r"run.partial.jsonl:2: not valid JSON"):
+        appended_records(path)
