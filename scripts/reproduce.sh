@@ -109,7 +109,7 @@ python scripts/compare_babilong.py --chance 16.7 --out "$OUT/write-modes.png" "$
 
 if [[ ${EXP4:-0} == 1 && $QUICK == 0 ]]; then
   echo "== experiment 4: SmolLM2 + memory on MMLU (EXP4_LIMIT=${EXP4_LIMIT:=20} questions per subject)"
-  MMLU=(--shots 0 --form letter --batch-size 8 --no-progress)
+  MMLU=(--shots 0 --form letter --batch-size 8 --no-progress --resume)  # a rerun keeps finished subjects
   [[ $EXP4_LIMIT != all ]] && MMLU+=(--limit "$EXP4_LIMIT")
   lm2 eval mmlu --model smollm2-135m "${MMLU[@]}" --out "$OUT/mmlu-smollm2"
   # two one-thread processes side by side, as fast as one two-thread process here and simpler to schedule
