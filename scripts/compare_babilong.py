@@ -18,10 +18,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="NAME=EVAL_DIR")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--chance", type=float, default=None, help="draw a chance line at this accuracy (%)")
+    parser.add_argument("--chance", default=None, help="draw a reference line: an accuracy in %% (e.g. 16.7, one "
+                        "place in six), or 'majority' for the best constant answer (a task's most frequent target, "
+                        "counted in the first run's answer files), averaged over tasks")
     parser.add_argument("--heatmap", type=Path, default=None, help="also save one task x length heatmap per run "
                         "(with a row for the mean over tasks), side by side")
     args = parser.parse_args()
+    hline = None if args.chance is None else chance_line(args.chance, args.runs[0].partition("=")[2])
 
     from lm2.data.babilong import parse_length
 
@@ -50,7 +53,6 @@ def main() -> None:
 
     series = {name: ([k for k in lengths if k in mean], [mean[k] for k in lengths if k in mean])
               for name, mean in means.items()}
-    hline = None if args.chance is None else (args.chance, "chance")
     plot_lines(series, args.out, "context length (GPT-2 tokens)", "accuracy (%)", hline=hline, ylim=(0, 100))
     print(f"\nplot: {args.out}")
     if args.heatmap:
@@ -60,6 +62,22 @@ def main() -> None:
         panels = {name: {**summary["accuracy"], "mean": summary["mean"]} for name, summary in summaries.items()}
         plot_heatmaps(panels, tasks + ["mean"], lengths, args.heatmap)
         print(f"heatmap: {args.heatmap}")
+
+
+def chance_line(spec: str, first_run: str) -> tuple[float, str]:
+    """The --chance line: (accuracy, label)."""
+    if spec != "majority":
+        try:
+            return float(spec), "chance"
+        except ValueError:
+            raise SystemExit(f"--chance takes an accuracy in % or 'majority', not {spec!r}") from None
+    from lm2.eval.babilong import majority_baseline
+
+    shares = majority_baseline(first_run)
+    mean = sum(shares.values()) / len(shares)
+    print("\nBest constant answer (most frequent target, %): "
+          + ", ".join(f"{task} {share:.1f}" for task, share in shares.items()) + f"; mean {mean:.1f}")
+    return mean, "best constant answer"
 
 
 if __name__ == "__main__":

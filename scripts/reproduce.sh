@@ -60,7 +60,7 @@ for KIND in lm2 vanilla rmt; do
   lm2 eval babilong --model "$(latest "$OUT/babilong-$KIND")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
       --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-babilong-$KIND" --resume
 done
-python scripts/compare_babilong.py --chance 16.7 --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
+python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"
 
 if [[ ${EXP1B:-0} == 1 ]]; then
@@ -74,7 +74,7 @@ if [[ ${EXP1B:-0} == 1 ]]; then
     lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1-qa5 --lengths "$EVAL_LENGTHS" --n "$EVAL_N" \
         --batch-size 16 --no-progress --out "$OUT/qa1-qa5/eval-babilong-$KIND" --resume
   done
-  python scripts/compare_babilong.py --chance 16.7 --out "$OUT/qa1-qa5/babilong-compare.png" \
+  python scripts/compare_babilong.py --chance majority --out "$OUT/qa1-qa5/babilong-compare.png" \
       LM2="$OUT/qa1-qa5/eval-babilong-lm2" vanilla="$OUT/qa1-qa5/eval-babilong-vanilla" RMT="$OUT/qa1-qa5/eval-babilong-rmt"
 fi
 
@@ -105,7 +105,7 @@ for MODE in $WRITE_MODES; do
 done
 RUNS=("both (demo)=$OUT/eval-babilong-lm2")
 for MODE in $WRITE_MODES; do RUNS+=("$MODE=$OUT/eval-babilong-write-$MODE"); done
-python scripts/compare_babilong.py --chance 16.7 --out "$OUT/write-modes.png" "${RUNS[@]}"
+python scripts/compare_babilong.py --chance majority --out "$OUT/write-modes.png" "${RUNS[@]}"
 
 if [[ ${EXP4:-0} == 1 && $QUICK == 0 ]]; then
   echo "== experiment 4: SmolLM2 + memory on MMLU (EXP4_LIMIT=${EXP4_LIMIT:=20} questions per subject)"

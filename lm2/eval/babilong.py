@@ -402,6 +402,25 @@ def results_table(summary: dict) -> str:
     return format_table(summary["accuracy"], tasks, lengths, extra_rows, extra_column)
 
 
+def majority_baseline(out_dir: str | os.PathLike) -> dict[str, float]:
+    """Per task, the accuracy (%) of the best constant answer: always giving the task's most frequent target,
+    counted over every finished ``<task>_<length>.csv`` in ``out_dir``. A floor for a model that answers without
+    reading, fairer than 1 / (number of places) when a task's answers are not all places or not equally likely
+    (qa2, qa5). Chosen with the targets in view, it is an upper bound on such guessing: with 100 samples per task,
+    sampling noise alone lifts the largest of six equal shares to about 21%."""
+    from collections import Counter
+
+    from lm2.data.babilong import read_predictions
+
+    targets: dict[str, Counter] = {}
+    for path in sorted(Path(out_dir).glob("qa*_*k.csv")):
+        task = path.name.split("_")[0]
+        targets.setdefault(task, Counter()).update(row["target"] for row in read_predictions(path, ["target"]))
+    if not targets:
+        raise FileNotFoundError(f"no <task>_<length>.csv answer files in {out_dir}: run `lm2 eval babilong` there first")
+    return {task: 100.0 * count.most_common(1)[0][1] / sum(count.values()) for task, count in sorted(targets.items())}
+
+
 # ----------------------------------------------------------------------------- the evaluation
 
 

@@ -61,3 +61,30 @@ def test_babilong_comparison_table_and_heatmaps(tmp_path):
     subprocess.run([*script, "--out", str(tmp_path / "lines1.png"), "--heatmap", str(tmp_path / "one.png"),
                     f"A={tmp_path / 'a'}"], capture_output=True, check=True)
     assert png_width(tmp_path / "two.png") > 1.8 * png_width(tmp_path / "one.png") > 0  # two panels, side by side
+
+
+def fake_answers(folder: Path, name: str, targets: list[str]) -> None:
+    rows = "".join(f"Where is X?,{t},kitchen\n" for t in targets)
+    (folder / name).write_text("question,target,output\n" + rows)
+
+
+def test_best_constant_answer_line(tmp_path):
+    """--chance majority: per task the share of its most frequent target over all of the first run's CSVs
+    (qa1: bedroom 4 of 7 over two lengths; qa2: hallway 2 of 3), the line at their mean; a folder without
+    answers and a bad --chance value are refused."""
+    from lm2.eval.babilong import majority_baseline
+
+    fake_eval(tmp_path / "a", {"qa1": {"0k": 50.0}, "qa2": {"0k": 30.0}}, {"0k": 40.0})
+    fake_answers(tmp_path / "a", "qa1_0k.csv", ["bedroom", "bedroom", "garden", "office"])
+    fake_answers(tmp_path / "a", "qa1_1k.csv", ["bedroom", "bedroom", "garden"])
+    fake_answers(tmp_path / "a", "qa2_0k.csv", ["hallway", "kitchen", "hallway"])
+    (tmp_path / "a" / "qa2_1k.partial.jsonl").write_text('{"not": "finished"}\n')  # unfinished: not counted
+    assert majority_baseline(tmp_path / "a") == pytest.approx({"qa1": 100 * 4 / 7, "qa2": 100 * 2 / 3})
+    script = [sys.executable, str(ROOT / "scripts/compare_babilong.py"), "--out", str(tmp_path / "lines.png")]
+    out = subprocess.run([*script, "--chance", "majority", f"A={tmp_path / 'a'}"], capture_output=True, text=True,
+                         check=True).stdout
+    assert f"qa1 57.1, qa2 66.7; mean {(100 * 4 / 7 + 100 * 2 / 3) / 2:.1f}" in out
+    with pytest.raises(FileNotFoundError, match="no <task>_<length>.csv"):
+        majority_baseline(tmp_path)
+    bad = subprocess.run([*script, "--chance", "half", f"A={tmp_path / 'a'}"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--chance takes an accuracy in % or 'majority'" in bad.stderr
