@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +83,14 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
 
 @torch.no_grad()
 def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int = 8,
-                   progress: bool = False, desc: str = "log-likelihoods") -> list[float]:
+                   progress: bool = False, desc: str = "log-likelihoods",
+                   on_batch: Callable[[float], None] | None = None) -> list[float]:
     """Sum of log p(continuation | context) for each (context ids, continuation ids) request.
 
     The input of a request is (context + continuation)[:-1]; requests with the same input share one forward
     pass. Inputs are sorted by length and right-padded (a causal model's earlier positions never see the
-    padding), and only the last positions that some request of the batch scores get logits.
+    padding), and only the last positions that some request of the batch scores get logits. ``on_batch``, if
+    given, is called after each forward pass with the fraction of the inputs done.
     """
     from tqdm import tqdm
 
@@ -110,6 +112,7 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
         first_scored[key] = min(first_scored[key], len(unique[key]) - len(cont))
     order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
     logprobs: dict[int, torch.Tensor] = {}  # unique index -> (positions from first_scored, V) log-probs
+    done = 0
     for chunk in tqdm(list(batched(order, batch_size)), desc=desc, disable=not progress, unit="batch"):
         width = len(unique[chunk[0]])
         ids = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -121,6 +124,9 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
         for row, i in enumerate(chunk):
             start = first_scored[i] - (width - keep)
             logprobs[i] = logp[row, start : start + len(unique[i]) - first_scored[i]].cpu()
+        done += len(chunk)
+        if on_batch is not None:
+            on_batch(done / len(unique))
     out = []
     for (ctx, cont), key in zip(requests, keys):
         n = len(unique[key])
@@ -134,11 +140,12 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
 
 
 def score_questions(model, tokenizer, questions: Sequence[Any], shots: int = 0, form: str = "letter",
-                    batch_size: int = 8, progress: bool = True,
-                    fewshot_pool: Sequence[Any] | None = None) -> list[dict]:
+                    batch_size: int = 8, progress: bool = True, fewshot_pool: Sequence[Any] | None = None,
+                    on_batch: Callable[[float], None] | None = None) -> list[dict]:
     """One record per question: subject, answer, the choices' log-likelihoods, prediction, correctness.
 
-    Solved examples come from ``fewshot_pool`` (default: ``questions``), per subject."""
+    Solved examples come from ``fewshot_pool`` (default: ``questions``), per subject; ``on_batch`` is passed to
+    :func:`loglikelihoods`."""
     if form not in FORMS:
         raise ValueError(f"unknown MMLU form {form!r}: choose one of {', '.join(FORMS)}")
     if shots < 0:
@@ -152,7 +159,7 @@ def score_questions(model, tokenizer, questions: Sequence[Any], shots: int = 0, 
         for choice in choice_texts(q, form):
             requests.append(encode_pair(tokenizer, context, " " + choice))
             owners.append(index)
-    lls = loglikelihoods(model, requests, batch_size, progress, desc=f"MMLU ({form}, {shots}-shot)")
+    lls = loglikelihoods(model, requests, batch_size, progress, desc=f"MMLU ({form}, {shots}-shot)", on_batch=on_batch)
     records = []
     for index, q in enumerate(questions):
         ll = lls[4 * index : 4 * index + 4]
@@ -296,12 +303,17 @@ def score_by_subject(loaded: LoadedModel, questions: Sequence[Any], pool: Sequen
         if subject in done:
             continue
         bar.set_postfix_str(subject)
+        start = bar.n
+
+        def advance(fraction: float, start: int = start, n: int = len(subject_questions)) -> None:
+            bar.update(start + int(fraction * n) - bar.n)  # the bar moves within a subject, batch by batch
+
         done[subject] = score_questions(loaded.model, loaded.tokenizer, subject_questions, shots, form, batch_size,
-                                        False, pool)
+                                        False, pool, on_batch=advance)
         if partial is not None:
             with open(partial, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"subject": subject, "settings": settings, "records": done[subject]}) + "\n")
-        bar.update(len(subject_questions))
+        bar.update(start + len(subject_questions) - bar.n)
     bar.close()
     ordered = {subject: iter(records) for subject, records in done.items()}
     return [next(ordered[q.subject]) for q in questions], reused

@@ -88,7 +88,12 @@ def test_loglikelihoods_equal_a_direct_computation():
             logp = torch.log_softmax(model(ids[:, :-1]).logits[0], dim=-1)
             expected.append(sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont)))
         for batch_size in (1, 2, 8):
-            assert loglikelihoods(model, requests, batch_size) == pytest.approx(expected, abs=1e-4)
+            fractions = []
+            assert loglikelihoods(model, requests, batch_size, on_batch=fractions.append) == pytest.approx(
+                expected, abs=1e-4)
+            # four distinct inputs (the two requests on contexts[0] share one, so do the two on contexts[3] + [5]),
+            # one call per batch
+            assert fractions == pytest.approx([min(1.0, (b + 1) * batch_size / 4) for b in range(-(-4 // batch_size))])
 
 
 def test_mmlu_command_writes_the_table(gpt2, tmp_path, capsys):
@@ -301,11 +306,11 @@ def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, m
 
     real, scored = mmlu.score_questions, []
 
-    def dies_on_the_third_subject(model, tokenizer, questions, *args):
+    def dies_on_the_third_subject(model, tokenizer, questions, *args, **kwargs):
         if len(scored) == 2:
             raise KeyboardInterrupt
         scored.append(questions[0].subject)
-        return real(model, tokenizer, questions, *args)
+        return real(model, tokenizer, questions, *args, **kwargs)
 
     monkeypatch.setattr(mmlu, "score_questions", dies_on_the_third_subject)
     out = tmp_path / "stopped"
@@ -323,8 +328,8 @@ def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, m
     with pytest.raises(ValueError, match="choose one"):
         mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, reuse=True, **run)
     scored.clear()
-    monkeypatch.setattr(mmlu, "score_questions", lambda model, tokenizer, questions, *args: (
-        scored.append(questions[0].subject), real(model, tokenizer, questions, *args))[1])
+    monkeypatch.setattr(mmlu, "score_questions", lambda model, tokenizer, questions, *args, **kw: (
+        scored.append(questions[0].subject), real(model, tokenizer, questions, *args, **kw))[1])
     with open(partial, "a") as f:
         f.write('{"subject": "viro')  # the torn last line of a run killed while writing it
     summary = mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, **run)
