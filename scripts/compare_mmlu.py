@@ -1,4 +1,4 @@
-"""Compare two `lm2 eval mmlu` runs over the same questions, question by question: accuracy, predictions that
+"""Compare two `lm2 eval mmlu` runs over the same questions (in any order of subjects), question by question: accuracy, predictions that
 changed (gained / lost), each run's share of every answer letter, and how far the choices' log-likelihoods moved.
 
     python scripts/compare_mmlu.py runs/mmlu-base runs/mmlu-other [--form letter --shots 0] [--common-subjects]
@@ -15,7 +15,14 @@ from pathlib import Path
 from lm2.eval.mmlu import read_results
 
 
+def by_subject(run: list[dict]) -> list[dict]:
+    """A run's records grouped by subject in name order, each subject's questions in their order: runs merged
+    from parts list their subjects part by part, one run in file order."""
+    return sorted(run, key=lambda r: r["subject"])
+
+
 def compare(base: list[dict], other: list[dict]) -> dict:
+    base, other = by_subject(base), by_subject(other)
     if [(r["subject"], r["answer"]) for r in base] != [(r["subject"], r["answer"]) for r in other]:
         raise ValueError("the two runs are not over the same questions (other --subjects or --limit?)")
     moved = [max(abs(a - b) for a, b in zip(r["loglikelihoods"], s["loglikelihoods"])) for r, s in zip(base, other)]
@@ -33,13 +40,11 @@ def compare(base: list[dict], other: list[dict]) -> dict:
 
 
 def common_subjects(base: list[dict], other: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Both runs' records of the subjects both have, grouped by subject in name order (each subject's questions
-    keep their order)."""
+    """Both runs' records of the subjects both have."""
     shared = {r["subject"] for r in base} & {r["subject"] for r in other}
     if not shared:
         raise ValueError("the two runs have no subject in common")
-    keep = lambda run: sorted((r for r in run if r["subject"] in shared), key=lambda r: r["subject"])  # noqa: E731
-    return keep(base), keep(other)
+    return [r for r in base if r["subject"] in shared], [r for r in other if r["subject"] in shared]
 
 
 def main() -> None:

@@ -282,6 +282,10 @@ def test_compare_mmlu_counts_changes_question_by_question():
     assert result["loglikelihood_moved"] == {"mean": pytest.approx(2 / 3), "max": 1}
     with pytest.raises(ValueError, match="same questions"):
         compare_mmlu.compare(base, other[:2])
+    # the same questions with the subjects in another order (a run merged from parts against one run)
+    virology = [{**r, "subject": "virology"} for r in base]
+    assert compare_mmlu.compare(base + virology, virology + base) == compare_mmlu.compare(base + virology,
+                                                                                          base + virology)
     # a run over more subjects, in another subject order, against one over anatomy alone
     wider = [{**r, "subject": "virology"} for r in other] + other
     assert compare_mmlu.compare(*compare_mmlu.common_subjects(wider, base)) == compare_mmlu.compare(other, base)
