@@ -97,7 +97,8 @@ class EvalSection:
     at_start: bool = False
     """Also evaluate before the first step (logged as step 0): where a fine-tuned model starts from."""
     val_batches: int = 4
-    """Batches of held-out data for the validation loss."""
+    """Batches of held-out data for the validation loss, each of train.batch_size sequences (whatever
+    train.micro_batch_size and the number of processes)."""
     samples: int = 50
     """BABILong test samples per task and length for exact-match accuracy (greedy decoding)."""
     lengths: list = field(default_factory=list)

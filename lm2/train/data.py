@@ -212,8 +212,10 @@ def eval_lengths(cfg: TrainConfig) -> list[str]:
 
 def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str, torch.Tensor]]:
     """Held-out batches for the validation loss: BABILong test samples (answer-only loss) at the eval lengths,
-    or the first blocks of ``data.val_source``."""
-    n = cfg.eval.val_batches * micro
+    or the first blocks of ``data.val_source``. ``eval.val_batches`` counts global batches (``train.batch_size``
+    sequences each), so the held-out set does not change with ``train.micro_batch_size`` or the number of
+    processes; ``micro`` only sets how many sequences go through the model at once."""
+    n = cfg.eval.val_batches * cfg.train.batch_size
     if n == 0:
         return []
     if cfg.data.task == "babilong":

@@ -160,6 +160,19 @@ def test_eval_at_start_logs_the_untrained_model_as_step_0(lm_config):
     assert evals[0]["val_loss"] == pytest.approx(expected, rel=1e-6) and evals[1]["val_loss"] != evals[0]["val_loss"]
 
 
+def test_validation_set_does_not_depend_on_the_micro_batch(lm_config):
+    """eval.val_batches counts global batches: micro-batches of 1, 2 or 4 split the same held-out sequences (a
+    smaller micro-batch to fit memory once halved the set and made two runs' losses incomparable)."""
+    cfg = lm_config(eval={"val_batches": 2})
+    sets = {}
+    for micro in (1, 2, 4):
+        batches = loop.validation_batches(cfg, loop.setup(cfg).tokenizer, micro)
+        assert {len(b["input_ids"]) for b in batches} == {micro}
+        sets[micro] = torch.cat([b["input_ids"] for b in batches])
+    assert len(sets[4]) == 2 * cfg.train.batch_size
+    assert torch.equal(sets[1], sets[4]) and torch.equal(sets[2], sets[4])
+
+
 def test_vanilla_has_no_memory_and_same_window(lm_config):
     cfg = lm_config(model={"kind": "vanilla"})
     model = loop.build_model(cfg, vocab_size=300)
