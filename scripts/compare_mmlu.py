@@ -4,11 +4,16 @@ changed (gained / lost), each run's share of every answer letter, and how far th
     python scripts/compare_mmlu.py runs/mmlu-base runs/mmlu-other [--form letter --shots 0] [--common-subjects]
 
 --common-subjects compares only the subjects both runs scored (e.g. a full run against one over some subjects).
+
+Either run may also be a summary JSON alone (e.g. docs/results/*.json, whose per-question records are not kept):
+the comparison is then by subject (accuracy by category, level and overall; subjects up, down and level; the
+largest moves), which a pair of folders also prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 
@@ -47,6 +52,40 @@ def common_subjects(base: list[dict], other: list[dict]) -> tuple[list[dict], li
     return [r for r in base if r["subject"] in shared], [r for r in other if r["subject"] in shared]
 
 
+def read_summary(path: Path, form: str, shots: int) -> dict:
+    """A run's summary: the JSON file itself, or the one in a run folder."""
+    if path.is_file():
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if "subjects" not in summary:
+            raise ValueError(f"{path} is not an `lm2 eval mmlu` summary (it has no 'subjects')")
+        return summary
+    return read_results(path, form, shots)[0]
+
+
+def compare_summaries(base: dict, other: dict) -> dict:
+    """Per-subject comparison of two summaries over the same subjects with the same number of questions each."""
+    sizes = [{s: v["n"] for s, v in run["subjects"].items()} for run in (base, other)]
+    if sizes[0] != sizes[1]:
+        raise ValueError("the two runs are not over the same subjects and numbers of questions")
+    moves = {s: other["subjects"][s]["acc"] - base["subjects"][s]["acc"] for s in sizes[0]}
+    order = sorted(moves, key=moves.get)
+    return {
+        "groups": {f"{label} {name}": (base[kind][name]["acc"], other[kind][name]["acc"], base[kind][name]["n"])
+                   for kind, label in (("categories", "category"), ("levels", "level")) for name in base[kind]}
+        | {"average": (base["average"]["acc"], other["average"]["acc"], base["average"]["n"])},
+        "up": sum(m > 0 for m in moves.values()), "down": sum(m < 0 for m in moves.values()),
+        "level": sum(m == 0 for m in moves.values()),
+        "largest": [(s, moves[s], sizes[0][s]) for s in order[:3] + order[-3:][::-1]],
+    }
+
+
+def print_summary_comparison(result: dict) -> None:
+    for name, (a, b, n) in result["groups"].items():
+        print(f"{name:<34} {a:6.2f} -> {b:6.2f}  ({b - a:+.2f}, n = {n})")
+    print(f"subjects: {result['up']} up, {result['down']} down, {result['level']} level; largest moves: "
+          + ", ".join(f"{s} {m:+.1f} (n = {n})" for s, m, n in result["largest"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path)
@@ -56,6 +95,10 @@ def main() -> None:
     parser.add_argument("--common-subjects", action="store_true", help="compare only the subjects both runs have")
     args = parser.parse_args()
     try:
+        summaries = read_summary(args.base, args.form, args.shots), read_summary(args.other, args.form, args.shots)
+        if args.base.is_file() or args.other.is_file():
+            print_summary_comparison(compare_summaries(*summaries))
+            return
         runs = read_results(args.base, args.form, args.shots)[1], read_results(args.other, args.form, args.shots)[1]
         if args.common_subjects:
             runs = common_subjects(*runs)
@@ -68,6 +111,8 @@ def main() -> None:
         print(f"answer letters of {name}: " + ", ".join(f"{k} {v:.1f}%" for k, v in share.items()))
     print(f"largest change of a choice's log-likelihood per question: mean "
           f"{result['loglikelihood_moved']['mean']:.3f}, max {result['loglikelihood_moved']['max']:.2f} nats")
+    if not args.common_subjects:
+        print_summary_comparison(compare_summaries(*summaries))
 
 
 if __name__ == "__main__":

@@ -258,8 +258,7 @@ def test_merged_lm_eval_checks_weigh_subjects_by_questions():
     assert merged["max_loglikelihood_difference"] == 3e-5 and merged["seconds"] == 4.0
 
 
-def test_compare_mmlu_counts_changes_question_by_question():
-    """scripts/compare_mmlu.py: gained / lost / changed, letter shares and log-likelihood moves of two runs."""
+def load_compare_mmlu():
     import importlib.util
     from pathlib import Path
 
@@ -267,6 +266,12 @@ def test_compare_mmlu_counts_changes_question_by_question():
     spec = importlib.util.spec_from_file_location("compare_mmlu", path)
     compare_mmlu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare_mmlu)
+    return compare_mmlu
+
+
+def test_compare_mmlu_counts_changes_question_by_question():
+    """scripts/compare_mmlu.py: gained / lost / changed, letter shares and log-likelihood moves of two runs."""
+    compare_mmlu = load_compare_mmlu()
 
     def record(answer, pred, lls):
         return {"subject": "anatomy", "answer": answer, "pred": pred, "correct": pred == answer,
@@ -339,3 +344,41 @@ def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, m
     summary = mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, **run)
     assert scored == order[2:] and summary["reused_questions"] == 6
     assert (out / "mmlu_letter_0shot_predictions.jsonl").read_text() == whole and not partial.exists()
+
+
+def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypatch):
+    """A summary JSON without its per-question records (docs/results) compares by subject: every group's accuracy
+    before and after, subjects up / down / level, the largest moves; different subjects or sizes are refused."""
+    import json
+    import sys
+
+    compare_mmlu = load_compare_mmlu()
+
+    def records(subject, correct):
+        return [{"subject": subject, "answer": 0, "pred": 0 if c else 1, "correct": c, "loglikelihoods": [0] * 4}
+                for c in correct]
+
+    base = summarize(records("anatomy", [1, 0, 0, 0]) + records("virology", [1, 1, 0, 0])
+                          + records("high_school_physics", [0, 0, 0, 0]))
+    other = summarize(records("anatomy", [1, 1, 1, 0]) + records("virology", [1, 0, 0, 0])
+                           + records("high_school_physics", [0, 0, 0, 0]))
+    result = compare_mmlu.compare_summaries(base, other)
+    assert (result["up"], result["down"], result["level"]) == (1, 1, 1)
+    assert result["groups"]["average"] == (pytest.approx(100 / 4), pytest.approx(100 * 4 / 12), 12)
+    assert result["groups"]["level High School"] == (0.0, 0.0, 4)
+    assert result["largest"][0] == ("virology", pytest.approx(-25.0), 4)
+    assert result["largest"][-3] == ("anatomy", pytest.approx(50.0), 4)
+    (tmp_path / "a.json").write_text(json.dumps(base))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    monkeypatch.setattr(sys, "argv", ["compare_mmlu.py", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    compare_mmlu.main()
+    out = capsys.readouterr().out
+    assert "average" in out and "25.00 ->  33.33" in out and "1 up, 1 down, 1 level" in out
+    smaller = summarize(records("anatomy", [1]) + records("virology", [1, 1, 0, 0])
+                             + records("high_school_physics", [0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="same subjects"):
+        compare_mmlu.compare_summaries(base, smaller)
+    (tmp_path / "c.json").write_text(json.dumps({"average": 1}))
+    monkeypatch.setattr(sys, "argv", ["compare_mmlu.py", str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    with pytest.raises(SystemExit, match="not an `lm2 eval mmlu` summary"):
+        compare_mmlu.main()
