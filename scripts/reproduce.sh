@@ -19,7 +19,8 @@
 #               with the backbone frozen and unfrozen (configs/smollm2-memory-text.yaml), each scored on the
 #               first EXP4_LIMIT (20) questions of every MMLU subject beside the Llama it started from;
 #               EXP4_LIMIT=all scores the full MMLU (14,042 questions: 63 minutes for the Llama as two one-thread
-#               processes on these 2 cores, RESULTS.md 4a, and longer with memory: 206.5M parameters against 135M).
+#               processes on these 2 cores, RESULTS.md 4a, and some 2 hours per model with memory, RESULTS.md 4d;
+#               each model's run in resumable pieces, scripts/mmlu_in_pieces.py).
 #
 # --quick shortens every run so that the whole script finishes in under 10 minutes on 2 CPU cores; its
 # numbers only show that the pipeline works. The full run took 71 minutes on 2 CPU cores with the LM2 run
@@ -120,7 +121,11 @@ if [[ ${EXP4:-0} == 1 && $QUICK == 0 ]]; then
     [[ $BACKBONE == unfrozen ]] && FLAGS+=(--model.freeze_backbone false --train.backbone_lr 3.0e-5
                                             --train.micro_batch_size 2)
     ( done_already "$RUN" || OMP_NUM_THREADS=1 lm2 train configs/smollm2-memory-text.yaml "${FLAGS[@]}"
-      OMP_NUM_THREADS=1 lm2 eval mmlu --model "$(latest "$RUN")" "${MMLU[@]}" --out "$OUT/mmlu-memory-$BACKBONE" ) &
+      if [[ $EXP4_LIMIT == all ]]; then  # resumable pieces, merged into mmlu-memory-$BACKBONE/merged
+        python scripts/mmlu_in_pieces.py --workers 1 --model "$(latest "$RUN")" --out "$OUT/mmlu-memory-$BACKBONE"
+      else
+        OMP_NUM_THREADS=1 lm2 eval mmlu --model "$(latest "$RUN")" "${MMLU[@]}" --out "$OUT/mmlu-memory-$BACKBONE"
+      fi ) &
     PIDS+=($!)
   done
   for PID in "${PIDS[@]}"; do wait "$PID"; done  # set -e: a failed run stops the script here

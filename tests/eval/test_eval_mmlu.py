@@ -382,3 +382,34 @@ def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypa
     monkeypatch.setattr(sys, "argv", ["compare_mmlu.py", str(tmp_path / "a.json"), str(tmp_path / "c.json")])
     with pytest.raises(SystemExit, match="not an `lm2 eval mmlu` summary"):
         compare_mmlu.main()
+
+
+def test_mmlu_in_pieces_covers_every_subject_once_and_names_failed_pieces(tmp_path, monkeypatch, capsys):
+    """scripts/mmlu_in_pieces.py: its pieces hold each of the 57 subjects exactly once (professional_law first
+    and alone), every piece resumes, a failed piece stops the run before the merge and is named."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "mmlu_in_pieces.py"
+    spec = importlib.util.spec_from_file_location("mmlu_in_pieces", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pieces = script.pieces()
+    assert pieces[0] == ("law", ["professional_law"])
+    every = [s for _, subjects in pieces for s in subjects]
+    assert sorted(every) == sorted(SUBJECT_CATEGORY) and len(every) == 57
+
+    calls = []
+
+    def fake_call(cmd, **kwargs):
+        calls.append(cmd)
+        assert kwargs.get("env", {}).get("OMP_NUM_THREADS") == "1"
+        return 1 if cmd[cmd.index("--out") + 1].endswith("a2") else 0
+
+    monkeypatch.setattr(script.subprocess, "call", fake_call)
+    monkeypatch.setattr(sys, "argv", ["mmlu_in_pieces.py", "--model", "m", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="pieces a2 failed"):
+        script.main()
+    assert len(calls) == len(pieces) and all("--resume" in c for c in calls)  # no merge after a failure
+    assert "a2 FAILED" in capsys.readouterr().out
