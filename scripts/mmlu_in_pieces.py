@@ -6,7 +6,8 @@ queue (professional_law, the longest, first and alone), then scripts/merge_mmlu.
 
 The pieces are OUT/law (professional_law), OUT/a0..a3 (the other subjects of scripts/mmlu-subjects-a.txt by
 line number mod 4) and OUT/b0..b7 (scripts/mmlu-subjects-b.txt by line number mod 8); every piece runs with
-`--resume`, so rerunning the same command after a stop keeps each piece's finished subjects. Each piece's output
+`--resume`, so rerunning the same command after a stop keeps each piece's finished subjects, and skips the
+pieces that finished. Each piece's output
 goes to OUT/<piece>.log; the merged result to OUT/merged. --dry-run prints the commands instead.
 """
 
@@ -19,6 +20,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from lm2.eval.mmlu import result_files
 
 SCRIPTS = Path(__file__).resolve().parent
 LONGEST = "professional_law"
@@ -65,6 +68,10 @@ def main() -> None:
 
     def run(piece: tuple[str, list[str]]) -> int:
         name, subjects = piece
+        summary, records = result_files(args.out / name, args.form, args.shots)
+        if summary.is_file() and records.is_file():  # finished earlier (--resume would score it all again)
+            print(f"{name}: already done ({summary})", flush=True)
+            return 0
         start = time.perf_counter()
         print(f"{time.strftime('%H:%M:%S')} start {name} ({len(subjects)} subjects)", flush=True)
         with open(args.out / f"{name}.log", "a") as log:

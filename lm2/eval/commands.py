@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="take lm2's scores from an earlier run in --out with the same settings instead of scoring "
                         "again (e.g. to add --check-lm-eval to a finished run)")
     p.add_argument("--resume", action="store_true",
-                   help="keep the subjects an interrupted run in --out finished and score only the rest")
+                   help="keep the subjects an interrupted run in --out finished and score only the rest (a run "
+                        "that finished is taken as it is, as with --reuse)")
     p.set_defaults(func=run_mmlu)
 
     p = ev_sub.add_parser("perplexity", help="token-level perplexity and loss by position (with a plot)")

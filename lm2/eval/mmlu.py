@@ -236,13 +236,19 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
 
     Questions are scored subject by subject; with ``out_dir`` each finished subject's records are appended to
     ``mmlu_<form>_<shots>shot.partial.jsonl`` (removed once the results are written), and ``resume`` keeps the
-    subjects an interrupted run finished (same model, form, shots, limit and questions) and scores the rest."""
+    subjects an interrupted run finished (same model, form, shots, limit and questions) and scores the rest; on a
+    run that finished, it takes the saved scores as ``reuse`` does."""
     from lm2.data.mmlu import load_mmlu
 
     pool = load_mmlu(subjects)
     questions = select_questions(pool, limit)
     if reuse and resume:
         raise ValueError("--reuse takes a finished run's scores and --resume an interrupted run's: choose one")
+    if (resume and out_dir is not None and not partial_file(out_dir, form, shots).exists()
+            and result_files(out_dir, form, shots)[0].is_file()):
+        # A run that already finished: nothing to resume, so its scores are taken as they are (checked like
+        # --reuse's) rather than scored all over again, and a rerun of the same command is cheap.
+        reuse, resume = True, False
     if reuse:
         if out_dir is None:
             raise ValueError("reusing saved MMLU scores needs the folder they are in (--out)")

@@ -344,6 +344,12 @@ def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, m
     summary = mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, **run)
     assert scored == order[2:] and summary["reused_questions"] == 6
     assert (out / "mmlu_letter_0shot_predictions.jsonl").read_text() == whole and not partial.exists()
+    scored.clear()  # rerun once finished: --resume takes the saved scores instead of scoring it all again
+    again = mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, **run)
+    assert scored == [] and again["average"] == summary["average"] and again["subjects"] == summary["subjects"]
+    assert (out / "mmlu_letter_0shot_predictions.jsonl").read_text() == whole
+    with pytest.raises(ValueError, match="limit"):  # and checks them as --reuse does
+        mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, limit=2, progress=False)
 
 
 def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypatch):
@@ -413,3 +419,11 @@ def test_mmlu_in_pieces_covers_every_subject_once_and_names_failed_pieces(tmp_pa
         script.main()
     assert len(calls) == len(pieces) and all("--resume" in c for c in calls)  # no merge after a failure
     assert "a2 FAILED" in capsys.readouterr().out
+    # a piece that finished is not scored again when the command is rerun
+    for path in script.result_files(tmp_path / "o" / "law", "letter", 0):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    calls.clear()
+    with pytest.raises(SystemExit, match="pieces a2 failed"):
+        script.main()
+    assert len(calls) == len(pieces) - 1 and not any(c[c.index("--out") + 1].endswith("law") for c in calls)
