@@ -7,7 +7,8 @@ changed (gained / lost), each run's share of every answer letter, and how far th
 
 Either run may also be a summary JSON alone (e.g. docs/results/*.json, whose per-question records are not kept):
 the comparison is then by subject (accuracy by category, level and overall; subjects up, down and level; the
-largest moves), which a pair of folders also prints.
+largest moves), which a pair of folders also prints. --plot PATH draws every subject's accuracy in one run
+against the other (marker area by number of questions; the largest moves named).
 """
 
 from __future__ import annotations
@@ -86,6 +87,41 @@ def print_summary_comparison(result: dict) -> None:
           + ", ".join(f"{s} {m:+.1f} (n = {n})" for s, m, n in result["largest"]))
 
 
+def plot_subjects(base: dict, other: dict, names: tuple[str, str], path: Path, label: int = 3) -> None:
+    """Scatter of per-subject accuracy, base (x) against other (y), with the diagonal and the ``label`` largest
+    moves each way named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subjects = sorted(base["subjects"])
+    x = [base["subjects"][s]["acc"] for s in subjects]
+    y = [other["subjects"][s]["acc"] for s in subjects]
+    n = [base["subjects"][s]["n"] for s in subjects]
+    fig, ax = plt.subplots(figsize=(6.2, 6))
+    ax.scatter(x, y, s=[k / 4 for k in n], alpha=0.6, color="tab:blue", edgecolor="k", linewidth=0.4)
+    low, high = min(x + y) - 2, max(x + y) + 2
+    ax.plot([low, high], [low, high], color="0.4", linewidth=0.8, linestyle="--")
+    ax.axhline(25, color="tab:red", linewidth=0.6, alpha=0.5)
+    ax.axvline(25, color="tab:red", linewidth=0.6, alpha=0.5)
+    moves = sorted(range(len(subjects)), key=lambda i: y[i] - x[i])
+    for i in moves[:label] + moves[-label:]:
+        if y[i] != x[i]:
+            ax.annotate(subjects[i].replace("_", " "), (x[i], y[i]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel(f"{names[0]}: accuracy per subject (%)")
+    ax.set_ylabel(f"{names[1]}: accuracy per subject (%)")
+    ax.set_title(f"MMLU by subject: {base['average']['acc']:.2f} -> {other['average']['acc']:.2f} overall "
+                 f"(dashed: equal; red: chance)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path)
@@ -93,9 +129,15 @@ def main() -> None:
     parser.add_argument("--form", default="letter")
     parser.add_argument("--shots", type=int, default=0)
     parser.add_argument("--common-subjects", action="store_true", help="compare only the subjects both runs have")
+    parser.add_argument("--plot", type=Path, help="write a per-subject scatter plot (PNG) here")
+    parser.add_argument("--names", nargs=2, default=("base", "other"), help="the two runs' names in the plot")
     args = parser.parse_args()
     try:
         summaries = read_summary(args.base, args.form, args.shots), read_summary(args.other, args.form, args.shots)
+        if args.plot:
+            compare_summaries(*summaries)  # the same subjects and sizes, or a clear error
+            plot_subjects(*summaries, tuple(args.names), args.plot)
+            print(f"plot: {args.plot}")
         if args.base.is_file() or args.other.is_file():
             print_summary_comparison(compare_summaries(*summaries))
             return

@@ -380,6 +380,11 @@ def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypa
     compare_mmlu.main()
     out = capsys.readouterr().out
     assert "average" in out and "25.00 ->  33.33" in out and "1 up, 1 down, 1 level" in out
+    plot = tmp_path / "subjects.png"
+    monkeypatch.setattr(sys, "argv", ["compare_mmlu.py", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                                      "--plot", str(plot), "--names", "Llama", "with memory"])
+    compare_mmlu.main()
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {plot}" in capsys.readouterr().out
     smaller = summarize(records("anatomy", [1]) + records("virology", [1, 1, 0, 0])
                              + records("high_school_physics", [0, 0, 0, 0]))
     with pytest.raises(ValueError, match="same subjects"):
