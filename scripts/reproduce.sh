@@ -19,7 +19,7 @@
 #               with the backbone frozen and unfrozen (configs/smollm2-memory-text.yaml), each scored on the
 #               first EXP4_LIMIT (20) questions of every MMLU subject beside the Llama it started from;
 #               EXP4_LIMIT=all scores the full MMLU (14,042 questions: 63 minutes for the Llama as two one-thread
-#               processes on these 2 cores, RESULTS.md 4a, and some 2 hours per model with memory, RESULTS.md 4d;
+#               processes on these 2 cores, RESULTS.md 4a, and about an hour per model with memory, RESULTS.md 4d;
 #               each model's run in resumable pieces, scripts/mmlu_in_pieces.py).
 #
 # --quick shortens every run so that the whole script finishes in under 10 minutes on 2 CPU cores; its
