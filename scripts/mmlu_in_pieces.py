@@ -7,8 +7,8 @@ queue (professional_law, the longest, first and alone), then scripts/merge_mmlu.
 The pieces are OUT/law (professional_law), OUT/a0..a3 (the other subjects of scripts/mmlu-subjects-a.txt by
 line number mod 4) and OUT/b0..b7 (scripts/mmlu-subjects-b.txt by line number mod 8); every piece runs with
 `--resume`, so rerunning the same command after a stop keeps each piece's finished subjects, and skips the
-pieces that finished. Each piece's output
-goes to OUT/<piece>.log; the merged result to OUT/merged. --dry-run prints the commands instead.
+pieces that finished. Each piece's output goes to OUT/<piece>.log; the merged result to OUT/merged. --dry-run
+prints the commands instead.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
     def run(piece: tuple[str, list[str]]) -> int:
         name, subjects = piece
         summary, records = result_files(args.out / name, args.form, args.shots)
-        if summary.is_file() and records.is_file():  # finished earlier (--resume would score it all again)
+        if summary.is_file() and records.is_file():  # finished earlier: not even the model is loaded again
             print(f"{name}: already done ({summary})", flush=True)
             return 0
         start = time.perf_counter()
