@@ -53,14 +53,14 @@ def common_subjects(base: list[dict], other: list[dict]) -> tuple[list[dict], li
     return [r for r in base if r["subject"] in shared], [r for r in other if r["subject"] in shared]
 
 
-def read_summary(path: Path, form: str, shots: int) -> dict:
-    """A run's summary: the JSON file itself, or the one in a run folder."""
+def read_run(path: Path, form: str, shots: int) -> tuple[dict, list[dict] | None]:
+    """A run's summary and per-question records: a run folder, or a summary JSON alone (records None)."""
     if path.is_file():
         summary = json.loads(path.read_text(encoding="utf-8"))
         if "subjects" not in summary:
             raise ValueError(f"{path} is not an `lm2 eval mmlu` summary (it has no 'subjects')")
-        return summary
-    return read_results(path, form, shots)[0]
+        return summary, None
+    return read_results(path, form, shots)
 
 
 def compare_summaries(base: dict, other: dict) -> dict:
@@ -133,15 +133,16 @@ def main() -> None:
     parser.add_argument("--names", nargs=2, default=("base", "other"), help="the two runs' names in the plot")
     args = parser.parse_args()
     try:
-        summaries = read_summary(args.base, args.form, args.shots), read_summary(args.other, args.form, args.shots)
+        (base, base_records), (other, other_records) = (read_run(path, args.form, args.shots)
+                                                         for path in (args.base, args.other))
         if args.plot:
-            compare_summaries(*summaries)  # the same subjects and sizes, or a clear error
-            plot_subjects(*summaries, tuple(args.names), args.plot)
+            compare_summaries(base, other)  # the same subjects and sizes, or a clear error
+            plot_subjects(base, other, tuple(args.names), args.plot)
             print(f"plot: {args.plot}")
-        if args.base.is_file() or args.other.is_file():
-            print_summary_comparison(compare_summaries(*summaries))
+        if base_records is None or other_records is None:
+            print_summary_comparison(compare_summaries(base, other))
             return
-        runs = read_results(args.base, args.form, args.shots)[1], read_results(args.other, args.form, args.shots)[1]
+        runs = base_records, other_records
         if args.common_subjects:
             runs = common_subjects(*runs)
         result = compare(*runs)
@@ -154,7 +155,7 @@ def main() -> None:
     print(f"largest change of a choice's log-likelihood per question: mean "
           f"{result['loglikelihood_moved']['mean']:.3f}, max {result['loglikelihood_moved']['max']:.2f} nats")
     if not args.common_subjects:
-        print_summary_comparison(compare_summaries(*summaries))
+        print_summary_comparison(compare_summaries(base, other))
 
 
 if __name__ == "__main__":

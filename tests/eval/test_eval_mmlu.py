@@ -238,13 +238,7 @@ def test_merging_subject_halves_equals_one_run(gpt2, tmp_path):
 def test_merged_lm_eval_checks_weigh_subjects_by_questions():
     """merge_checks: lm-eval's overall accuracy is the question-weighted mean of the parts' subjects; lm2's comes
     from the records; counts add up, the largest difference is kept."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "merge_mmlu.py"
-    spec = importlib.util.spec_from_file_location("merge_mmlu", path)
-    merge_mmlu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(merge_mmlu)
+    merge_mmlu = load_script("merge_mmlu")
     part = {"form": "letter", "shots": 0, "limit": None, "tolerance": 0.5, "prompt_mismatches": 0,
             "prediction_mismatches": 1, "max_loglikelihood_difference": 1e-5, "seconds": 2.0}
     checks = [{**part, "subjects": {"anatomy": {"lm2": 50.0, "lm_eval": 50.0, "n": 2}}},
@@ -258,20 +252,21 @@ def test_merged_lm_eval_checks_weigh_subjects_by_questions():
     assert merged["max_loglikelihood_difference"] == 3e-5 and merged["seconds"] == 4.0
 
 
-def load_compare_mmlu():
+def load_script(name: str):
+    """A script of scripts/ imported as a module (they are not part of the package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "compare_mmlu.py"
-    spec = importlib.util.spec_from_file_location("compare_mmlu", path)
-    compare_mmlu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_mmlu)
-    return compare_mmlu
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_compare_mmlu_counts_changes_question_by_question():
     """scripts/compare_mmlu.py: gained / lost / changed, letter shares and log-likelihood moves of two runs."""
-    compare_mmlu = load_compare_mmlu()
+    compare_mmlu = load_script("compare_mmlu")
 
     def record(answer, pred, lls):
         return {"subject": "anatomy", "answer": answer, "pred": pred, "correct": pred == answer,
@@ -358,16 +353,16 @@ def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypa
     import json
     import sys
 
-    compare_mmlu = load_compare_mmlu()
+    compare_mmlu = load_script("compare_mmlu")
 
     def records(subject, correct):
         return [{"subject": subject, "answer": 0, "pred": 0 if c else 1, "correct": c, "loglikelihoods": [0] * 4}
                 for c in correct]
 
     base = summarize(records("anatomy", [1, 0, 0, 0]) + records("virology", [1, 1, 0, 0])
-                          + records("high_school_physics", [0, 0, 0, 0]))
+                     + records("high_school_physics", [0, 0, 0, 0]))
     other = summarize(records("anatomy", [1, 1, 1, 0]) + records("virology", [1, 0, 0, 0])
-                           + records("high_school_physics", [0, 0, 0, 0]))
+                      + records("high_school_physics", [0, 0, 0, 0]))
     result = compare_mmlu.compare_summaries(base, other)
     assert (result["up"], result["down"], result["level"]) == (1, 1, 1)
     assert result["groups"]["average"] == (pytest.approx(100 / 4), pytest.approx(100 * 4 / 12), 12)
@@ -386,7 +381,7 @@ def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypa
     compare_mmlu.main()
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {plot}" in capsys.readouterr().out
     smaller = summarize(records("anatomy", [1]) + records("virology", [1, 1, 0, 0])
-                             + records("high_school_physics", [0, 0, 0, 0]))
+                        + records("high_school_physics", [0, 0, 0, 0]))
     with pytest.raises(ValueError, match="same subjects"):
         compare_mmlu.compare_summaries(base, smaller)
     (tmp_path / "c.json").write_text(json.dumps({"average": 1}))
@@ -398,14 +393,9 @@ def test_compare_mmlu_by_subject_from_summaries_alone(tmp_path, capsys, monkeypa
 def test_mmlu_in_pieces_covers_every_subject_once_and_names_failed_pieces(tmp_path, monkeypatch, capsys):
     """scripts/mmlu_in_pieces.py: its pieces hold each of the 57 subjects exactly once (professional_law first
     and alone), every piece resumes, a failed piece stops the run before the merge and is named."""
-    import importlib.util
     import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "mmlu_in_pieces.py"
-    spec = importlib.util.spec_from_file_location("mmlu_in_pieces", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("mmlu_in_pieces")
     pieces = script.pieces()
     assert pieces[0] == ("law", ["professional_law"])
     every = [s for _, subjects in pieces for s in subjects]

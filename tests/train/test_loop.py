@@ -164,9 +164,9 @@ def test_validation_set_does_not_depend_on_the_micro_batch(lm_config):
     """eval.val_batches counts global batches: micro-batches of 1, 2 or 4 split the same held-out sequences (a
     smaller micro-batch to fit memory once halved the set and made two runs' losses incomparable)."""
     cfg = lm_config(eval={"val_batches": 2})
-    sets = {}
+    tokenizer, sets = loop.setup(cfg).tokenizer, {}
     for micro in (1, 2, 4):
-        batches = loop.validation_batches(cfg, loop.setup(cfg).tokenizer, micro)
+        batches = loop.validation_batches(cfg, tokenizer, micro)
         assert {len(b["input_ids"]) for b in batches} == {micro}
         sets[micro] = torch.cat([b["input_ids"] for b in batches])
     assert len(sets[4]) == 2 * cfg.train.batch_size
