@@ -13,6 +13,8 @@ from typing import Any
 from transformers import LlamaConfig
 
 MEMORY_WRITE_MODES = ("read", "input", "both")
+MEMORY_UPDATES = ("gated", "replace")
+MEMORY_WRITE_GATES = ("none", "token")
 
 
 class LM2Config(LlamaConfig):
@@ -26,6 +28,12 @@ class LM2Config(LlamaConfig):
     memory_write: what a write stores: "read" (eq. 6: tanh of the pooled memory read), "input" (tanh of a
         projection of the pooled token states, an LSTM-style candidate) or "both" (tanh of their sum).
     memory_forget_bias: initial bias of the forget gate; a positive value makes a fresh memory keep its content.
+    memory_update: "gated" (eq. 6: M <- (1 - s (1 - g_f)) M + s g_in c) or "replace" (M <- M + s g_in (c - M): a
+        bounded, replace-not-accumulate update without a forget gate).
+    memory_write_gate: "none" (the paper: every token writes where it reads) or "token" (a learned write strength
+        per token scales its read weights in the write, so tokens can decline to write).
+    memory_read_scale: None (the paper's Q K^T / sqrt(d_head)) or a float: the read scores are cosine similarities
+        times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
     sliding_window (W): self-attention sees the last W tokens (itself included); None = full causal attention.
     """
 
@@ -37,6 +45,9 @@ class LM2Config(LlamaConfig):
     memory_update_interval: int = 64
     memory_write: str = "read"
     memory_forget_bias: float = 1.0
+    memory_update: str = "gated"
+    memory_write_gate: str = "none"
+    memory_read_scale: Any = None
     sliding_window: Any = None
 
     def __post_init__(self, **kwargs):
@@ -74,6 +85,13 @@ class LM2Config(LlamaConfig):
             raise ValueError(
                 f"LM2Config.memory_write={self.memory_write!r} is invalid: choose one of {MEMORY_WRITE_MODES}."
             )
+        for name, choices in (("memory_update", MEMORY_UPDATES), ("memory_write_gate", MEMORY_WRITE_GATES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
+        scale = self.memory_read_scale
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+            raise ValueError(f"LM2Config.memory_read_scale={scale!r} is invalid: use null (the paper's 1/sqrt(d_head) "
+                             "dot product) or a positive number (cosine scores times a learned scale).")
         if self.sliding_window is not None:
             positive_int("sliding_window", self.sliding_window)
         if self.hidden_act != "silu":

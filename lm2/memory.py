@@ -87,13 +87,20 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, length, h * dh)
 
 
-def memory_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def memory_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. (1): softmax(Q K^T / sqrt(d)) V over the slots.
 
     q (B, H, T, dh), k and v (B, H, N, dh). Returns the read (B, H, T, dh) and the weights (B, H, T, N).
     The weights are materialised on purpose: the write needs them (they are only T x N per head).
+    With ``scale`` (H,), the scores are cosine similarities times a learned per-head scale (QK-norm): the read
+    can be as sharp as the scale allows from the first step, where plain dot products of a fresh model give
+    near-uniform weights over the slots.
     """
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, N)
+    if scale is None:
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, N)
+    else:
+        scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2) * scale.view(-1, 1, 1)
     probs = scores.softmax(dim=-1)
     return probs @ v, probs
 
@@ -128,11 +135,12 @@ class FusedWeights:
     x: torch.Tensor
     x_bias: torch.Tensor
     o: torch.Tensor
-    forget: torch.Tensor
-    forget_bias: torch.Tensor
+    forget: torch.Tensor | None
+    forget_bias: torch.Tensor | None
 
 
-def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, write_mode: str) -> torch.Tensor:
+def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, write_mode: str,
+                update: str = "gated") -> torch.Tensor:
     """Eq. (4)-(6) per slot, for one finished chunk.
 
     x_bar_j, e_bar_j: the read-weighted means of x_hat and E_mem; s_j = 1 - prod_i (1 - w_ij) is how strongly
@@ -143,6 +151,10 @@ def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, wr
     with candidate = tanh(e_bar) (eq. 6, "read"), tanh(x_bar W_x) ("input") or tanh(e_bar + x_bar W_x) ("both").
     With s = 1 this is eq. (6) exactly; a slot nobody addressed (s = 0) is kept. The statistics pool the read
     before its output projection, which ``fused.o`` applies.
+
+    ``update="replace"`` is the bounded alternative (no forget gate): M_j <- M_j + s_j g_in_j (candidate_j - M_j),
+    a convex mix of the old slot and the candidate, so writing a slot replaces its content instead of piling up
+    (the delta rule's spirit) and a bank written thousands of times stays within [-1, 1] wherever M0 does.
     """
     denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
     d = memory.shape[-1]
@@ -154,7 +166,10 @@ def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, wr
     else:
         in_pre, x_proj = x_side.split(d, dim=-1)
         candidate = torch.tanh(x_proj if write_mode == "input" else e_bar + x_proj)
-    g_in, g_forget = torch.sigmoid(in_pre), torch.sigmoid(F.linear(e_bar, fused.forget, fused.forget_bias))
+    g_in = torch.sigmoid(in_pre)
+    if update == "replace":
+        return memory + s * g_in * (candidate - memory)
+    g_forget = torch.sigmoid(F.linear(e_bar, fused.forget, fused.forget_bias))
     return (1.0 - s * (1.0 - g_forget)) * memory + s * g_in * candidate
 
 
@@ -194,7 +209,14 @@ class LM2Memory(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=False)
         self.out_gate = nn.Linear(d, d)  # eq. (2)
         self.in_gate = nn.Linear(d, d)  # eq. (4)
-        self.forget_gate = nn.Linear(d, d)  # eq. (5)
+        self.update = config.memory_update
+        if self.update == "gated":
+            self.forget_gate = nn.Linear(d, d)  # eq. (5); the "replace" update needs no forget gate
+        if config.memory_write_gate == "token":
+            # one write strength per token: a token that carries nothing worth keeping writes (and erases) nothing
+            self.write_gate = nn.Linear(d, 1)
+        if config.memory_read_scale is not None:
+            self.read_scale = nn.Parameter(torch.full((self.num_heads,), float(config.memory_read_scale)))
         if self.write_mode in ("input", "both"):
             self.input_proj = nn.Linear(d, d, bias=False)  # candidate from the token states (ablation)
         self.initial_memory = nn.Parameter(identity_memory(n, d))  # M0, learned
@@ -210,14 +232,17 @@ class LM2Memory(nn.Module):
         else:
             x = torch.cat([i.weight, self.input_proj.weight])
             x_bias = torch.cat([i.bias, torch.zeros_like(i.bias)])
+        forget = getattr(self, "forget_gate", None)
         return FusedWeights(kv=torch.cat([self.k_proj.weight, self.v_proj.weight]), x=x, x_bias=x_bias,
-                            o=self.o_proj.weight, forget=self.forget_gate.weight, forget_bias=self.forget_gate.bias)
+                            o=self.o_proj.weight, forget=None if forget is None else forget.weight,
+                            forget_bias=None if forget is None else forget.bias)
 
     def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
         projection (B, T, D) and the read weights averaged over heads (B, T, N)."""
         k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
-        out, probs = memory_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads))
+        out, probs = memory_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),
+                                      getattr(self, "read_scale", None))
         return merge_heads(out), probs.mean(dim=1)
 
     def forward(
@@ -241,6 +266,8 @@ class LM2Memory(nn.Module):
         # read before the projection; see chunk_stats).
         q = split_heads(self.q_proj(x_hat), self.num_heads)  # (B, H, T, dh)
         fused = self.fused_weights()
+        # per-token write strength (B, T, 1), or None: the paper's write, where every read also writes
+        strength = torch.sigmoid(self.write_gate(x_hat)) if hasattr(self, "write_gate") else None
         reads, weights = [], []
         for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
             h, w = self.read_heads(q[:, :, offset : offset + length], memory, fused.kv)  # (B, l, D), (B, l, N)
@@ -249,10 +276,12 @@ class LM2Memory(nn.Module):
                 weights.append(w)
             if token_mask is not None:
                 w = w * token_mask[:, offset : offset + length, None].to(w.dtype)
+            if strength is not None:
+                w = w * strength[:, offset : offset + length]
             stats = chunk_stats(w, x_hat[:, offset : offset + length], h)
             pending = stats if pending is None else pending + stats
             if ends_chunk:
-                memory, pending = gated_write(memory, pending, fused, self.write_mode), None
+                memory, pending = gated_write(memory, pending, fused, self.write_mode, self.update), None
         e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
         read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None

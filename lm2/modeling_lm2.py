@@ -229,7 +229,10 @@ class LM2PreTrainedModel(PreTrainedModel):
             cfg = self.config
             init.copy_(module.initial_memory, identity_memory(cfg.memory_slots, cfg.hidden_size))
             init.zeros_(module.o_proj.weight)  # memory adds nothing at initialisation
-            init.constant_(module.forget_gate.bias, cfg.memory_forget_bias)
+            if hasattr(module, "forget_gate"):
+                init.constant_(module.forget_gate.bias, cfg.memory_forget_bias)
+            if hasattr(module, "read_scale"):
+                init.constant_(module.read_scale, float(cfg.memory_read_scale))
         elif isinstance(module, LM2Rotary):
             init.copy_(module.inv_freq, rope_frequencies(self.config)[0])
 

@@ -7,6 +7,17 @@ import torch
 from lm2 import LM2Config, LM2ForCausalLM
 
 
+# The paper's memory and the options that change its math (each causal and stream-equivalent like the paper's).
+MEMORY_VARIANTS = {
+    "paper": {},
+    "replace": {"memory_update": "replace"},
+    "write_gate": {"memory_write_gate": "token"},
+    "read_scale": {"memory_read_scale": 4.0},
+    "all": {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
+            "memory_write": "input"},
+}
+
+
 def tiny_config(**overrides) -> LM2Config:
     fields = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, memory_slots=6, memory_heads=2, memory_layers=2,

@@ -33,7 +33,11 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             head_out, w = torch.zeros(d, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
             for hh in range(h):
                 sl = slice(hh * dh, (hh + 1) * dh)
-                scores = torch.tensor([float(q[sl] @ keys[j][sl]) / math.sqrt(dh) for j in range(n)])
+                if hasattr(mem, "read_scale"):  # cosine similarity times the learned per-head scale
+                    scores = torch.tensor([float(q[sl] @ keys[j][sl] / (q[sl].norm() * keys[j][sl].norm()))
+                                           * float(mem.read_scale[hh]) for j in range(n)])
+                else:
+                    scores = torch.tensor([float(q[sl] @ keys[j][sl]) / math.sqrt(dh) for j in range(n)])
                 p = torch.softmax(scores.double(), 0)
                 for j in range(n):
                     head_out[sl] += p[j] * vals[j][sl]
@@ -41,6 +45,8 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             e = wo.double() @ head_out
             g_out = torch.sigmoid(mem.out_gate.weight.double() @ e + mem.out_gate.bias.double())
             reads[b, i] = g_out * e
+            if hasattr(mem, "write_gate"):  # the token's write strength scales its write weights
+                w = w * torch.sigmoid(mem.write_gate.weight.double() @ x + mem.write_gate.bias.double())
             chunk.append((x, e, w))
             if (start + i + 1) % interval == 0:  # the chunk ends: write eq. (4)-(6), slot by slot
                 new_m = m.clone()
@@ -50,25 +56,34 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
                     e_bar = sum(c[2][j] * c[1] for c in chunk) / wsum
                     s = 1.0 - math.prod(1.0 - float(c[2][j]) for c in chunk)
                     g_in = torch.sigmoid(mem.in_gate.weight.double() @ x_bar + mem.in_gate.bias.double())
-                    g_f = torch.sigmoid(mem.forget_gate.weight.double() @ e_bar + mem.forget_gate.bias.double())
                     if mem.write_mode == "read":
                         cand = torch.tanh(e_bar)
                     elif mem.write_mode == "input":
                         cand = torch.tanh(mem.input_proj.weight.double() @ x_bar)
                     else:
                         cand = torch.tanh(e_bar + mem.input_proj.weight.double() @ x_bar)
-                    new_m[j] = (1 - s * (1 - g_f)) * m[j] + s * g_in * cand
+                    if mem.update == "replace":
+                        new_m[j] = m[j] + s * g_in * (cand - m[j])
+                    else:
+                        g_f = torch.sigmoid(mem.forget_gate.weight.double() @ e_bar + mem.forget_gate.bias.double())
+                        new_m[j] = (1 - s * (1 - g_f)) * m[j] + s * g_in * cand
                 m, chunk = new_m, []
         final[b] = m
     return reads, final
 
 
+# The paper's memory, then each option alone, then all options together (the defaults of new models).
+MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
+                  {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0}]
+
+
+@pytest.mark.parametrize("options", MEMORY_OPTIONS, ids=lambda o: "-".join(f"{k[7:]}={v}" for k, v in o.items()) or "paper")
 @pytest.mark.parametrize("write", ["read", "input", "both"])
 @pytest.mark.parametrize("interval", [1, 3, 12])
-def test_vectorised_memory_equals_slow_reference(write, interval):
+def test_vectorised_memory_equals_slow_reference(write, interval, options):
     torch.manual_seed(0)
     cfg = tiny_config(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5,
-                      memory_heads=2, memory_write=write)
+                      memory_heads=2, memory_write=write, **options)
     mem = LM2Memory(cfg)
     randomize_memory_module(mem)
     x_hat = torch.randn(2, 12, 16)

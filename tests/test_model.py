@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
 import lm2  # noqa: F401  (registers the Auto classes)
-from helpers import memory_model, randomize_memory, tiny_config
+from helpers import MEMORY_VARIANTS, memory_model, randomize_memory, tiny_config
 from lm2 import LM2Config, LM2ForCausalLM
 
 HF_FIELDS = dict(vocab_size=101, hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
@@ -104,9 +104,10 @@ def test_from_llama_state_dict_rejects_a_mismatched_checkpoint():
         LM2ForCausalLM.from_llama(state, config=ref.config)
 
 
+@pytest.mark.parametrize("variant", MEMORY_VARIANTS)
 @pytest.mark.parametrize("interval", [1, 3, 24])
-def test_causality_with_memory_in_every_block(interval):
-    model = memory_model(memory_update_interval=interval)
+def test_causality_with_memory_in_every_block(interval, variant):
+    model = memory_model(memory_update_interval=interval, **MEMORY_VARIANTS[variant])
     ids = torch.randint(0, 97, (2, 24))
     t = 9
     changed = ids.clone()
@@ -118,12 +119,13 @@ def test_causality_with_memory_in_every_block(interval):
     assert (a[1] - b[1]).abs().max() == 0  # batch rows are independent
 
 
+@pytest.mark.parametrize("variant", MEMORY_VARIANTS)
 @pytest.mark.parametrize("interval", [1, 3, 8])
-def test_memory_is_visible_only_after_the_next_boundary(interval):
+def test_memory_is_visible_only_after_the_next_boundary(interval, variant):
     """With a window of 1 token, memory is the only path between positions. A change at t must not reach any
     token before the first boundary after t (those tokens read the bank from before t's write), and must
     reach the tokens after it."""
-    model = memory_model(memory_update_interval=interval, sliding_window=1)
+    model = memory_model(memory_update_interval=interval, sliding_window=1, **MEMORY_VARIANTS[variant])
     ids = torch.randint(0, 97, (1, 24))
     t = 9
     changed = ids.clone()
@@ -138,10 +140,11 @@ def test_memory_is_visible_only_after_the_next_boundary(interval):
     assert (a[0, moved] - b[0, moved]).abs().amax(-1).min() > 1e-6
 
 
+@pytest.mark.parametrize("variant", MEMORY_VARIANTS)
 @pytest.mark.parametrize("window", [None, 6])
 @pytest.mark.parametrize("interval", [1, 5])
-def test_streaming_in_uneven_pieces_equals_one_call(window, interval):
-    model = memory_model(memory_update_interval=interval, sliding_window=window)
+def test_streaming_in_uneven_pieces_equals_one_call(window, interval, variant):
+    model = memory_model(memory_update_interval=interval, sliding_window=window, **MEMORY_VARIANTS[variant])
     ids = torch.randint(0, 97, (2, 37))
     with torch.no_grad():
         full = model(ids).logits
@@ -198,8 +201,9 @@ def test_save_and_auto_load_round_trip(tmp_path):
         assert torch.equal(model(ids).logits, loaded(ids).logits)
 
 
-def test_every_memory_parameter_gets_a_gradient():
-    model = memory_model(memory_write="both").train()
+@pytest.mark.parametrize("variant", MEMORY_VARIANTS)
+def test_every_memory_parameter_gets_a_gradient(variant):
+    model = memory_model(**{"memory_write": "both", **MEMORY_VARIANTS[variant]}).train()
     ids = torch.randint(0, 97, (2, 20))  # 5 chunks of U = 4: writes shape later reads
     model(ids, labels=ids).loss.backward()
     for name, p in model.named_parameters():
@@ -264,6 +268,10 @@ def test_batch_rows_with_padding_match_unpadded_rows():
     ("memory_layers", "all", "give an int"),
     ("memory_update_interval", -1, "positive integer"),
     ("memory_write", "gru", "choose one of"),
+    ("memory_update", "add", "choose one of"),
+    ("memory_write_gate", "slot", "choose one of"),
+    ("memory_read_scale", 0, "positive number"),
+    ("memory_read_scale", "sharp", "positive number"),
     ("sliding_window", 0, "sliding_window=0"),
     ("num_key_value_heads", 3, "grouped-query"),
 ])

@@ -58,6 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that finished is taken as it is, as with --reuse)")
     p.set_defaults(func=run_mmlu)
 
+    p = ev_sub.add_parser("recall", help="the memory diagnostic: associative recall across distractor segments")
+    common(p, batch_size=50)
+    p.add_argument("--segments", default="1,8,32",
+                   help="numbers of distractor segments between the key-value pairs and the queries, e.g. 1,8,32")
+    p.add_argument("--n", type=int, default=200, help="test samples per number of segments")
+    p.add_argument("--seed", type=int, default=None, help="seed of the test samples (default: the test seed)")
+    p.set_defaults(func=run_recall)
+
     p = ev_sub.add_parser("perplexity", help="token-level perplexity and loss by position (with a plot)")
     common(p, batch_size=1)
     p.add_argument("--data", default="books",
@@ -93,6 +101,22 @@ def run_babilong(args) -> int:
     print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {args.n} samples each")
     print(results_table(summary))
     print(f"\nwritten to {out}/ (summary.json, <task>_<length>.csv, babilong.png)")
+    return 0
+
+
+def run_recall(args) -> int:
+    from lm2.eval.common import default_out_dir
+    from lm2.eval.recall import evaluate_recall, parse_segments
+
+    segments = parse_segments(args.segments)  # errors before loading the model
+    loaded = _load(args)
+    out = args.out or default_out_dir(loaded, "recall")
+    summary = evaluate_recall(loaded, segments, n=args.n, seed=args.seed, batch_size=args.batch_size, out_dir=out,
+                              progress=not args.no_progress)
+    print(f"written to {out}/recall.json ({summary['pairs']} pairs, {summary['queries']} queries, chance "
+          f"{summary['chance']:.1f}%, seed {summary['seed']})")
+    print(f"recall accuracy (%), {args.n} samples each: " + ", ".join(
+        f"{d} segments {acc:.1f}" for d, acc in summary["accuracy"].items()))
     return 0
 
 

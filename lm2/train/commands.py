@@ -67,9 +67,9 @@ def run_train(args) -> int:
         overrides += ["--model.init_from", args.init_from]
     cfg = load_config(args.config, overrides)  # validated before any work starts
     if getattr(args, "count_tokens", False):
-        from lm2.train.data import budget_tokens, get_tokenizer
+        from lm2.train.data import budget_tokens, task_tokenizer
 
-        tokens = budget_tokens(cfg, get_tokenizer(cfg.data.tokenizer), progress=not args.no_progress)
+        tokens = budget_tokens(cfg, task_tokenizer(cfg), progress=not args.no_progress)
         print(f"{args.config}: {tokens:,} tokens in {cfg.total_steps()} steps of {cfg.train.batch_size} sequences "
               "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
         return 0

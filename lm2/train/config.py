@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
-TASKS = ("babilong", "lm")
+TASKS = ("babilong", "lm", "recall")
 PRECISIONS = ("fp32", "bf16")
 STRATEGIES = ("none", "ddp", "fsdp")
 
@@ -39,7 +39,8 @@ class ModelSection:
 @dataclass
 class DataSection:
     task: str = "babilong"
-    """babilong (answer-only fine-tuning on generated BABILong samples) | lm (packed-text pretraining)."""
+    """babilong (answer-only fine-tuning on generated BABILong samples) | lm (packed-text pretraining) | recall
+    (the multi-segment associative-recall diagnostic of the memory: lm2.data.recall)."""
     tokenizer: str = "bpe:1024"
     """"bpe:<vocab>" (a byte-level BPE trained once on the books + bAbI text, cached), "gpt2", "smollm2" or a
     folder. The model's vocab_size is set from it."""
@@ -52,7 +53,12 @@ class DataSection:
     """bAbI tasks to mix (each sample draws one uniformly)."""
     curriculum: list = field(default_factory=lambda: [{"steps": 100, "lengths": ["0k"]}])
     """Stages [{steps, lengths}], run in order, each from where the last ended; every sample of a batch draws its
-    length from the stage's list, so lengths vary within a batch and the number of segments grows by stage."""
+    length from the stage's list, so lengths vary within a batch and the number of segments grows by stage.
+    For data.task=recall a stage is {steps, distractors: [..]}: numbers of distractor segments to draw from."""
+    # --- recall
+    recall: dict = field(default_factory=dict)
+    """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length);
+    segment_length should equal the model's sliding_window, so that one distractor segment hides the pairs."""
     # --- lm
     source: str = "books"
     """Pretraining text: "books" (the TRAIN books), a .txt/.jsonl/.parquet file or folder, or an HF dataset."""
@@ -270,6 +276,30 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 parse_length(length)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"config field eval.lengths: {err}") from None
+    elif d.task == "recall":
+        from lm2.data.recall import RecallSpec
+
+        try:
+            RecallSpec(**d.recall)
+        except TypeError:
+            raise ValueError(f"config field data.recall={d.recall!r} is invalid: its fields are "
+                             f"{sorted(RecallSpec.__dataclass_fields__)}") from None
+        except ValueError as err:
+            raise ValueError(f"config field data.{err}") from None
+        if not d.curriculum:
+            raise ValueError("config field data.curriculum is empty: give at least one stage {steps, distractors}")
+        for i, stage in enumerate(d.curriculum):
+            where = f"data.curriculum[{i}]"
+            if (not isinstance(stage, dict) or set(stage) != {"steps", "distractors"}
+                    or not isinstance(stage["steps"], int) or stage["steps"] < 1
+                    or not isinstance(stage["distractors"], list) or not stage["distractors"]
+                    or not all(isinstance(n, int) and n >= 0 for n in stage["distractors"])):
+                raise ValueError(f"config field {where}={stage!r} is invalid: a recall stage is {{steps: N, "
+                                 f"distractors: [non-negative ints]}}")
+        for n in e.lengths:
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"config field eval.lengths={e.lengths!r} is invalid for data.task=recall: numbers "
+                                 f"of distractor segments (non-negative ints)")
     elif t.steps < 1:
         raise ValueError("config field train.steps=0 is invalid for data.task=lm: give the number of steps")
     for name in ("steps", "micro_batch_size", "warmup_steps", "threads", "seed"):

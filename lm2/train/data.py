@@ -65,6 +65,15 @@ def get_tokenizer(spec: str):
     return load_tokenizer(folder)
 
 
+def task_tokenizer(cfg: TrainConfig):
+    """The tokenizer a run trains with: the recall diagnostic's word-level one, or ``data.tokenizer``."""
+    if cfg.data.task == "recall":
+        from lm2.data.recall import RecallSpec, build_tokenizer
+
+        return build_tokenizer(RecallSpec(**cfg.data.recall))
+    return get_tokenizer(cfg.data.tokenizer)
+
+
 def pad_id(tokenizer) -> int:
     value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return int(value if value is not None else 0)
@@ -126,6 +135,17 @@ class BabilongStream:
         pass
 
 
+class RecallStream(BabilongStream):
+    """Recall diagnostic samples, a pure function of (seed, step, index) like BABILong's."""
+
+    def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
+        from lm2.data.recall import RecallSpec, encode, make_sample
+
+        rng = random.Random(f"recall/{self.cfg.train.seed}/{step}/{index}")
+        distractors = rng.choice(self.cfg.stage_at(step)[1]["distractors"])
+        return encode(make_sample(RecallSpec(**self.cfg.data.recall), distractors, rng), self.tokenizer)
+
+
 class TokenBlockStream:
     """Packed pretraining blocks; global block index = step * batch_size + position in the global batch."""
 
@@ -171,6 +191,8 @@ class TokenBlockStream:
 def make_stream(cfg: TrainConfig, tokenizer, rank: int, world_size: int, micro: int, start_step: int = 0):
     if cfg.data.task == "babilong":
         return BabilongStream(cfg, tokenizer, rank, world_size, micro)
+    if cfg.data.task == "recall":
+        return RecallStream(cfg, tokenizer, rank, world_size, micro)
     return TokenBlockStream(cfg, tokenizer, rank, world_size, micro, start_step)
 
 
@@ -201,13 +223,26 @@ def babilong_test_samples(task: str, length: str, n: int, seed: int = 12345) -> 
     return tuple(build_samples(task, length, n, split="test", seed=seed))
 
 
-def eval_lengths(cfg: TrainConfig) -> list[str]:
+# Validation samples of the recall diagnostic: a seed that neither training (string seeds) nor the test
+# (lm2.data.recall.TEST_SEED) uses, so that choosing the best checkpoint never looks at test data.
+RECALL_VALIDATION_SEED = 2**40 + 3
+
+
+def eval_lengths(cfg: TrainConfig) -> list:
+    """BABILong lengths, or numbers of distractor segments for the recall diagnostic, to evaluate at."""
     if cfg.eval.lengths:
         return list(cfg.eval.lengths)
-    seen: list[str] = []
+    key = "distractors" if cfg.data.task == "recall" else "lengths"
+    seen: list = []
     for stage in cfg.data.curriculum:
-        seen += [length for length in stage["lengths"] if length not in seen]
+        seen += [length for length in stage[key] if length not in seen]
     return seen
+
+
+def recall_validation_samples(cfg: TrainConfig, distractors: int, n: int) -> list:
+    from lm2.data.recall import RecallSpec, make_samples
+
+    return make_samples(RecallSpec(**cfg.data.recall), distractors, n, seed=RECALL_VALIDATION_SEED)
 
 
 def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str, torch.Tensor]]:
@@ -218,6 +253,13 @@ def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str
     n = cfg.eval.val_batches * cfg.train.batch_size
     if n == 0:
         return []
+    if cfg.data.task == "recall":
+        from lm2.data.recall import encode
+
+        lengths = eval_lengths(cfg)
+        per = -(-n // len(lengths))
+        examples = [encode(s, tokenizer) for d in lengths for s in recall_validation_samples(cfg, d, per)]
+        return [collate(examples[i : i + micro], pad_id(tokenizer)) for i in range(0, len(examples), micro)]
     if cfg.data.task == "babilong":
         from lm2.data.babilong import finetune_example
 

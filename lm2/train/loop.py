@@ -22,7 +22,7 @@ from torch import nn
 
 from lm2.train import checkpoint as ckpt
 from lm2.train.config import TrainConfig, accumulation_steps, save_config
-from lm2.train.data import (babilong_test_samples, batch_tokens, eval_lengths, get_tokenizer, make_stream, pad_id,
+from lm2.train.data import (babilong_test_samples, batch_tokens, eval_lengths, make_stream, pad_id, task_tokenizer,
                             validation_batches)
 from lm2.train.optim import build_optimizer, build_scheduler
 from lm2.train.parallel import Dist, OpaqueState, all_reduce_sum, apply_parallelism, barrier, init_distributed, no_sync, shutdown
@@ -140,6 +140,16 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, f
     return results
 
 
+def recall_metrics(model, tokenizer, cfg: TrainConfig) -> dict[str, float]:
+    """Recall accuracy on the validation samples (never the test seed) per number of distractor segments."""
+    from lm2.eval.recall import recall_accuracy
+    from lm2.train.data import recall_validation_samples
+
+    return {f"acc/recall/{d}": recall_accuracy(model, tokenizer, recall_validation_samples(cfg, d, cfg.eval.samples),
+                                               cfg.data.segment_length, cfg.eval.batch_size)
+            for d in eval_lengths(cfg)}
+
+
 @torch.no_grad()
 def evaluate(runner: SegmentedLM, tokenizer, cfg: TrainConfig, batches, device) -> dict[str, float]:
     model = runner.model
@@ -150,8 +160,11 @@ def evaluate(runner: SegmentedLM, tokenizer, cfg: TrainConfig, batches, device) 
         loss_sum, n = runner(**{k: (v.to(device) if v is not None else None) for k, v in batch.items()})
         total, count = total + loss_sum.item(), count + n.item()
     metrics = {"val_loss": total / max(count, 1)}
-    if cfg.data.task == "babilong" and cfg.eval.samples:
-        metrics.update(babilong_accuracy(model, tokenizer, cfg, device))
+    if cfg.data.task in ("babilong", "recall") and cfg.eval.samples:
+        if cfg.data.task == "babilong":
+            metrics.update(babilong_accuracy(model, tokenizer, cfg, device))
+        else:
+            metrics.update(recall_metrics(model, tokenizer, cfg))
         accs = [v for k, v in metrics.items() if k.startswith("acc/")]
         metrics["acc/mean"] = sum(accs) / len(accs)
     model.train(was_training)
@@ -234,10 +247,10 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
     if resume_from is not None:
         ckpt.check_compatible(resume_from, cfg)
     if ctx.is_main:  # process 0 trains the tokenizer once; the others then read the cache
-        tokenizer = get_tokenizer(cfg.data.tokenizer)
+        tokenizer = task_tokenizer(cfg)
     barrier(ctx)
     if not ctx.is_main:
-        tokenizer = get_tokenizer(cfg.data.tokenizer)
+        tokenizer = task_tokenizer(cfg)
 
     seed_everything(cfg.train.seed)  # the same initial weights on every process
     model = build_model(cfg, vocab_size=len(tokenizer), tokenizer=tokenizer)
@@ -337,9 +350,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
         if cfg.eval.at_start and run.step == 0:
             validate()
         while run.step < total:
-            stage = cfg.stage_at(run.step)[0] if cfg.data.task == "babilong" else 0
-            if stage != last_stage and ctx.is_main and cfg.data.task == "babilong":
-                bar.write(f"step {run.step}: curriculum stage {stage}: lengths {cfg.data.curriculum[stage]['lengths']}")
+            curriculum = cfg.data.task in ("babilong", "recall")
+            stage = cfg.stage_at(run.step)[0] if curriculum else 0
+            if stage != last_stage and ctx.is_main and curriculum:
+                bar.write(f"step {run.step}: curriculum stage {stage}: {cfg.data.curriculum[stage]}")
             last_stage = stage
             t0 = time.perf_counter()
             record = {**train_step(run), "stage": stage}
