@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from lm2.data.babi import LABELS, BabiSample, check_task, generate_samples
+from lm2.data.babi import LABELS, BabiSample, Story, check_task, generate_samples, story_samples
 from lm2.data.corpora import jsonl_records
 from lm2.data.tokenizers import ENDOFTEXT, TokenCounter, count_tokens
 
@@ -227,18 +227,22 @@ def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng
     if problem:
         raise ValueError(f"{sample.task} sample does not fit length {length_name(tokens)}: {problem}")
     rng = rng or random.Random(0)
-    facts = list(sample.facts)
-    if tokens == 0:
-        pieces = facts
-    else:
-        background = _background(split, context_budget(tokens) - sum(counter([" " + f for f in facts])),
-                                 rng, tokenizer)
-        pieces = _interleave(background, facts, rng)
-    context = " ".join(pieces)
+    context = " ".join(piece for piece, _ in _context_pieces(sample, tokens, split, rng, tokenizer))
     return BabilongSample(
         task=sample.task, length=length_name(tokens), context=context, question=sample.question,
-        target=sample.answer, facts=facts, n_tokens=counter([context])[0], supporting=list(sample.supporting),
+        target=sample.answer, facts=list(sample.facts), n_tokens=counter([context])[0], supporting=list(sample.supporting),
     )
+
+
+def _context_pieces(sample: BabiSample, tokens: int, split: str, rng: random.Random,
+                    tokenizer: Any) -> list[tuple[str, int | None]]:
+    """The context's sentences in order, each with its fact index (None for background)."""
+    facts = list(sample.facts)
+    if tokens == 0:
+        return [(f, i) for i, f in enumerate(facts)]
+    counter = _counter(tokenizer)
+    background = _background(split, context_budget(tokens) - sum(counter([" " + f for f in facts])), rng, tokenizer)
+    return _interleave(background, facts, rng)
 
 
 def _background(split: str, budget: int, rng: random.Random, tokenizer: Any) -> list[str]:
@@ -254,17 +258,18 @@ def _background(split: str, budget: int, rng: random.Random, tokenizer: Any) -> 
     return [hay.sentences[i % n] for i in range(start, end)]
 
 
-def _interleave(background: list[str], facts: list[str], rng: random.Random) -> list[str]:
+def _interleave(background: list[str], facts: list[str], rng: random.Random) -> list[tuple[str, int | None]]:
+    """Facts among background sentences, each sentence with its fact index (None for background)."""
     if not background:
-        return list(facts)
+        return [(f, i) for i, f in enumerate(facts)]
     # Each fact goes before a background sentence drawn with replacement; sorting keeps the facts' order.
     positions = sorted(rng.randrange(len(background)) for _ in facts)
     out, f = [], 0
     for i, sentence in enumerate(background):
         while f < len(facts) and positions[f] == i:
-            out.append(facts[f])
+            out.append((facts[f], f))
             f += 1
-        out.append(sentence)
+        out.append((sentence, None))
     return out
 
 
@@ -448,6 +453,45 @@ def finetune_example(sample: BabilongSample, tokenizer: Any, add_bos: bool = Fal
         prompt = [tokenizer.bos_token_id, *prompt]
     answer = [*tokenizer(" " + sample.target, add_special_tokens=False)["input_ids"], eos]
     return prompt + answer, [-100] * len(prompt) + answer
+
+
+def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
+                           ) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
+
+    The story's statements are hidden in background text as ``build_sample`` hides one sample's facts (the same
+    budget for this length), and each question, with its answer marker, answer and eos, follows the last statement
+    it may use; the loss covers every answer and eos. A story with five questions gives five supervised answers
+    for the context of one, and its last question is laid out as an evaluation prompt is. Questions whose facts do
+    not fit the length (``fits``) are dropped from the end of the story.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos token; the fine-tuning format ends every answer with one")
+    questions = [s for s in story_samples(story) if fits(s, length, None)]
+    if not questions:
+        raise ValueError(f"no question of this {story.task} story fits length {length_name(length)}")
+    asked_after: dict[int, list[BabiSample]] = {}  # fact index -> the questions right after that fact
+    for q in questions:
+        asked_after.setdefault(len(q.facts) - 1, []).append(q)
+    ids: list[int] = []
+    labels: list[int] = []
+
+    def add(text: str, supervised: bool) -> None:
+        piece = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids.extend(piece)
+        labels.extend(piece if supervised else [-100] * len(piece))
+
+    text: list[str] = []
+    for piece, fact in _context_pieces(questions[-1], parse_length(length), split, rng, None):
+        text.append(piece)
+        for q in asked_after.get(fact, []) if fact is not None else []:
+            add(" ".join(text) + f"\n{QUESTION_PREFIX} {q.question}\n{ANSWER_MARKER}", False)
+            add(" " + q.answer, True)
+            ids.append(eos)
+            labels.append(eos)
+            text = []
+    return ids, labels
 
 
 # ------------------------------------------------------------------------------------------------ scoring

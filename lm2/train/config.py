@@ -49,6 +49,9 @@ class DataSection:
     bptt_segments: int = 0
     """Truncate backpropagation through the carried state every this many segments (0 = never)."""
     # --- babilong
+    supervise: str = "answer"
+    """answer: one question per sequence, the loss on its answer (BABILong's format); story: a whole bAbI story per
+    sequence with every question answered where it is asked (about 5x the supervised answers per token)."""
     babi_tasks: list = field(default_factory=lambda: ["qa1"])
     """bAbI tasks to mix (each sample draws one uniformly)."""
     curriculum: list = field(default_factory=lambda: [{"steps": 100, "lengths": ["0k"]}])
@@ -245,6 +248,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if window is not None and (not isinstance(window, int) or window < 1):
         raise ValueError(f"config field model.config.sliding_window={window!r} is invalid: a positive int or null")
     if d.task == "babilong":
+        _choice("data.supervise", d.supervise, ("answer", "story"))
         if not d.babi_tasks:
             raise ValueError("config field data.babi_tasks is empty: give at least one task, e.g. [qa1]")
         from lm2.data import babi

@@ -114,12 +114,16 @@ class BabilongStream:
         self.pad = pad_id(tokenizer)
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
-        from lm2.data.babilong import build_samples, finetune_example
+        from lm2.data.babi import generate_stories
+        from lm2.data.babilong import build_samples, finetune_example, story_finetune_example
 
         rng = random.Random(f"babilong/{self.cfg.train.seed}/{step}/{index}")
         _, stage = self.cfg.stage_at(step)
         task = rng.choice(self.cfg.data.babi_tasks)
         length = rng.choice(stage["lengths"])
+        if self.cfg.data.supervise == "story":
+            story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
+            return story_finetune_example(story, length, "train", rng, self.tokenizer)
         sample = build_samples(task, length, 1, split="train", seed=rng.randrange(2**31))[0]
         ids, labels = finetune_example(sample, self.tokenizer)
         return list(ids), list(labels)

@@ -161,6 +161,41 @@ def test_finetune_example_masks_exactly_answer_and_eos(test_samples):
     assert bl.finetune_prompt(s).endswith("\n" + bl.ANSWER_MARKER)
 
 
+@pytest.mark.parametrize("task,length", [("qa1", "0k"), ("qa2", "1k"), ("qa5", "0k")])
+def test_story_example_answers_every_question_after_its_facts(task, length):
+    import random
+
+    from lm2.data.babi import generate_stories, story_samples
+
+    tok = gpt2_tokenizer()
+    story = generate_stories(task, 1, split="train", seed=4)[0]
+    questions = [q for q in story_samples(story) if bl.fits(q, length)]
+    ids, labels = bl.story_finetune_example(story, length, "train", random.Random(0), tok)
+    assert len(ids) == len(labels)
+    # the supervised tokens are exactly " answer<eos>" per question, in the story's order
+    answers, current = [], []
+    for token, label in zip(ids, labels):
+        if label != -100:
+            assert label == token
+            current.append(token)
+            if token == tok.eos_token_id:
+                answers.append(tok.decode(current[:-1]))
+                current = []
+    assert answers == [" " + q.answer for q in questions] and not current
+    # each question comes after every fact it may use and before the facts that follow it
+    text, cursor = tok.decode([t for t in ids if t != tok.eos_token_id]), 0
+    all_facts = story_samples(story)[-1].facts
+    for q in questions:
+        asked = text.index(f"\n{bl.QUESTION_PREFIX} {q.question}\n{bl.ANSWER_MARKER} {q.answer}", cursor)
+        last_fact = text.rfind(q.facts[-1], 0, asked)
+        assert cursor <= last_fact  # its last fact is stated since the previous question
+        if len(all_facts) > len(q.facts):  # and the next fact only after it
+            assert text.find(all_facts[len(q.facts)], last_fact + len(q.facts[-1])) > asked
+        cursor = asked + 1
+    if length != "0k":  # hidden in background text like an evaluation sample of this length
+        assert len(ids) > 600
+
+
 def test_instruction_prompt_layout(test_samples):
     s = test_samples["1k"][0]
     text = bl.instruction_prompt(s)  # no tokenizer: plain text ending with the answer marker
