@@ -138,9 +138,9 @@ def _sha256(path: Path) -> str:
 def write_manifest(folder: Path) -> None:
     """Record the size and sha256 of every file in ``folder``; written last and atomically (a manifest exists only
     once every file it lists is complete)."""
-    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file()}
     tmp = folder / f".{MANIFEST_FILE}.tmp"
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p not in (tmp, folder / MANIFEST_FILE)}
     tmp.write_text(json.dumps({"files": files}, indent=1))
     os.replace(tmp, folder / MANIFEST_FILE)
 
