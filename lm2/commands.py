@@ -36,7 +36,10 @@ def run_stream(args) -> int:
 
     torch.manual_seed(args.seed)
     if Path(args.preset).is_dir():
-        model = LM2ForCausalLM.from_pretrained(args.preset, sliding_window=args.window)
+        from lm2.eval.common import damaged_weights_error
+
+        with damaged_weights_error(Path(args.preset)):
+            model = LM2ForCausalLM.from_pretrained(args.preset, sliding_window=args.window)
     elif args.preset in PRESETS:
         model = LM2ForCausalLM(LM2Config.from_preset(args.preset, sliding_window=args.window))
     else:

@@ -36,21 +36,30 @@ def hold(folder: str | os.PathLike, command: str, what: str = "--out"):
 
     folder = check_writable_dir(folder, what)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ValueError(f"{what} {folder} cannot be created or written ({err.strerror}); choose another path") from None
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # The holder unlinks the file on release: a lock taken on a file already unlinked protects nothing.
+            locked = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        if not locked:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             raise ValueError(f"{what} {folder} is in use by {holder}; wait for it to finish or choose another "
-                             f"folder") from None
+                             f"folder")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{command} (pid {os.getpid()} on {socket.gethostname()})\n".encode(), 0)
         yield folder
     finally:
-        if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:  # a refused command leaves no folder
-            path.unlink()
-            folder.rmdir()
+        if locked:  # still held while unlinking, so no other process can lock this file after we let it go
+            path.unlink(missing_ok=True)
+            if created and not any(folder.iterdir()):  # a refused command leaves no folder behind
+                folder.rmdir()
         os.close(fd)  # releases the lock

@@ -272,7 +272,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             except (ValueError, TypeError) as err:
                 raise ValueError(f"config field eval.lengths: {err}") from None
     elif t.steps < 1:
-        raise ValueError("config field train.steps=0 is invalid for data.task=lm: give the number of steps")
+        raise ValueError(f"config field train.steps={t.steps} is invalid for data.task=lm: give the number of steps")
     for name in ("steps", "micro_batch_size", "warmup_steps", "threads", "seed"):
         _positive(f"train.{name}", getattr(t, name), zero_ok=True)
     _positive("train.batch_size", t.batch_size)

@@ -64,7 +64,10 @@ def _read_prompt(args) -> str:
     path = Path(args.prompt_file)
     if not path.is_file():
         raise ValueError(f"--prompt-file {path}: no such file")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--prompt-file {path} is not UTF-8 text (byte {err.start}): give a text file") from None
 
 
 def run_generate(args) -> int:
@@ -87,8 +90,10 @@ def run_generate(args) -> int:
 
 def run_inspect_memory(args) -> int:
     from lm2.eval.common import load_model
+    from lm2.outdir import check_writable_dir
     from lm2.viz.memory import check_layer, inspect_memory, token_labels, write_report
 
+    check_writable_dir(args.out, "--out")
     text = _read_prompt(args)
     loaded = load_model(args.model, args.device, args.tokenizer)
     check_layer(loaded.model, args.layer)  # before any work: a model without memory has nothing to show
