@@ -187,3 +187,55 @@ def test_tensorboard_drops_the_steps_a_resumed_run_logs_again(tmp_path):
     log.close()
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("train/loss")
     assert [(e.step, e.value) for e in events] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 50.0), (6, 60.0)]
+
+
+def cli_train(config, *flags, **popen):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LM2_DEBUG": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lm2", "train", str(config), "--no-progress", *flags], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+@pytest.fixture(scope="module")
+def unbroken(finished_run, tmp_path_factory):
+    """The small run, trained to the end by `lm2 train` in a process of its own (one thread, as the killed ones)."""
+    root = tmp_path_factory.mktemp("unbroken")
+    cfg = dataclasses.replace(finished_run, out_dir=str(root / "run"))
+    save_config(cfg, root / "config.yaml")
+    assert cli_train(root / "config.yaml").wait() == 0
+    return pathlib.Path(cfg.out_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sigkill_at_a_random_point_then_resume_ends_identical(unbroken, finished_run, tmp_path, seed):
+    """kill -9 when a checkpoint is being written (seeds 0, 2) or a random moment after one exists (1, 3), then
+    `--resume` (or `--overwrite` if none was written) until done: the same weights and optimizer state."""
+    import random
+    import signal
+    import time
+
+    cfg = dataclasses.replace(finished_run, out_dir=str(tmp_path / "run"))
+    config = tmp_path / "config.yaml"
+    save_config(cfg, config)
+    out, rng = pathlib.Path(cfg.out_dir), random.Random(seed)
+    proc = cli_train(config)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        saving = out.is_dir() and any(p.name.startswith(".tmp-") for p in out.iterdir())
+        if (saving if seed % 2 == 0 else ckpt.latest(out) is not None):
+            time.sleep(rng.uniform(0, 0.3) if seed % 2 else 0)
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished before the chosen moment
+    flags = ("--resume",) if ckpt.latest(out) is not None else ("--overwrite",)
+    resumed = cli_train(config, *flags)
+    assert resumed.wait() == 0, resumed.stderr.read().decode()
+    a, b = load_file(str(out / "ckpt-000006" / "model.safetensors")), load_file(
+        str(unbroken / "ckpt-000006" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = (ckpt.load_trainer_state(p / "ckpt-000006")["optimizer"]["state"] for p in (out, unbroken))
+    assert all(torch.equal(sa[k][n], sb[k][n]) for k in sb for n in sb[k])
