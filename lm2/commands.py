@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lm2.cli import nonnegative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="build and inspect LM2 models")
@@ -15,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "memory statistics",
     )
     p.add_argument("--preset", default="tiny", help="a preset name (tiny, small, 40m, lm2-1.7b) or a model folder")
-    p.add_argument("--tokens", type=int, default=32768, help="length of the input")
-    p.add_argument("--segment-length", type=int, default=1024)
-    p.add_argument("--window", type=int, default=256, help="self-attention window (sliding_window)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokens", type=positive_int, default=32768, help="length of the input")
+    p.add_argument("--segment-length", type=positive_int, default=1024)
+    p.add_argument("--window", type=positive_int, default=256, help="self-attention window (sliding_window)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(func=run_stream)
 
 
@@ -34,7 +36,10 @@ def run_stream(args) -> int:
 
     torch.manual_seed(args.seed)
     if Path(args.preset).is_dir():
-        model = LM2ForCausalLM.from_pretrained(args.preset, sliding_window=args.window)
+        from lm2.eval.common import damaged_weights_error
+
+        with damaged_weights_error(Path(args.preset)):
+            model = LM2ForCausalLM.from_pretrained(args.preset, sliding_window=args.window)
     elif args.preset in PRESETS:
         model = LM2ForCausalLM(LM2Config.from_preset(args.preset, sliding_window=args.window))
     else:

@@ -58,6 +58,9 @@ def new_state(model, memory_update_every: int | None = None):
 
     if memory_update_every is None:
         return None
+    if isinstance(memory_update_every, bool) or not isinstance(memory_update_every, int) or memory_update_every < 1:
+        raise ValueError(f"memory_update_every={memory_update_every!r} is invalid: a positive number of tokens per "
+                         "memory write (1 = the paper's test-time update)")
     if not isinstance(model, LM2ForCausalLM):
         raise ValueError(f"memory_update_every={memory_update_every}: {type(model).__name__} has no memory update "
                          "interval; only LM2 models take it")

@@ -546,11 +546,16 @@ def read_predictions(path: str | os.PathLike, needed: Sequence[str] = ("target",
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in needed if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-        return [{key: value or "" for key, value in row.items()} for row in reader]
+        reader = csv.DictReader(f, strict=True)  # strict: an unterminated quote is an error, not one huge cell
+        try:
+            missing = [c for c in needed if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+            return [{key: value or "" for key, value in row.items()} for row in reader]
+        except csv.Error as err:
+            raise ValueError(f"{path} is not a valid CSV (line {reader.line_num}: {err})") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path} is not UTF-8 text (byte {err.start}): give a CSV file") from None
 
 
 def score_csv(path: str | os.PathLike, task: str, rule: str = "label") -> float:

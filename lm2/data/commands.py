@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lm2.cli import nonnegative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="generate bAbI / BABILong data, train a tokenizer")
@@ -14,11 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser("babi", help="generate bAbI questions (qa1-qa10)")
     p.add_argument("--task", required=True, help="qa1 ... qa10")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--n", type=int, default=1000, help="number of questions")
+    p.add_argument("--n", type=nonnegative_int, default=1000, help="number of questions")
     p.add_argument("--format", default="babi", choices=["babi", "jsonl"],
                    help="babi: the bAbI text format (whole stories, the last one cut after the n-th question); "
                         "jsonl: one question with its facts per line")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", help="output file (default: stdout)")
     p.set_defaults(func=run_babi)
 
@@ -26,15 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="qa1 ... qa10")
     p.add_argument("--length", required=True, help="0k, 1k, 2k, 4k, ..., 128k (1k = 1000 GPT-2 tokens)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--n", type=int, default=100, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, default=100, help="number of samples")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", required=True, help="output .jsonl file")
     p.set_defaults(func=run_babilong)
 
     p = data_sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer and save it in HF format")
     p.add_argument("--corpus", required=True,
                    help="a .txt/.jsonl/.parquet file, a folder, a glob, or 'books' (the TRAIN background books)")
-    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--vocab-size", type=positive_int, required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run_tokenizer)
 

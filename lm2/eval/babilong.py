@@ -456,8 +456,10 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
         raise ValueError(f"--shots {shots} is invalid: it must be 0 or more")
     if shots and fmt == "finetune":
         raise ValueError("--shots needs the instruction format: a fine-tuned model answers without examples")
-    if max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens {max_new_tokens} is invalid: it must be a positive integer")
+    for name, value in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size),
+                        ("--segment-length", segment_length)):
+        if value < 1:
+            raise ValueError(f"{name} {value} is invalid: it must be a positive integer")
     rule = RULES[fmt]
     limit = max_positions(loaded.model)
     if limit is not None:  # fail before any work, measuring one prompt of each length in the model's tokens

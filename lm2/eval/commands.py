@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from lm2.cli import nonnegative_int, positive_int
+from lm2.outdir import hold
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model: BABILong, MMLU, perplexity")
@@ -15,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="a checkpoint folder (LM2, vanilla, RMT or any HF causal LM) or smollm2-135m")
         p.add_argument("--tokenizer", default=None, help="override the checkpoint's tokenizer (gpt2, smollm2, folder)")
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
-        p.add_argument("--batch-size", type=int, default=batch_size)
+        p.add_argument("--batch-size", type=positive_int, default=batch_size)
         p.add_argument("--out", default=None, help="output folder (default: runs/eval/<command>/<model name>)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -23,16 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     common(p, batch_size=1)
     p.add_argument("--tasks", default="qa1-qa5", help="e.g. qa1-qa5, qa1,qa3 or all (qa1-qa10)")
     p.add_argument("--lengths", default="0k,1k,2k,4k", help="comma-separated, from 0k 1k 2k 4k 8k 16k 32k 64k 128k")
-    p.add_argument("--n", type=int, default=100, help="samples per task and length")
+    p.add_argument("--n", type=positive_int, default=100, help="samples per task and length")
     p.add_argument("--format", default="auto", choices=["auto", "finetune", "instruction"],
                    help="finetune: context, question, answer marker, exact match; instruction: task explanation "
                         "(chat template if any), BABILong's label rule; auto: finetune for checkpoints lm2 trained "
                         "on BABILong, else instruction")
-    p.add_argument("--shots", type=int, default=0, help="solved examples in the instruction prompt")
-    p.add_argument("--segment-length", type=int, default=512,
+    p.add_argument("--shots", type=nonnegative_int, default=0, help="solved examples in the instruction prompt")
+    p.add_argument("--segment-length", type=positive_int, default=512,
                    help="tokens per call when streaming a prompt through an LM2/RMT model")
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="seed of the test samples")
+    p.add_argument("--max-new-tokens", type=positive_int, default=16)
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the test samples")
     p.add_argument("--resume", action="store_true",
                    help="keep the answers already in --out (an interrupted run, or a smaller --n with the same "
                         "settings) and generate only the missing ones")
@@ -43,11 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = ev_sub.add_parser("mmlu", help="MMLU by log-likelihood, by category and level (LM2 paper, Table 2)")
     common(p, batch_size=8)
-    p.add_argument("--shots", type=int, default=0, help="solved examples (the subject's first other questions)")
+    p.add_argument("--shots", type=nonnegative_int, default=0, help="solved examples (the subject's first other questions)")
     p.add_argument("--subjects", nargs="+", default=None, help="subjects (snake_case); default: all 57")
     p.add_argument("--form", default="letter", choices=["letter", "cloze"],
                    help="letter: log-likelihood of ' A'..' D'; cloze: each choice's text, per-character normalised")
-    p.add_argument("--limit", type=int, default=None, help="first N questions of each subject")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N questions of each subject")
     p.add_argument("--check-lm-eval", action="store_true",
                    help="also run lm-evaluation-harness on the same questions and model, and compare")
     p.add_argument("--reuse", action="store_true",
@@ -70,16 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     common(p, batch_size=1)
     p.add_argument("--data", default="books",
                    help="books (the held-out books), a .txt/.jsonl/.parquet file or folder, or an HF dataset")
-    p.add_argument("--seq-len", type=int, default=4096, help="tokens per window (streamed for LM2/RMT)")
-    p.add_argument("--max-tokens", type=int, default=65536, help="stop after this many tokens (0: all)")
-    p.add_argument("--segment-length", type=int, default=512)
-    p.add_argument("--bin-size", type=int, default=None, help="positions per point of the curve (seq_len/64)")
+    p.add_argument("--seq-len", type=positive_int, default=4096, help="tokens per window (streamed for LM2/RMT)")
+    p.add_argument("--max-tokens", type=nonnegative_int, default=65536, help="stop after this many tokens (0: all)")
+    p.add_argument("--segment-length", type=positive_int, default=512)
+    p.add_argument("--bin-size", type=positive_int, default=None, help="positions per point of the curve (seq_len/64)")
     p.set_defaults(func=run_perplexity)
 
 
 def _load(args):
     from lm2.eval.common import load_model
+    from lm2.outdir import check_writable_dir
 
+    if args.out is not None:  # before the model loads: a bad --out is known at once
+        check_writable_dir(args.out, "--out")
     loaded = load_model(args.model, device=args.device, tokenizer=args.tokenizer)
     print(f"{loaded.name}: {loaded.kind} model ({type(loaded.model).__name__}, "
           f"{sum(p.numel() for p in loaded.model.parameters()) / 1e6:.1f}M parameters) on {args.device}")
@@ -93,11 +99,12 @@ def run_babilong(args) -> int:
     tasks, lengths = parse_tasks(args.tasks), parse_lengths(args.lengths)  # errors before loading the model
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "babilong")
-    summary = evaluate_babilong(loaded, tasks, lengths, n=args.n, fmt=args.format, shots=args.shots,
-                                segment_length=args.segment_length, batch_size=args.batch_size,
-                                max_new_tokens=args.max_new_tokens, out_dir=out, seed=args.seed,
-                                progress=not args.no_progress, resume=args.resume,
-                                overwrite=args.overwrite)
+    with hold(out, "lm2 eval babilong"):
+        summary = evaluate_babilong(loaded, tasks, lengths, n=args.n, fmt=args.format, shots=args.shots,
+                                    segment_length=args.segment_length, batch_size=args.batch_size,
+                                    max_new_tokens=args.max_new_tokens, out_dir=out, seed=args.seed,
+                                    progress=not args.no_progress, resume=args.resume,
+                                    overwrite=args.overwrite)
     print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {args.n} samples each")
     print(results_table(summary))
     print(f"\nwritten to {out}/ (summary.json, <task>_<length>.csv, babilong.png)")
@@ -126,9 +133,10 @@ def run_mmlu(args) -> int:
 
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "mmlu")
-    summary = evaluate_mmlu(loaded, shots=args.shots, subjects=args.subjects, form=args.form, limit=args.limit,
-                            batch_size=args.batch_size, out_dir=out, progress=not args.no_progress,
-                            check_lm_eval=args.check_lm_eval, reuse=args.reuse, resume=args.resume)
+    with hold(out, "lm2 eval mmlu"):
+        summary = evaluate_mmlu(loaded, shots=args.shots, subjects=args.subjects, form=args.form, limit=args.limit,
+                                batch_size=args.batch_size, out_dir=out, progress=not args.no_progress,
+                                check_lm_eval=args.check_lm_eval, reuse=args.reuse, resume=args.resume)
     print()
     print(table2(summary, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {loaded.name}"))
     print(f"{summary['seconds_per_question']:.3f} s per question; written to {out}/")
@@ -146,9 +154,10 @@ def run_perplexity(args) -> int:
 
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "perplexity")
-    result = evaluate_perplexity(loaded, args.data, seq_len=args.seq_len, max_tokens=args.max_tokens or None,
-                                 segment_length=args.segment_length, bin_size=args.bin_size,
-                                 batch_size=args.batch_size, out_dir=out, progress=not args.no_progress)
+    with hold(out, "lm2 eval perplexity"):
+        result = evaluate_perplexity(loaded, args.data, seq_len=args.seq_len, max_tokens=args.max_tokens or None,
+                                     segment_length=args.segment_length, bin_size=args.bin_size,
+                                     batch_size=args.batch_size, out_dir=out, progress=not args.no_progress)
     print(format_result(result))
     print(f"written to {out}/ (perplexity.json, loss_by_position.png)")
     return 0

@@ -8,6 +8,7 @@ them long inputs in pieces. Every other model gets its input in one call and is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,8 +72,12 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "cpu",
     except (ValueError, OSError, KeyError) as err:
         raise ValueError(f"{path} is not a model folder lm2 can load: its config.json is not a transformers "
                          f"config ({str(err).splitlines()[0]})") from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load would bury the command's own output (and its errors)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32)
+        with damaged_weights_error(path):
+            model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32)
     except (ValueError, OSError) as err:
         raise ValueError(f"{path} is not a causal LM checkpoint lm2 can load: {str(err).splitlines()[0]}") from None
     model.eval().to(device)
@@ -85,6 +90,19 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "cpu",
     name = path.name if path.name not in ("best", "final") and not path.name.startswith("ckpt-") else (
         f"{path.parent.name}-{path.name}")
     return LoadedModel(model, tok, path, name)
+
+
+@contextlib.contextmanager
+def damaged_weights_error(path: Path):
+    """Turn safetensors' complaint about a truncated or garbled weights file into a ValueError naming the file."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        files = ", ".join(p.name for p in sorted(Path(path).glob("*.safetensors"))) or "*.safetensors"
+        raise ValueError(f"{Path(path) / files} is damaged or truncated ({str(err).splitlines()[0]}); copy or save "
+                         f"the model again") from None
 
 
 def model_kind(model: Any) -> str:

@@ -1,4 +1,4 @@
-"""`lm2 train CONFIG.yaml [--section.field VALUE ...] [--resume] [--init-from FOLDER|smollm2-135m]
+"""`lm2 train CONFIG.yaml [--section.field VALUE ...] [--resume | --overwrite] [--init-from FOLDER|smollm2-135m]
 [--count-tokens]` and `lm2 demo` (the README's main job: a tiny LM2 trained on generated BABILong in minutes,
 evaluated, plotted)."""
 
@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="a YAML config (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in out_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in out_dir (checkpoints, best/, metrics) and start over; without it "
+                        "or --resume, an out_dir holding a run is refused")
     p.add_argument("--init-from", default=None, help="an HF Llama folder or smollm2-135m (sets model.init_from)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--count-tokens", action="store_true",
@@ -32,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--config", default=str(REPO_CONFIGS / DEMO_CONFIG))
     d.add_argument("--resume", action="store_true")
+    d.add_argument("--overwrite", action="store_true")
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.field VALUE ...")
     d.set_defaults(func=run_train, init_from=None)
@@ -42,8 +46,8 @@ def _take_flags(args) -> list[str]:
     rest, items = [], list(getattr(args, "overrides", None) or [])
     while items:
         item = items.pop(0)
-        if item == "--resume":
-            args.resume = True
+        if item in ("--resume", "--overwrite"):
+            setattr(args, item[2:], True)
         elif item == "--no-progress":
             args.no_progress = True
         elif item == "--count-tokens":
@@ -74,7 +78,7 @@ def run_train(args) -> int:
               "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
         return 0
     try:
-        run = train(cfg, resume=args.resume, progress=not args.no_progress)
+        run = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     except TrainingDiverged as err:
         raise UserError(str(err)) from None
     if run.ctx.is_main:

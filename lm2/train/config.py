@@ -90,6 +90,9 @@ class TrainSection:
     betas: list = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
+    skip_nonfinite: int = 0
+    """A step whose loss or gradient norm is NaN or infinite is never applied. 0: the run stops at the first one;
+    K: up to K such steps in the run are skipped (logged with skipped: true), the run stops at the next."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; for GPUs: a bf16 step is ~35x slower than fp32 on these CPUs)."""
     seed: int = 0
@@ -244,9 +247,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("segment_length", "block_size"):
         _positive(f"data.{name}", getattr(d, name))
     _positive("data.bptt_segments", d.bptt_segments, zero_ok=True)
-    window = m.config.get("sliding_window")
-    if window is not None and (not isinstance(window, int) or window < 1):
-        raise ValueError(f"config field model.config.sliding_window={window!r} is invalid: a positive int or null")
+    _check_model_fields(m)
     if d.task == "babilong":
         _choice("data.supervise", d.supervise, ("answer", "story"))
         if not d.babi_tasks:
@@ -305,7 +306,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 raise ValueError(f"config field eval.lengths={e.lengths!r} is invalid for data.task=recall: numbers "
                                  f"of distractor segments (non-negative ints)")
     elif t.steps < 1:
-        raise ValueError("config field train.steps=0 is invalid for data.task=lm: give the number of steps")
+        raise ValueError(f"config field train.steps={t.steps} is invalid for data.task=lm: give the number of steps")
     for name in ("steps", "micro_batch_size", "warmup_steps", "threads", "seed"):
         _positive(f"train.{name}", getattr(t, name), zero_ok=True)
     _positive("train.batch_size", t.batch_size)
@@ -322,6 +323,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"config field train.min_lr_ratio={t.min_lr_ratio} is invalid: it must be in [0, 1]")
     _positive("train.weight_decay", t.weight_decay, zero_ok=True)
     _positive("train.grad_clip", t.grad_clip, zero_ok=True)
+    _positive("train.skip_nonfinite", t.skip_nonfinite, zero_ok=True)
     if len(t.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in t.betas):
         raise ValueError(f"config field train.betas={t.betas!r} is invalid: two numbers in [0, 1)")
     if t.micro_batch_size and t.batch_size % t.micro_batch_size:
@@ -332,6 +334,29 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _positive("checkpoint.interval", c.interval, zero_ok=True)
     _positive("checkpoint.keep_last", c.keep_last)
     return cfg
+
+
+# model.rmt takes RMTConfig's own fields, or the short names lm2.rmt.RMTForCausalLM accepts for them.
+RMT_FIELDS = ("rmt_memory_tokens", "rmt_segment_length", "num_memory_tokens", "memory_tokens", "segment_length")
+
+
+def _check_model_fields(m: ModelSection) -> None:
+    """model.config names LM2Config fields (a typo would otherwise be stored as an unused attribute and train the
+    default); from a preset, the merged config is built here too, so its own checks run before any work."""
+    import dataclasses
+
+    from lm2.configuration_lm2 import LM2Config
+
+    for name, values, valid in (("model.config", m.config, [f.name for f in dataclasses.fields(LM2Config)]),
+                                ("model.rmt", m.rmt, RMT_FIELDS)):
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown config field {name}.{unknown[0]}: the fields of {name} are {sorted(valid)}")
+    if m.init_from is None:
+        try:
+            LM2Config.from_preset(m.preset, **m.config)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"config field model.config: {str(err).splitlines()[0]}") from None
 
 
 def accumulation_steps(cfg: TrainConfig, world_size: int) -> tuple[int, int]:
@@ -350,8 +375,6 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> tuple[int, int]:
 
 def parse_overrides(items: list[str]) -> dict:
     """``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` -> nested dict; values parsed as YAML."""
-    import yaml
-
     out: dict = {}
     i = 0
     while i < len(items):
@@ -369,8 +392,23 @@ def parse_overrides(items: list[str]) -> dict:
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = _number_or_value(yaml.safe_load(value))
+            if not isinstance(node, dict):
+                raise ValueError(f"override --{key}: {part} is given a value by another override")
+        node[parts[-1]] = _number_or_value(_yaml(value, f"override --{key}"))
     return out
+
+
+def _yaml(text: str, where: str) -> Any:
+    """YAML ``text`` read safely; a syntax error is one line naming ``where`` and the place."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        place = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{where} is not valid YAML{place}: {problem}") from None
 
 
 def _number_or_value(value: Any) -> Any:
@@ -399,16 +437,21 @@ def from_dict(values: dict) -> TrainConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
     """Read a YAML config (or start from the defaults), apply overrides, build and validate it."""
-    import yaml
-
     values: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"config file {path} is not UTF-8 text (a binary file?)") from None
+        values = _yaml(text, f"config file {path}")
+        if values is None:
+            raise ValueError(f"config file {path} is empty: give at least out_dir and the sections to change "
+                             f"(see configs/)")
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: a config is a YAML mapping of sections (model, data, train, ...)")
+            raise ValueError(f"config file {path}: a config is a YAML mapping of sections (model, data, train, ...)")
     if overrides:
         values = _merge(values, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
     return from_dict(values)

@@ -8,9 +8,12 @@ through the carried memory and is truncated every ``data.bptt_segments`` segment
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lm2.train import checkpoint as ckpt
+from lm2.train.checkpoint import TrainingDiverged
 from lm2.train.config import TrainConfig, accumulation_steps, save_config
 from lm2.train.data import (babilong_test_samples, batch_tokens, eval_lengths, make_stream, pad_id, task_tokenizer,
                             validation_batches)
 from lm2.train.optim import build_optimizer, build_scheduler
 from lm2.train.parallel import Dist, OpaqueState, all_reduce_sum, apply_parallelism, barrier, init_distributed, no_sync, shutdown
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the run stopped without applying that step."""
 
 
 # ----------------------------------------------------------------------------- model
@@ -188,7 +188,9 @@ class MetricLog:
             self.path.unlink()
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        # purge_step: TensorBoard drops the events of steps after the checkpoint, which the resumed run logs again
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"),
+                                    purge_step=None if resume_step is None else resume_step + 1)
 
     def log(self, step: int, kind: str, metrics: dict) -> None:
         if not self.enabled:
@@ -225,6 +227,7 @@ class Run:
     tokens: int = 0  # tokens trained on so far (padding not counted), across resumes
     seconds: float = 0.0  # wall time of this process's loop, evaluations included
     best: float | None = None
+    skipped: int = 0  # steps not applied because their loss or gradient norm was not finite (train.skip_nonfinite)
     out_dir: Path = Path(".")
     history: list = field(default_factory=list)
 
@@ -235,17 +238,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup(cfg: TrainConfig, resume: bool = False) -> Run:
+def check_out_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Before any work: a run is continued only with --resume and replaced only with --overwrite."""
+    from lm2.outdir import check_writable_dir
+
+    check_writable_dir(cfg.out_dir, "out_dir")
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: continue the run in out_dir, or start over")
+    found = ckpt.existing_run(cfg.out_dir)
+    if found and not (resume or overwrite):
+        raise ValueError(f"out_dir {cfg.out_dir} holds a run ({', '.join(found[:4])}): continue it with --resume, "
+                         f"start over with --overwrite (deletes it), or choose another out_dir")
+
+
+def find_resume_checkpoint(out_dir: Path, is_main: bool) -> Path:
+    """The newest intact checkpoint; damaged newer ones are named in one line and set aside (by process 0)."""
+    resume_from, damaged = ckpt.latest_intact(out_dir)
+    if resume_from is None:
+        detail = f": {'; '.join(f'{p.name}: {why}' for p, why in damaged)}" if damaged else ""
+        raise ValueError(f"--resume: no complete checkpoint in {out_dir}{detail}")
+    if damaged and is_main:
+        names = ", ".join(f"{p.name} ({why})" for p, why in damaged)
+        print(f"lm2 train: --resume: {names} damaged, set aside as damaged-*; resuming from {resume_from.name}",
+              file=sys.stderr)
+        for path, _ in damaged:
+            ckpt.set_aside(path)
+    return resume_from
+
+
+def setup(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Run:
     ctx = init_distributed(cfg.train.device, cfg.distributed.backend)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     out_dir = Path(cfg.out_dir)
     micro, accum = accumulation_steps(cfg, ctx.world_size)
-    resume_from = ckpt.latest(out_dir) if resume else None
-    if resume and resume_from is None:
-        raise ValueError(f"--resume: no complete checkpoint in {out_dir}")
+    resume_from = find_resume_checkpoint(out_dir, ctx.is_main) if resume else None
+    barrier(ctx)  # damaged checkpoints are set aside before any process reads the out_dir again
     if resume_from is not None:
         ckpt.check_compatible(resume_from, cfg)
+    if overwrite and ctx.is_main:
+        ckpt.clear_run(out_dir)
     if ctx.is_main:  # process 0 trains the tokenizer once; the others then read the cache
         tokenizer = task_tokenizer(cfg)
     barrier(ctx)
@@ -269,6 +301,7 @@ def setup(cfg: TrainConfig, resume: bool = False) -> Run:
         scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
         run.step, run.best, run.tokens = state["step"], state.get("best"), state.get("tokens", 0)
+        run.skipped = state.get("skipped", 0)
     run.stream = make_stream(cfg, tokenizer, ctx.rank, ctx.world_size, micro, start_step=run.step)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -298,20 +331,30 @@ def train_step(run: Run) -> dict:
         loss_sum += loss.item()
         tokens += batch_tokens(batch)
     mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
-    if not math.isfinite(mean_loss):
-        raise TrainingDiverged(f"step {run.step + 1}: the loss is {mean_loss}; stopped before applying the step")
     grad_norm = torch.nn.utils.clip_grad_norm_(
         [p for p in run.model.parameters() if p.requires_grad], cfg.train.grad_clip or float("inf"))
-    run.optimizer.step()
-    run.scheduler.step()
+    grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    # A finite loss does not make a finite gradient (a huge lr overflows the backward first): check both. The
+    # norm is global (all processes), so every process takes the same branch.
+    applied = math.isfinite(mean_loss) and math.isfinite(grad_norm)
+    if not applied:
+        run.skipped += 1
+        if run.skipped > cfg.train.skip_nonfinite:
+            raise TrainingDiverged(f"step {run.step + 1}: the loss is {mean_loss}, the gradient norm {grad_norm}; "
+                                   f"stopped before applying the step ({run.skipped - 1} such steps skipped before, "
+                                   f"train.skip_nonfinite={cfg.train.skip_nonfinite})")
+        run.optimizer.zero_grad(set_to_none=True)
+    else:
+        run.optimizer.step()
+    run.scheduler.step()  # a skipped step keeps its place in the schedule and the data, so resuming stays exact
     run.step += 1
-    return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm.full_tensor()
-            if hasattr(grad_norm, "full_tensor") else grad_norm), "tokens": int(all_reduce_sum(tokens, ctx))}
+    return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+            "tokens": int(all_reduce_sum(tokens, ctx)), **({} if applied else {"skipped": True})}
 
 
 def save_checkpoint(run: Run, folder: Path) -> None:
     ckpt.save(folder, run.model, run.optimizer, run.scheduler, run.cfg, run.step, run.tokenizer,
-              extra={"best": run.best, "tokens": run.tokens, "data": run.stream.state_dict(),
+              extra={"best": run.best, "tokens": run.tokens, "skipped": run.skipped, "data": run.stream.state_dict(),
                      "world_size": run.ctx.world_size},
               is_main=run.ctx.is_main)
     if run.ctx.is_main:
@@ -320,16 +363,30 @@ def save_checkpoint(run: Run, folder: Path) -> None:
 
 
 def is_better(cfg: TrainConfig, value: float, best: float | None) -> bool:
+    if not math.isfinite(value):
+        return False  # a NaN model is never the best one
     if best is None:
         return True
     return value < best if cfg.checkpoint.best_metric.endswith("loss") else value > best
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
-    """Train as configured; returns the finished run (its ``history`` holds every logged record)."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> Run:
+    """Train as configured; returns the finished run (its ``history`` holds every logged record).
+
+    ``out_dir`` is locked for the whole run (process 0 holds it), so a second run into it is refused."""
+    from lm2.outdir import hold
+
+    check_out_dir(cfg, resume, overwrite)
+    with contextlib.ExitStack() as stack:
+        if int(os.environ.get("RANK", "0")) == 0:
+            stack.enter_context(hold(cfg.out_dir, "lm2 train", "out_dir"))
+        return _train(cfg, resume, progress, overwrite)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool) -> Run:
     from tqdm import tqdm
 
-    run = setup(cfg, resume)
+    run = setup(cfg, resume, overwrite)
     ctx, total = run.ctx, cfg.total_steps()
     val_batches = validation_batches(cfg, run.tokenizer, run.micro)
     unwrapped = SegmentedLM(run.model, cfg.data.segment_length)  # evaluation needs no DDP
@@ -375,7 +432,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Run:
             if (cfg.checkpoint.interval and run.step % cfg.checkpoint.interval == 0) or last:
                 save_checkpoint(run, run.out_dir / f"ckpt-{run.step:06d}")
     except TrainingDiverged as err:
-        good = ckpt.latest(run.out_dir)
+        good = ckpt.latest_intact(run.out_dir)[0]
         raise TrainingDiverged(f"{err}; the last good checkpoint is {good or '(none written yet)'}") from None
     finally:
         run.seconds = time.perf_counter() - start

@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lm2.cli import nonnegative_int, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate text from a model folder, printing tokens as they come")
@@ -15,15 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", help="the prompt text")
     prompt.add_argument("--prompt-file", help="a file holding the prompt (for long prompts)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); e.g. 0.7 to sample")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep this much probability mass")
-    p.add_argument("--memory-update-every", type=int, default=None, metavar="U",
+    p.add_argument("--memory-update-every", type=positive_int, default=None, metavar="U",
                    help="write the memory every U tokens (default: the model's interval; 1 = the paper's "
                         "test-time update, one write per token)")
-    p.add_argument("--segment-length", type=int, default=None,
+    p.add_argument("--segment-length", type=positive_int, default=None,
                    help="feed the prompt this many tokens at a time (default: the attention window, else 1024)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the sampler")
     p.add_argument("--no-chat-template", action="store_true", help="feed the raw prompt even if the tokenizer "
                                                                     "has a chat template")
     p.add_argument("--tokenizer", default=None, help="tokenizer if the folder has none (gpt2, smollm2 or a folder)")
@@ -44,13 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="an LM2 model folder")
     p.add_argument("--prompt-file", required=True, help="a text file; its raw text is the prompt")
-    p.add_argument("--layer", type=int, required=True, help="the memory block to draw")
-    p.add_argument("--steps", type=int, default=None, metavar="K",
+    p.add_argument("--layer", type=nonnegative_int, required=True, help="the memory block to draw")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="K",
                    help="test-time update steps (default: one per prompt token)")
     p.add_argument("--out", default="memory-inspection", help="output folder")
-    p.add_argument("--top-k", type=int, default=5, help="tokens listed per slot")
-    p.add_argument("--labels", type=int, default=10, help="most attended tokens named on each heatmap")
-    p.add_argument("--segment-length", type=int, default=None)
+    p.add_argument("--top-k", type=positive_int, default=5, help="tokens listed per slot")
+    p.add_argument("--labels", type=nonnegative_int, default=10, help="most attended tokens named on each heatmap")
+    p.add_argument("--segment-length", type=positive_int, default=None)
     p.add_argument("--tokenizer", default=None, help="tokenizer if the folder has none (gpt2, smollm2 or a folder)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_inspect_memory)
@@ -62,7 +64,10 @@ def _read_prompt(args) -> str:
     path = Path(args.prompt_file)
     if not path.is_file():
         raise ValueError(f"--prompt-file {path}: no such file")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--prompt-file {path} is not UTF-8 text (byte {err.start}): give a text file") from None
 
 
 def run_generate(args) -> int:
@@ -85,8 +90,10 @@ def run_generate(args) -> int:
 
 def run_inspect_memory(args) -> int:
     from lm2.eval.common import load_model
+    from lm2.outdir import check_writable_dir
     from lm2.viz.memory import check_layer, inspect_memory, token_labels, write_report
 
+    check_writable_dir(args.out, "--out")
     text = _read_prompt(args)
     loaded = load_model(args.model, args.device, args.tokenizer)
     check_layer(loaded.model, args.layer)  # before any work: a model without memory has nothing to show

@@ -25,30 +25,42 @@ def corpus_dir(tmp_path_factory):
     return root
 
 
+def small_lm_config(corpus_dir, default_out_dir, **sections):
+    """A small pretraining config (overrides as dicts per section) that runs in about a second."""
+    from lm2.train.config import from_dict
+
+    values = {
+        "out_dir": str(default_out_dir),
+        "model": {"preset": "tiny", "config": {"hidden_size": 32, "intermediate_size": 64,
+                                               "num_attention_heads": 4, "num_key_value_heads": 2,
+                                               "memory_slots": 4, "memory_heads": 2,
+                                               "memory_update_interval": 8, "sliding_window": 16}},
+        "data": {"task": "lm", "tokenizer": str(corpus_dir / "tokenizer"), "source": str(corpus_dir / "train.txt"),
+                 "val_source": str(corpus_dir / "val.txt"), "block_size": 48, "segment_length": 16,
+                 "bptt_segments": 2},
+        "train": {"steps": 6, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "seed": 0},
+        "eval": {"interval": 3, "val_batches": 1},
+        "checkpoint": {"interval": 2, "keep_last": 2},
+    }
+    for section, fields in sections.items():
+        if isinstance(fields, dict):
+            values.setdefault(section, {}).update(fields)
+        else:
+            values[section] = fields
+    return from_dict(values)
+
+
 @pytest.fixture()
 def lm_config(corpus_dir, tmp_path):
     """A builder of small pretraining configs (as dicts of overrides) that run in about a second."""
-    from lm2.train.config import from_dict
+    return lambda **sections: small_lm_config(corpus_dir, tmp_path / "run", **sections)
 
-    def make(**sections):
-        values = {
-            "out_dir": str(tmp_path / "run"),
-            "model": {"preset": "tiny", "config": {"hidden_size": 32, "intermediate_size": 64,
-                                                   "num_attention_heads": 4, "num_key_value_heads": 2,
-                                                   "memory_slots": 4, "memory_heads": 2,
-                                                   "memory_update_interval": 8, "sliding_window": 16}},
-            "data": {"task": "lm", "tokenizer": str(corpus_dir / "tokenizer"), "source": str(corpus_dir / "train.txt"),
-                     "val_source": str(corpus_dir / "val.txt"), "block_size": 48, "segment_length": 16,
-                     "bptt_segments": 2},
-            "train": {"steps": 6, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "seed": 0},
-            "eval": {"interval": 3, "val_batches": 1},
-            "checkpoint": {"interval": 2, "keep_last": 2},
-        }
-        for section, fields in sections.items():
-            if isinstance(fields, dict):
-                values.setdefault(section, {}).update(fields)
-            else:
-                values[section] = fields
-        return from_dict(values)
 
-    return make
+@pytest.fixture(scope="session")
+def finished_run(corpus_dir, tmp_path_factory):
+    """A finished 6-step run of the small config (checkpoints at steps 4 and 6, best/): copy it before changing it."""
+    from lm2.train.loop import train
+
+    cfg = small_lm_config(corpus_dir, tmp_path_factory.mktemp("finished") / "run")
+    train(cfg, progress=False)
+    return cfg

@@ -26,6 +26,11 @@ def test_overrides_are_nested_and_typed():
     ({"train": {"backbone_lr": 0.0}}, "train.backbone_lr"),
     ({"train": {"backbone_lr": 1e-5}, "model": {"freeze_backbone": True}}, "train.backbone_lr"),
     ({"train": {"backbone_lr": 1e-5}, "model": {"kind": "rmt"}}, "train.backbone_lr"),
+    ({"train": {"skip_nonfinite": -1}}, "train.skip_nonfinite"),
+    ({"model": {"config": {"memory_slotz": 4}}}, "model.config.memory_slotz"),
+    ({"model": {"rmt": {"tokens": 4}}}, "model.rmt.tokens"),
+    ({"model": {"config": {"memory_heads": 5}}}, "model.config"),
+    ({"model": {"config": {"sliding_window": 0}}}, "model.config"),
 ])
 def test_bad_field_is_named(values, field):
     values.setdefault("data", {}).setdefault("task", "lm")
@@ -77,3 +82,21 @@ def test_repo_configs_are_valid():
     assert len(configs) >= 4
     for path in configs:
         load_config(path)
+
+
+def test_unknown_model_config_field_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"model\.config\.memory_slotz: the fields of model\.config are \[.*'memory_slots'"):
+        from_dict({"data": {"task": "lm"}, "train": {"steps": 1}, "model": {"config": {"memory_slotz": 4}}})
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("", [], "is empty"),
+    ("train: {lr: [1e-3\n", [], r"bad\.yaml is not valid YAML \(line 2, column 1\)"),
+    ("data: {task: lm}\n", ["--train.steps", "[3"], "override --train.steps is not valid YAML"),
+    ("\xff\xfe\x00binary", [], "is not UTF-8 text"),
+])
+def test_unreadable_config_is_one_clear_error(tmp_path, text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=message):
+        load_config(path, overrides)
