@@ -32,6 +32,7 @@ class LM2Config(LlamaConfig):
         bounded, replace-not-accumulate update without a forget gate).
     memory_write_gate: "none" (the paper: every token writes where it reads) or "token" (a learned write strength
         per token scales its read weights in the write, so tokens can decline to write).
+    memory_slot_keys: add a learned address per slot to the slot keys (K = M W_K + A), which writes do not move.
     memory_read_scale: None (the paper's Q K^T / sqrt(d_head)) or a float: the read scores are cosine similarities
         times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
     sliding_window (W): self-attention sees the last W tokens (itself included); None = full causal attention.
@@ -48,6 +49,7 @@ class LM2Config(LlamaConfig):
     memory_update: str = "gated"
     memory_write_gate: str = "none"
     memory_read_scale: Any = None
+    memory_slot_keys: bool = False
     sliding_window: Any = None
 
     def __post_init__(self, **kwargs):
@@ -88,6 +90,8 @@ class LM2Config(LlamaConfig):
         for name, choices in (("memory_update", MEMORY_UPDATES), ("memory_write_gate", MEMORY_WRITE_GATES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
+        if not isinstance(self.memory_slot_keys, bool):
+            raise ValueError(f"LM2Config.memory_slot_keys={self.memory_slot_keys!r} is invalid: true or false.")
         scale = self.memory_read_scale
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
             raise ValueError(f"LM2Config.memory_read_scale={scale!r} is invalid: use null (the paper's 1/sqrt(d_head) "

@@ -215,6 +215,10 @@ class LM2Memory(nn.Module):
         if config.memory_write_gate == "token":
             # one write strength per token: a token that carries nothing worth keeping writes (and erases) nothing
             self.write_gate = nn.Linear(d, 1)
+        if config.memory_slot_keys:
+            # K = M W_K + A: a learned address per slot that writes do not move, so a token can find the slot that
+            # an earlier token with the same key wrote to by where it is, not only by what it now holds
+            self.slot_keys = nn.Parameter(torch.zeros(n, d))
         if config.memory_read_scale is not None:
             self.read_scale = nn.Parameter(torch.full((self.num_heads,), float(config.memory_read_scale)))
         if self.write_mode in ("input", "both"):
@@ -241,6 +245,8 @@ class LM2Memory(nn.Module):
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
         projection (B, T, D) and the read weights averaged over heads (B, T, N)."""
         k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
+        if hasattr(self, "slot_keys"):  # a fixed address per slot beside the content key
+            k = k + self.slot_keys
         out, probs = memory_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),
                                       getattr(self, "read_scale", None))
         return merge_heads(out), probs.mean(dim=1)

@@ -231,6 +231,8 @@ class LM2PreTrainedModel(PreTrainedModel):
             init.zeros_(module.o_proj.weight)  # memory adds nothing at initialisation
             if hasattr(module, "forget_gate"):
                 init.constant_(module.forget_gate.bias, cfg.memory_forget_bias)
+            if hasattr(module, "slot_keys"):
+                init.normal_(module.slot_keys, std=cfg.initializer_range)
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
         elif isinstance(module, LM2Rotary):

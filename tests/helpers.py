@@ -13,8 +13,9 @@ MEMORY_VARIANTS = {
     "replace": {"memory_update": "replace"},
     "write_gate": {"memory_write_gate": "token"},
     "read_scale": {"memory_read_scale": 4.0},
+    "slot_keys": {"memory_slot_keys": True},
     "all": {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
-            "memory_write": "input"},
+            "memory_write": "input", "memory_slot_keys": True},
 }
 
 

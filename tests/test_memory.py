@@ -28,7 +28,8 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
         for i in range(t_len):
             x = x_hat[b, i].double()
             q = wq.double() @ x
-            keys = [wk.double() @ m[j] for j in range(n)]
+            keys = [wk.double() @ m[j] + (mem.slot_keys[j].double() if hasattr(mem, "slot_keys") else 0)
+                    for j in range(n)]
             vals = [wv.double() @ m[j] for j in range(n)]
             head_out, w = torch.zeros(d, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
             for hh in range(h):
@@ -74,7 +75,9 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
 
 # The paper's memory, then each option alone, then all options together (the defaults of new models).
 MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
-                  {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0}]
+                  {"memory_slot_keys": True},
+                  {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
+                   "memory_slot_keys": True}]
 
 
 @pytest.mark.parametrize("options", MEMORY_OPTIONS, ids=lambda o: "-".join(f"{k[7:]}={v}" for k, v in o.items()) or "paper")

@@ -272,6 +272,7 @@ def test_batch_rows_with_padding_match_unpadded_rows():
     ("memory_write_gate", "slot", "choose one of"),
     ("memory_read_scale", 0, "positive number"),
     ("memory_read_scale", "sharp", "positive number"),
+    ("memory_slot_keys", "yes", "true or false"),
     ("sliding_window", 0, "sliding_window=0"),
     ("num_key_value_heads", 3, "grouped-query"),
 ])
