@@ -36,23 +36,52 @@ mkdir -p "$OUT"
 if (( QUICK )); then
   TRAIN_FLAGS=(--no-progress --data.curriculum '[{steps: 150, lengths: [0k]}, {steps: 5, lengths: [0k, 1k]}]'
                --eval.lengths '[0k]' --eval.interval 0 --checkpoint.interval 0)
+  RECALL_STEPS=100; ABLATION_STEPS=50; RECALL_N=50
   EVAL_LENGTHS=0k,1k,2k; EVAL_N=20; LM_STEPS=40; WRITE_MODES=""  # experiment 3 only in the full run
   EXP2_SEEDS=0
-else  # configs/babilong-tiny.yaml as it stands: the same run as `lm2 demo`
+else  # the configs as they stand: configs/babilong-tiny.yaml is the same run as `lm2 demo`
   TRAIN_FLAGS=(--no-progress)
+  RECALL_STEPS=2400; ABLATION_STEPS=800; RECALL_N=200
   EVAL_LENGTHS=0k,1k,2k,4k,8k,16k; EVAL_N=100; LM_STEPS=150; WRITE_MODES="read input"
   EXP2_SEEDS="0 1 2"
 fi
-# The vanilla and RMT backbones have no memory parameters: a wider MLP (intermediate 694 instead of 352)
-# brings them within 1% of LM2's 1.40M parameters.
-WIDER=(--model.config.intermediate_size 694)
+# The vanilla and RMT backbones have no memory parameters: a wider MLP brings them within 1% of LM2's parameters
+# (recall-tiny: 168,842 LM2, 168,960 vanilla, 169,216 RMT; babilong-tiny: 1,346,196 LM2, 1,345,664 vanilla,
+# 1,347,712 RMT).
+WIDER=(--model.config.intermediate_size 662)
+RECALL_WIDER=(--model.config.intermediate_size 348)
+# RMT on the diagnostic: one RMT segment per diagnostic segment (16 tokens, the window LM2 and vanilla have) with
+# 4 memory tokens, and no window inside it (its segment is its attention span).
+RECALL_RMT=(--model.rmt '{rmt_segment_length: 16, rmt_memory_tokens: 4}' --model.config.sliding_window null)
 
 latest() { ls -d "$1"/ckpt-* | tail -1; }
 # A run whose folder already holds a checkpoint is not trained again, and evaluations keep the answers already
 # in their folder (--resume): rerun the script to finish a stopped one; delete OUT to start over.
 done_already() { compgen -G "$1/ckpt-*" > /dev/null; }
+recall_run() {  # recall_run NAME STEPS [overrides...]: train on the diagnostic, then score it on the test seed
+  local name=$1 run="$OUT/recall-$1" steps=$2; shift 2
+  done_already "$run" || lm2 train configs/recall-tiny.yaml --out_dir "$run" --no-progress \
+      --data.curriculum "[{steps: $steps, distractors: [1, 2, 3, 4]}]" "$@"
+  lm2 eval recall --model "$(latest "$run")" --segments 1,8,32 --n "$RECALL_N" --no-progress \
+      --out "$OUT/eval-recall-$name"
+}
 
-echo "== experiment 1: BABILong, LM2 vs vanilla vs RMT"
+echo "== experiment 1a: the memory diagnostic (associative recall across 1, 8, 32 distractor segments)"
+recall_run lm2 "$RECALL_STEPS"
+recall_run vanilla "$RECALL_STEPS" --model.kind vanilla "${RECALL_WIDER[@]}"
+recall_run rmt "$RECALL_STEPS" --model.kind rmt "${RECALL_WIDER[@]}" "${RECALL_RMT[@]}"
+
+echo "== experiment 1b: the memory options one by one on the diagnostic ($ABLATION_STEPS steps each)"
+PAPER=(--model.config.memory_write read --model.config.memory_update gated --model.config.memory_write_gate none
+       --model.config.memory_read_scale null)
+recall_run paper "$ABLATION_STEPS" "${PAPER[@]}"
+recall_run input "$ABLATION_STEPS" "${PAPER[@]}" --model.config.memory_write input
+recall_run replace "$ABLATION_STEPS" "${PAPER[@]}" --model.config.memory_write input --model.config.memory_update replace
+recall_run gate "$ABLATION_STEPS" --model.config.memory_read_scale null
+recall_run all "$ABLATION_STEPS"
+recall_run slotkeys "$ABLATION_STEPS" --model.config.memory_slot_keys true
+
+echo "== experiment 1c: BABILong qa1, LM2 vs vanilla vs RMT"
 for KIND in lm2 vanilla rmt; do
   EXTRA=()
   [[ $KIND != lm2 ]] && EXTRA=("${WIDER[@]}")
@@ -63,21 +92,6 @@ for KIND in lm2 vanilla rmt; do
 done
 python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"
-
-if [[ ${EXP1B:-0} == 1 ]]; then
-  echo "== experiment 1b: BABILong qa1-qa5, LM2 vs vanilla vs RMT (same config, trained on the five tasks mixed)"
-  for KIND in lm2 vanilla rmt; do
-    EXTRA=()
-    [[ $KIND != lm2 ]] && EXTRA=("${WIDER[@]}")
-    RUN="$OUT/qa1-qa5/babilong-$KIND"
-    done_already "$RUN" || lm2 train configs/babilong-tiny.yaml --out_dir "$RUN" --model.kind "$KIND" \
-        --data.babi_tasks '[qa1, qa2, qa3, qa4, qa5]' --eval.samples 20 "${TRAIN_FLAGS[@]}" "${EXTRA[@]}"
-    lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1-qa5 --lengths "$EVAL_LENGTHS" --n "$EVAL_N" \
-        --batch-size 16 --no-progress --out "$OUT/qa1-qa5/eval-babilong-$KIND" --resume
-  done
-  python scripts/compare_babilong.py --chance majority --out "$OUT/qa1-qa5/babilong-compare.png" \
-      LM2="$OUT/qa1-qa5/eval-babilong-lm2" vanilla="$OUT/qa1-qa5/eval-babilong-vanilla" RMT="$OUT/qa1-qa5/eval-babilong-rmt"
-fi
 
 echo "== experiment 2: memory in 0, 1, 2, 4 of 4 blocks (pretraining), seeds: $EXP2_SEEDS"
 EXP2_RUNS=()

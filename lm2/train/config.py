@@ -51,7 +51,11 @@ class DataSection:
     # --- babilong
     supervise: str = "answer"
     """answer: one question per sequence, the loss on its answer (BABILong's format); story: a whole bAbI story per
-    sequence with every question answered where it is asked (about 5x the supervised answers per token)."""
+    sequence with every question answered where it is asked (five answers per story; at 0k as accurate per step
+    as answer, for three times the tokens: RESULTS.md 1c)."""
+    fact_loss: bool = False
+    """With supervise=story: also the language-model loss on the story's statements and questions (never on the
+    background text)."""
     babi_tasks: list = field(default_factory=lambda: ["qa1"])
     """bAbI tasks to mix (each sample draws one uniformly)."""
     curriculum: list = field(default_factory=lambda: [{"steps": 100, "lengths": ["0k"]}])
@@ -250,6 +254,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check_model_fields(m)
     if d.task == "babilong":
         _choice("data.supervise", d.supervise, ("answer", "story"))
+        if d.fact_loss and d.supervise != "story":
+            raise ValueError("config field data.fact_loss=true needs data.supervise=story (the loss on a story's "
+                             "statements and questions)")
         if not d.babi_tasks:
             raise ValueError("config field data.babi_tasks is empty: give at least one task, e.g. [qa1]")
         from lm2.data import babi

@@ -123,7 +123,7 @@ class BabilongStream:
         length = rng.choice(stage["lengths"])
         if self.cfg.data.supervise == "story":
             story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
-            return story_finetune_example(story, length, "train", rng, self.tokenizer)
+            return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss)
         sample = build_samples(task, length, 1, split="train", seed=rng.randrange(2**31))[0]
         ids, labels = finetune_example(sample, self.tokenizer)
         return list(ids), list(labels)

@@ -194,6 +194,14 @@ def test_story_example_answers_every_question_after_its_facts(task, length):
         cursor = asked + 1
     if length != "0k":  # hidden in background text like an evaluation sample of this length
         assert len(ids) > 600
+    # with the fact loss the statements and questions are supervised too, the background and markers never
+    ids2, labels2 = bl.story_finetune_example(story, length, "train", random.Random(0), tok, fact_loss=True)
+    assert ids2 == ids
+    supervised = tok.decode([t for t, lab in zip(ids2, labels2) if lab != -100 and t != tok.eos_token_id])
+    expected = "".join(f" {f}" if i else f for i, f in enumerate(story_samples(story)[-1].facts[:len(questions[-1].facts)]))
+    assert all(f in supervised for f in questions[-1].facts) and all(q.question in supervised for q in questions)
+    assert bl.ANSWER_MARKER not in supervised
+    assert len(supervised) < len(expected) + sum(len(q.question) + len(q.answer) + 20 for q in questions)
 
 
 def test_instruction_prompt_layout(test_samples):
