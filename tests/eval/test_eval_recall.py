@@ -1,0 +1,98 @@
+"""`lm2 eval recall`: the score of a rigged model is known exactly, streaming equals one call, and the command
+trains-then-scores end to end."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import memory_model
+from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_samples
+from lm2.eval.recall import answer_logits, parse_segments, recall_accuracy
+
+
+class RecallOracle(nn.Module):
+    """Knows every sample's next token (in the order the samples are scored) and predicts it everywhere."""
+
+    def __init__(self, samples, tokenizer):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))  # a device to be found on
+        self.vocab = len(tokenizer)
+        self.next = [encode(s, tokenizer)[0][1:] + [0] for s in samples]
+        self.calls = 0
+
+    def forward(self, input_ids):
+        rows = self.next[self.calls : self.calls + input_ids.shape[0]]
+        self.calls += input_ids.shape[0]
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.vocab)
+        for r, nxt in enumerate(rows):
+            logits[r, torch.arange(len(nxt)), torch.tensor(nxt)] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_accuracy_of_a_rigged_model_is_exact():
+    spec = RecallSpec(pairs=3, queries=3)
+    tok = build_tokenizer(spec)
+    samples = make_samples(spec, 2, 10, seed=5)
+    assert recall_accuracy(RecallOracle(samples, tok), tok, samples, segment_length=16, batch_size=4) == 1.0
+
+    class Constant(nn.Module):  # always predicts v0: right exactly where the answer is v0
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids):
+            logits = torch.zeros(*input_ids.shape, len(tok))
+            logits[..., tok.get_vocab()["v0"]] = 1.0
+            return SimpleNamespace(logits=logits)
+
+    expected = sum(s.words[p] == "v0" for s in samples for p in s.answers) / 30
+    assert recall_accuracy(Constant(), tok, samples, segment_length=16) == pytest.approx(expected)
+
+
+def test_streamed_logits_equal_one_call():
+    spec = RecallSpec(pairs=2, queries=2, segment_length=8)
+    tok = build_tokenizer(spec)
+    model = memory_model(vocab_size=len(tok), memory_update_interval=4, sliding_window=8)
+    ids = torch.tensor([encode(s, tok)[0] for s in make_samples(spec, 3, 2, seed=1)])
+    with torch.no_grad():
+        torch.testing.assert_close(answer_logits(model, ids, 5), model(ids).logits, atol=2e-5, rtol=0)
+
+
+def test_parse_segments():
+    assert parse_segments("1,8,32") == [1, 8, 32]
+    for bad in ("", "1,-2", "a"):
+        with pytest.raises(ValueError, match="--segments"):
+            parse_segments(bad)
+
+
+def test_train_then_eval_recall_end_to_end(tmp_path, capsys):
+    from lm2.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "configs/recall-tiny.yaml", "--out_dir", str(run), "--no-progress",
+                 "--data.curriculum", "[{steps: 2, distractors: [1]}]", "--eval.interval", "2",
+                 "--eval.samples", "4", "--checkpoint.interval", "2", "--train.batch_size", "4"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    assert main(["eval", "recall", "--model", str(run / "ckpt-000002"), "--segments", "0,3", "--n", "5",
+                 "--no-progress", "--out", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("recall accuracy (%), 5 samples each: 0 segments ") and ", 3 segments " in last
+    summary = json.loads((out / "recall.json").read_text())
+    assert summary["segments"] == [0, 3] and summary["kind"] == "lm2" and summary["chance"] == 100 / 32
+
+
+def test_eval_recall_refuses_a_model_not_trained_on_recall(tmp_path, capsys):
+    from lm2.cli import main
+
+    folder = tmp_path / "m"
+    memory_model().save_pretrained(folder)
+    build_tokenizer(RecallSpec()).save_pretrained(str(folder))
+    assert main(["eval", "recall", "--model", str(folder), "--no-progress", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train_config.yaml" in err[0]
