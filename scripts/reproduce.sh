@@ -3,13 +3,13 @@
 #
 #   scripts/reproduce.sh [--quick] [OUT]        (default OUT: runs/reproduce, or runs/reproduce-quick)
 #
-# Experiment 1  BABILong: LM2, vanilla (same backbone and window, wider MLP so that parameter counts agree
-#               within 5%) and RMT, the same config, steps and batch (configs/babilong-tiny.yaml), evaluated at
-#               lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
-#               With EXP1B=1 the same three models are also trained on qa1-qa5 mixed and evaluated on all five
-#               (experiment 1b, RESULTS.md 1b; the LM2 run took 32 min on one thread sharing the cores, and the
-#               evaluation at 4k-16k alone 53 / 45 / 41 min for LM2 / vanilla / RMT, one thread each, two
-#               processes side by side).
+# Experiment 1a the memory diagnostic (configs/recall-tiny.yaml): LM2, vanilla and RMT with parameters within
+#               0.3%, the same 2,400 steps and sequences, scored on 200 test samples at 1, 8 and 32 distractor
+#               segments (about 10 minutes of training per model on one thread; 17 with three jobs sharing the
+#               2 cores).
+# Experiment 1b the memory options one at a time on the diagnostic (800 steps each).
+# Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
+#               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 # Experiment 5  test-time updates: the memory figure of the experiment-1 LM2 on a prompt whose fact is far
