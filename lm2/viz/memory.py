@@ -213,11 +213,9 @@ class GateRecorder:
         def hook(module, inputs, output):
             memory = self.blocks[i].memory
             e_mem = inputs[0]  # (B, T, D): out_gate is applied to the read once per forward, never in the write
-            values = {
-                "input": torch.sigmoid(memory.in_gate(self._x_hat[i])),
-                "forget": torch.sigmoid(memory.forget_gate(e_mem)),
-                "output": torch.sigmoid(output),
-            }
+            values = {"input": torch.sigmoid(memory.in_gate(self._x_hat[i])), "output": torch.sigmoid(output)}
+            if hasattr(memory, "forget_gate"):  # the "replace" update has none: its statistics stay nan
+                values["forget"] = torch.sigmoid(memory.forget_gate(e_mem))
             for gate, v in values.items():
                 v = v.detach().double()
                 acc = self._sums[i][gate]

@@ -5,6 +5,7 @@ expected size, and `lm2 inspect memory` / `lm2 generate` run end to end."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -93,6 +94,15 @@ def test_k_update_steps_are_the_state_of_per_token_updates():
                   memory_update_interval=1).past_key_values
     for layer, bank in state.memory_banks().items():
         torch.testing.assert_close(longer.banks[layer], bank)
+
+
+def test_gate_statistics_without_a_forget_gate():
+    """The "replace" update has no forget gate: its statistics are nan, the others are measured as usual."""
+    model = memory_model(seed=4, memory_update="replace", memory_write_gate="token", memory_read_scale=4.0)
+    stats = gate_statistics(model, PROMPT)
+    for gates in stats.values():
+        assert math.isnan(gates["forget"]["mean"])
+        assert 0 < gates["input"]["mean"] < 1 and 0 < gates["output"]["mean"] < 1
 
 
 def test_gate_statistics():
