@@ -65,8 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common(p, batch_size=50)
     p.add_argument("--segments", default="1,8,32",
                    help="numbers of distractor segments between the key-value pairs and the queries, e.g. 1,8,32")
-    p.add_argument("--n", type=int, default=200, help="test samples per number of segments")
-    p.add_argument("--seed", type=int, default=None, help="seed of the test samples (default: the test seed)")
+    p.add_argument("--n", type=positive_int, default=200, help="test samples per number of segments")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="seed of the test samples (default: the test seed)")
     p.set_defaults(func=run_recall)
 
     p = ev_sub.add_parser("perplexity", help="token-level perplexity and loss by position (with a plot)")
@@ -113,13 +114,15 @@ def run_babilong(args) -> int:
 
 def run_recall(args) -> int:
     from lm2.eval.common import default_out_dir
-    from lm2.eval.recall import evaluate_recall, parse_segments
+    from lm2.eval.recall import evaluate_recall, parse_segments, recall_spec_of
 
     segments = parse_segments(args.segments)  # errors before loading the model
     loaded = _load(args)
+    recall_spec_of(loaded.path)  # a model not trained on the diagnostic is refused before anything is written
     out = args.out or default_out_dir(loaded, "recall")
-    summary = evaluate_recall(loaded, segments, n=args.n, seed=args.seed, batch_size=args.batch_size, out_dir=out,
-                              progress=not args.no_progress)
+    with hold(out, "lm2 eval recall"):
+        summary = evaluate_recall(loaded, segments, n=args.n, seed=args.seed, batch_size=args.batch_size,
+                                  out_dir=out, progress=not args.no_progress)
     print(f"written to {out}/recall.json ({summary['pairs']} pairs, {summary['queries']} queries, chance "
           f"{summary['chance']:.1f}%, seed {summary['seed']})")
     print(f"recall accuracy (%), {args.n} samples each: " + ", ".join(

@@ -96,3 +96,4 @@ def test_eval_recall_refuses_a_model_not_trained_on_recall(tmp_path, capsys):
     assert main(["eval", "recall", "--model", str(folder), "--no-progress", "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train_config.yaml" in err[0]
+    assert not (tmp_path / "e").exists()  # nothing written
