@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lm2.train.config import accumulation_steps, from_dict, load_config, parse_overrides
@@ -31,13 +33,22 @@ def test_overrides_are_nested_and_typed():
     ({"model": {"rmt": {"tokens": 4}}}, "model.rmt.tokens"),
     ({"model": {"config": {"memory_heads": 5}}}, "model.config"),
     ({"model": {"config": {"sliding_window": 0}}}, "model.config"),
+    ({"model": {"config": {"memory_update": "add"}}}, "model.config"),
+    ({"data": {"task": "babilong", "supervise": "all"}}, "data.supervise"),
+    ({"data": {"task": "babilong", "fact_loss": True}}, "data.fact_loss"),
+    ({"data": {"task": "recall", "recall": {"pairz": 4}}}, "data.recall"),
+    ({"data": {"task": "recall", "recall": {"pairs": 9, "segment_length": 16}}}, "data.recall"),
+    ({"data": {"task": "recall", "curriculum": [{"steps": 5, "lengths": ["0k"]}]}}, r"data.curriculum[0]"),
+    ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [-1]}]}}, r"data.curriculum[0]"),
+    ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1]}]}, "eval": {"lengths": ["1k"]}},
+     "eval.lengths"),
 ])
 def test_bad_field_is_named(values, field):
     values.setdefault("data", {}).setdefault("task", "lm")
     values.setdefault("train", {}).setdefault("steps", 3)
     if field == "train.steps":
         values["train"]["steps"] = 0
-    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(field)):
         from_dict(values)
 
 
