@@ -123,7 +123,7 @@ def run_recall(args) -> int:
     with hold(out, "lm2 eval recall"):
         summary = evaluate_recall(loaded, segments, n=args.n, seed=args.seed, batch_size=args.batch_size,
                                   out_dir=out, progress=not args.no_progress)
-    print(f"written to {out}/recall.json ({summary['pairs']} pairs, {summary['queries']} queries, chance "
+    print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, chance "
           f"{summary['chance']:.1f}%, seed {summary['seed']})")
     print(f"recall accuracy (%), {args.n} samples each: " + ", ".join(
         f"{d} segments {acc:.1f}" for d, acc in summary["accuracy"].items()))

@@ -83,7 +83,7 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
                     batch_size: int = 50, segment_length: int | None = None,
                     out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Accuracy (%) per number of distractor segments on ``n`` test samples each (``lm2.data.recall.TEST_SEED``
-    unless ``seed``); written to ``out_dir/recall.json`` if given. ``segment_length`` (tokens per streaming call)
+    unless ``seed``); written to ``out_dir/recall.json`` and plotted in ``out_dir/recall.png`` if given. ``segment_length`` (tokens per streaming call)
     defaults to the diagnostic's segment."""
     from tqdm import tqdm
 
@@ -105,6 +105,9 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
                "pairs": spec.pairs, "queries": spec.queries, "chance": 100.0 / spec.num_values,
                "accuracy": accuracy}
     if out_dir is not None:
+        from lm2.viz.recall import plot_recall
+
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "recall.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_recall({loaded.name: summary}, Path(out_dir) / "recall.png")
     return summary

@@ -84,6 +84,7 @@ def test_train_then_eval_recall_end_to_end(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("recall accuracy (%), 5 samples each: 0 segments ") and ", 3 segments " in last
     summary = json.loads((out / "recall.json").read_text())
+    assert (out / "recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["segments"] == [0, 3] and summary["kind"] == "lm2" and summary["chance"] == 100 / 32
 
 

@@ -88,3 +88,19 @@ def test_best_constant_answer_line(tmp_path):
         majority_baseline(tmp_path)
     bad = subprocess.run([*script, "--chance", "half", f"A={tmp_path / 'a'}"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--chance takes an accuracy in % or 'majority'" in bad.stderr
+
+
+def test_compare_recall_prints_each_run_and_writes_a_figure(tmp_path):
+    for name, acc in (("a", {"1": 40.0, "8": 44.5}), ("b", {"1": 2.5, "8": 3.0})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "recall.json").write_text(json.dumps({"accuracy": acc, "chance": 3.125}))
+    out = tmp_path / "recall.png"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/compare_recall.py"), "--out", str(out),
+                             f"LM2={tmp_path / 'a'}", f"vanilla={tmp_path / 'b'}"],
+                            capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["LM2:", "1", "segments", "40.0,", "8", "segments", "44.5"]
+    assert lines[1].split()[0] == "vanilla:" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = subprocess.run([sys.executable, str(ROOT / "scripts/compare_recall.py"), "--out", str(out),
+                              f"x={tmp_path / 'none'}"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "recall.json does not exist" in missing.stderr
