@@ -70,6 +70,8 @@ echo "== experiment 1a: the memory diagnostic (associative recall across 1, 8, 3
 recall_run lm2 "$RECALL_STEPS"
 recall_run vanilla "$RECALL_STEPS" --model.kind vanilla "${RECALL_WIDER[@]}"
 recall_run rmt "$RECALL_STEPS" --model.kind rmt "${RECALL_WIDER[@]}" "${RECALL_RMT[@]}"
+python scripts/compare_recall.py --out "$OUT/recall-compare.png" LM2="$OUT/eval-recall-lm2" \
+    vanilla="$OUT/eval-recall-vanilla" RMT="$OUT/eval-recall-rmt"
 
 echo "== experiment 1b: the memory options one by one on the diagnostic ($ABLATION_STEPS steps each)"
 PAPER=(--model.config.memory_write read --model.config.memory_update gated --model.config.memory_write_gate none
@@ -80,6 +82,10 @@ recall_run replace "$ABLATION_STEPS" "${PAPER[@]}" --model.config.memory_write i
 recall_run gate "$ABLATION_STEPS" --model.config.memory_read_scale null
 recall_run all "$ABLATION_STEPS"
 recall_run slotkeys "$ABLATION_STEPS" --model.config.memory_slot_keys true
+python scripts/compare_recall.py --out "$OUT/recall-options.png" --title "memory options, $ABLATION_STEPS steps each" \
+    "paper (eq. 6)=$OUT/eval-recall-paper" "+ input write=$OUT/eval-recall-input" \
+    "+ replace update=$OUT/eval-recall-replace" "+ token write gate=$OUT/eval-recall-gate" \
+    "+ read scale (shipped)=$OUT/eval-recall-all"
 
 echo "== experiment 1c: BABILong qa1, LM2 vs vanilla vs RMT"
 for KIND in lm2 vanilla rmt; do

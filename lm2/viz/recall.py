@@ -18,14 +18,18 @@ def plot_recall(summaries: Mapping[str, dict], path: str | os.PathLike, title: s
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    chance = None
+    chance, ticks = None, set()
     for label, summary in summaries.items():
         points = sorted((int(d), acc) for d, acc in summary["accuracy"].items())
         ax.plot([d for d, _ in points], [a for _, a in points], marker="o", label=label)
         chance = summary.get("chance", chance)
+        ticks.update(d for d, _ in points)
     if chance is not None:
         ax.axhline(chance, color="gray", linestyle=":", label=f"chance ({chance:.1f}%)")
-    ax.set_xscale("symlog", linthresh=1)
+    # distractor counts grow geometrically (1, 8, 32): a log axis, symmetric around 0 if 0 is among them
+    ax.set_xscale("symlog", linthresh=1) if 0 in ticks else ax.set_xscale("log")
+    ax.set_xticks(sorted(ticks), labels=[str(t) for t in sorted(ticks)])
+    ax.minorticks_off()
     ax.set_xlabel("distractor segments between the pairs and the queries")
     ax.set_ylabel("recall accuracy (%)")
     ax.set_ylim(0, 100)
