@@ -2,7 +2,7 @@
 
 The config subclasses transformers' ``LlamaConfig`` so that every Llama field keeps its name and meaning and a
 Llama ``config.json`` loads as an LM2 config with no memory (``memory_layers=0``). The memory fields are
-described in DESIGN.md section 2; the paper's model is the ``lm2-1.7b`` preset.
+described in docs/design.md; the paper's model is the ``lm2-1.7b`` preset.
 """
 
 from __future__ import annotations

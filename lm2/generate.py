@@ -5,7 +5,7 @@ chain them and yield tokens (or text) as they are produced.
 Prompts of any length: ``prefill`` feeds the prompt segment by segment and carries the model's state (for LM2:
 the last W keys and values of every layer plus the memory banks, ``lm2/cache.py``), so a prompt far longer than
 the attention window reaches the answer only through memory, at a flat cost per token. Streaming gives the same
-logits as one call (DESIGN.md section 2), hence the same tokens.
+logits as one call (docs/design.md section 1), hence the same tokens.
 
 Test-time memory updates (paper section 4.4, "one inference step is a forward pass for one token"):
 ``memory_update_every=1`` writes the memory after every token, prompt and answer alike. The default is the

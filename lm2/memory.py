@@ -1,4 +1,4 @@
-"""The LM2 memory module (paper eq. 1-6, made causal: DESIGN.md section 2).
+"""The LM2 memory module (paper eq. 1-6, made causal: docs/design.md section 1).
 
 A memory bank M (B, N, D) per sequence and per memory block. Tokens read it by multi-head cross-attention
 every token (eq. 1-3); every U tokens the chunk of tokens just read rewrites it through input and forget

@@ -11,7 +11,7 @@ from lm2.memory import LM2Memory, MemoryState, chunk_pieces, identity_memory
 
 @torch.no_grad()
 def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, start: int, interval: int):
-    """DESIGN.md section 2 with Python loops over tokens and slots: no vectorisation, no shared code.
+    """docs/design.md section 1 with Python loops over tokens and slots: no vectorisation, no shared code.
 
     Returns the gated reads (B, T, D) and the final bank (B, N, D). Only whole chunks are written, so the
     caller passes a ``start`` on a boundary and the test only compares banks at boundaries.

@@ -118,11 +118,11 @@ def run_recall(args) -> int:
 
     segments = parse_segments(args.segments)  # errors before loading the model
     loaded = _load(args)
-    recall_spec_of(loaded.path)  # a model not trained on the diagnostic is refused before anything is written
+    spec = recall_spec_of(loaded.path)  # a model not trained on the diagnostic is refused before anything is written
     out = args.out or default_out_dir(loaded, "recall")
     with hold(out, "lm2 eval recall"):
         summary = evaluate_recall(loaded, segments, n=args.n, seed=args.seed, batch_size=args.batch_size,
-                                  out_dir=out, progress=not args.no_progress)
+                                  out_dir=out, progress=not args.no_progress, spec=spec)
     print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, chance "
           f"{summary['chance']:.1f}%, seed {summary['seed']})")
     print(f"recall accuracy (%), {args.n} samples each: " + ", ".join(

@@ -81,10 +81,11 @@ def recall_spec_of(path: str | os.PathLike):
 
 def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, seed: int | None = None,
                     batch_size: int = 50, segment_length: int | None = None,
-                    out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+                    out_dir: str | os.PathLike | None = None, progress: bool = True, spec=None) -> dict:
     """Accuracy (%) per number of distractor segments on ``n`` test samples each (``lm2.data.recall.TEST_SEED``
     unless ``seed``); written to ``out_dir/recall.json`` and plotted in ``out_dir/recall.png`` if given. ``segment_length`` (tokens per streaming call)
-    defaults to the diagnostic's segment."""
+    defaults to the diagnostic's segment. ``spec`` (a RecallSpec) defaults to the one the checkpoint was trained
+    with."""
     from tqdm import tqdm
 
     from lm2.data.recall import TEST_SEED, make_samples
@@ -93,7 +94,7 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
         raise ValueError(f"--n {n!r} is invalid: it must be a positive integer")
     if batch_size < 1:
         raise ValueError(f"--batch-size {batch_size} is invalid: it must be a positive integer")
-    spec = recall_spec_of(loaded.path)
+    spec = spec or recall_spec_of(loaded.path)
     seed = TEST_SEED if seed is None else seed
     segment_length = segment_length or spec.segment_length
     accuracy = {}

@@ -142,12 +142,18 @@ class BabilongStream:
 class RecallStream(BabilongStream):
     """Recall diagnostic samples, a pure function of (seed, step, index) like BABILong's."""
 
+    def __init__(self, cfg: TrainConfig, tokenizer, rank: int = 0, world_size: int = 1, micro: int | None = None):
+        from lm2.data.recall import RecallSpec
+
+        super().__init__(cfg, tokenizer, rank, world_size, micro)
+        self.spec = RecallSpec(**cfg.data.recall)
+
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
-        from lm2.data.recall import RecallSpec, encode, make_sample
+        from lm2.data.recall import encode, make_sample
 
         rng = random.Random(f"recall/{self.cfg.train.seed}/{step}/{index}")
         distractors = rng.choice(self.cfg.stage_at(step)[1]["distractors"])
-        return encode(make_sample(RecallSpec(**self.cfg.data.recall), distractors, rng), self.tokenizer)
+        return encode(make_sample(self.spec, distractors, rng), self.tokenizer)
 
 
 class TokenBlockStream:

@@ -4,7 +4,7 @@ test-time memory updates, the gates, and how evenly the slots are used.
 Every function works on one sequence (batch 1) and returns NumPy arrays or plain dicts, for notebooks; the
 ``plot_*`` functions draw them, and ``inspect_memory`` + ``write_report`` are what ``lm2 inspect memory`` runs.
 
-Definitions (DESIGN.md section 2 gives the memory semantics):
+Definitions (docs/design.md section 1 gives the memory semantics):
 
 * **Read weights** w (T, N) of one memory block: token i's cross-attention weight on slot j (eq. 1), averaged
   over the memory heads. Each row is a softmax over the slots: in [0, 1], summing to 1.
