@@ -8,7 +8,9 @@ each command calls library functions. Heavy imports (torch, transformers) happen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 # Modules that contribute sub-commands; each has ``register(subparsers)``.
@@ -61,6 +63,61 @@ def one_line(err: BaseException) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
 
 
+def available_cores() -> int:
+    """The CPU threads this process should use by default: ``OMP_NUM_THREADS`` when it is set (the first number of
+    a nested list such as "4,2"), else the cores its CPU affinity allows (a container, ``taskset`` or a batch
+    scheduler may allow fewer than ``os.cpu_count()``)."""
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp:
+        first = omp.split(",")[0].strip()
+        if not first.isdigit() or int(first) < 1:
+            raise ValueError(f"OMP_NUM_THREADS={omp!r} is not a positive number of threads: unset it or set e.g. 1")
+        return int(first)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Make torch compute with ``threads`` CPU threads (None: ``available_cores()``) and return the number.
+
+    Every command goes through this before it starts work (``--threads``; ``lm2 train`` also reads
+    ``train.threads``). One thread per core matters on a busy machine: a thread that waits for a core stalls every
+    matrix product it takes part in."""
+    import torch
+
+    threads = available_cores() if threads is None else threads
+    if threads < 1:
+        raise ValueError(f"--threads {threads} is invalid: it must be 1 or more")
+    torch.set_num_threads(threads)
+    return threads
+
+
+@contextlib.contextmanager
+def no_progress_bars():
+    """``--no-progress``: no bar from transformers either ("Loading weights", "Writing model shards")."""
+    from transformers.utils import logging as hf_logging
+
+    was_active = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_active:
+            hf_logging.enable_progress_bar()
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    """The parsers of the commands that run something (``lm2 eval babilong``, ...), not their groups."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for child in dict.fromkeys(group.choices.values()):  # aliases map to the same parser
+            yield from _leaf_parsers(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="lm2", description="LM2: Large Memory Models")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -73,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in _leaf_parsers(parser):  # every command, so none can be added without it
+        command.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                             help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this "
+                                  "process may use)")
     return parser
 
 
@@ -82,15 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (a checkpoint's model card names it)
     from lm2.data.wheels import MissingWheelError
 
     try:
-        result = args.func(args)
+        set_threads(args.threads)  # before any work (lm2 train applies train.threads too: lm2/train/commands.py)
+        with no_progress_bars() if getattr(args, "no_progress", False) else contextlib.nullcontext():
+            result = args.func(args)
     except (UserError, ValueError, OSError, KeyError, MissingWheelError) as err:
         # Errors meant for the user (OSError: a path that is a file, unwritable, a full disk): one clear line, no
         # traceback. Set LM2_DEBUG=1 to see the traceback.
-        import os
-
         if os.environ.get("LM2_DEBUG"):
             raise
         print(f"lm2 {args.command}: error: {one_line(err)}", file=sys.stderr)

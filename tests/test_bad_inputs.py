@@ -202,6 +202,10 @@ CASES = [
     ("score babilong {w}/columns.csv --task qa1", "missing column", None),
     ("score babilong {w}/header.csv --task qa1", "no rows", None),
     ("score babilong {w}/header.csv --task qa99", "qa99", None),
+    # ---- --threads (every command)
+    (f"{T} --threads 0", "--threads: 0 is invalid", None),
+    (f"{E_BAB} --threads 0", "--threads: 0 is invalid", None),
+    ("model stream --tokens 64 --threads many", "--threads: 'many' is not an integer", None),
     # ---- the command line itself
     ("train", "the following arguments are required: config", None),
     ("eval babilong --tasks qa1", "the following arguments are required: --model", None),

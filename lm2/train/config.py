@@ -101,7 +101,8 @@ class TrainSection:
     """fp32 | bf16 (autocast; for GPUs: a bf16 step is ~35x slower than fp32 on these CPUs)."""
     seed: int = 0
     threads: int = 0
-    """torch CPU threads (0 = leave torch's default)."""
+    """torch CPU threads; 0 = the command's ``--threads`` (default: OMP_NUM_THREADS if set, else the cores this
+    process may use). ``lm2 train --threads N`` sets this field, so it is saved with the run's config."""
     device: str = "auto"
     """auto (cuda if available) | cpu | cuda."""
 
