@@ -5,6 +5,7 @@ Layout of a run folder::
     <out_dir>/ckpt-000200/   model.safetensors, config.json, tokenizer files     (loads with from_pretrained)
                              trainer_state.pt  (optimizer, schedule, step, data position, RNG states, best)
                              train_config.yaml (the resolved training config)
+                             README.md         (the model card) and lm2_loader.py (lm2.train.model_card)
                              manifest.json     (size and sha256 of each file above)
     <out_dir>/best/          the same, for the best evaluation so far
 
@@ -29,11 +30,13 @@ import numpy as np
 import torch
 
 from lm2.train.config import TrainConfig, from_dict, save_config
+from lm2.train.model_card import add_loader
 
 _CKPT = re.compile(r"^ckpt-(\d+)$")
 STATE_FILE = "trainer_state.pt"
 CONFIG_FILE = "train_config.yaml"
 MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"
 # What a run writes into its out_dir besides its checkpoints: the files a new run would replace.
 RUN_FILES = ("metrics.jsonl", "tensorboard", "config.yaml", "curves.png")
 
@@ -78,8 +81,11 @@ def load_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None
 
 
 def save(folder: Path, model, optimizer, scheduler, cfg: TrainConfig, step: int, tokenizer=None,
-         extra: dict | None = None, is_main: bool = True) -> Path | None:
-    """Write a complete checkpoint to ``folder`` atomically. Every process must call it (FSDP gathers)."""
+         extra: dict | None = None, is_main: bool = True, card: str | None = None) -> Path | None:
+    """Write a complete checkpoint to ``folder`` atomically. Every process must call it (FSDP gathers).
+
+    ``card`` is the model card (README.md; ``lm2.train.model_card``); the folder also gets the loader that lets
+    transformers say what it needs when lm2 is not imported."""
     model_state, optim_state = full_state_dicts(model, optimizer)
     if not is_main:
         return None
@@ -99,6 +105,9 @@ def save(folder: Path, model, optimizer, scheduler, cfg: TrainConfig, step: int,
     model.save_pretrained(tmp, state_dict=model_state, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))
+    add_loader(tmp)
+    if card is not None:
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     save_config(cfg, tmp / CONFIG_FILE)
     torch.save({"step": step, "optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 **(extra or {})}, tmp / STATE_FILE)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lm2.cli import positive_int
+
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEMO_CONFIG = "babilong-tiny.yaml"
 
@@ -46,29 +48,37 @@ def _take_flags(args) -> list[str]:
     rest, items = [], list(getattr(args, "overrides", None) or [])
     while items:
         item = items.pop(0)
+        name, eq, value = item.partition("=")
         if item in ("--resume", "--overwrite"):
             setattr(args, item[2:], True)
         elif item == "--no-progress":
             args.no_progress = True
         elif item == "--count-tokens":
             args.count_tokens = True
-        elif item == "--init-from" and items:
-            args.init_from = items.pop(0)
-        elif item.startswith("--init-from="):
-            args.init_from = item.partition("=")[2]
+        elif name in ("--init-from", "--threads") and (eq or items):
+            setattr(args, name[2:].replace("-", "_"), value if eq else items.pop(0))
         else:
             rest.append(item)
     return rest
 
 
 def run_train(args) -> int:
-    from lm2.cli import UserError
+    import contextlib
+
+    from lm2.cli import UserError, no_progress_bars
     from lm2.train.config import load_config
     from lm2.train.loop import TrainingDiverged, train
+    from lm2.train.model_card import command_line
 
     overrides = _take_flags(args)
     if args.init_from:
         overrides += ["--model.init_from", args.init_from]
+    if args.threads is not None:  # the same as --train.threads N, and it wins over the config's value
+        try:
+            threads = positive_int(str(args.threads))
+        except argparse.ArgumentTypeError as err:
+            raise UserError(f"--threads: {err}") from None
+        overrides += ["--train.threads", str(threads)]
     cfg = load_config(args.config, overrides)  # validated before any work starts
     if getattr(args, "count_tokens", False):
         from lm2.train.data import budget_tokens, task_tokenizer
@@ -78,7 +88,10 @@ def run_train(args) -> int:
               "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
         return 0
     try:
-        run = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+        # --no-progress given after the config is only known here, after lm2.cli.main set up the command
+        with no_progress_bars() if args.no_progress else contextlib.nullcontext():
+            run = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+                        command=command_line(getattr(args, "argv", None)))
     except TrainingDiverged as err:
         raise UserError(str(err)) from None
     if run.ctx.is_main:
@@ -88,12 +101,15 @@ def run_train(args) -> int:
 
 def report(run) -> None:
     """Print the final results table and write the training-curve plot next to the checkpoints."""
-    from lm2.viz.curves import plot_curves, results_table
+    from lm2.viz.curves import plot_curves, read_metrics, results_table
 
     cfg = run.cfg
+    metrics = Path(cfg.out_dir) / "metrics.jsonl"  # the whole run: a resumed process holds only its own records
     params = sum(p.numel() for p in run.model.parameters())
-    print(f"\n{cfg.model.kind} ({params / 1e6:.2f}M parameters), {run.step} steps, {run.tokens:,} tokens "
+    trained = any(r["kind"] == "train" for r in run.history)
+    print(f"\n{cfg.model.kind} ({params / 1e6:.2f}M parameters), {run.step} steps"
+          f"{'' if trained else ' (the run had finished: nothing left to train)'}, {run.tokens:,} tokens "
           f"(padding not counted), {run.seconds:.0f} s in this process, out_dir {cfg.out_dir}")
-    print(results_table(run.history))
-    path = plot_curves(Path(cfg.out_dir) / "metrics.jsonl", Path(cfg.out_dir) / "curves.png")
+    print(results_table(read_metrics(metrics) if metrics.is_file() else run.history))
+    path = plot_curves(metrics, Path(cfg.out_dir) / "curves.png")
     print(f"plot: {path}")

@@ -230,6 +230,7 @@ class Run:
     skipped: int = 0  # steps not applied because their loss or gradient norm was not finite (train.skip_nonfinite)
     out_dir: Path = Path(".")
     history: list = field(default_factory=list)
+    command: str | None = None  # the command line that started this process (the model card names it)
 
 
 def seed_everything(seed: int) -> None:
@@ -268,8 +269,10 @@ def find_resume_checkpoint(out_dir: Path, is_main: bool) -> Path:
 
 def setup(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Run:
     ctx = init_distributed(cfg.train.device, cfg.distributed.backend)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.threads:  # 0: as the command set it (lm2 train --threads, by default the cores it may use)
+        from lm2.cli import set_threads
+
+        set_threads(cfg.train.threads)
     out_dir = Path(cfg.out_dir)
     micro, accum = accumulation_steps(cfg, ctx.world_size)
     resume_from = find_resume_checkpoint(out_dir, ctx.is_main) if resume else None
@@ -353,10 +356,18 @@ def train_step(run: Run) -> dict:
 
 
 def save_checkpoint(run: Run, folder: Path) -> None:
+    card = None
+    if run.ctx.is_main:
+        from lm2.train.model_card import model_card
+        from lm2.viz.curves import read_metrics
+
+        metrics = run.out_dir / "metrics.jsonl"  # the whole run's records, earlier processes' included
+        records = read_metrics(metrics) if metrics.is_file() else run.history
+        card = model_card(run.model, run.cfg, run.step, run.tokens, records, run.command, folder.name)
     ckpt.save(folder, run.model, run.optimizer, run.scheduler, run.cfg, run.step, run.tokenizer,
               extra={"best": run.best, "tokens": run.tokens, "skipped": run.skipped, "data": run.stream.state_dict(),
                      "world_size": run.ctx.world_size},
-              is_main=run.ctx.is_main)
+              is_main=run.ctx.is_main, card=card)
     if run.ctx.is_main:
         ckpt.prune(run.out_dir, run.cfg.checkpoint.keep_last)
     barrier(run.ctx)
@@ -370,23 +381,26 @@ def is_better(cfg: TrainConfig, value: float, best: float | None) -> bool:
     return value < best if cfg.checkpoint.best_metric.endswith("loss") else value > best
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> Run:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
+          command: str | None = None) -> Run:
     """Train as configured; returns the finished run (its ``history`` holds every logged record).
 
-    ``out_dir`` is locked for the whole run (process 0 holds it), so a second run into it is refused."""
+    ``out_dir`` is locked for the whole run (process 0 holds it), so a second run into it is refused. ``command``
+    (the command line) goes into every checkpoint's model card."""
     from lm2.outdir import hold
 
     check_out_dir(cfg, resume, overwrite)
     with contextlib.ExitStack() as stack:
         if int(os.environ.get("RANK", "0")) == 0:
             stack.enter_context(hold(cfg.out_dir, "lm2 train", "out_dir"))
-        return _train(cfg, resume, progress, overwrite)
+        return _train(cfg, resume, progress, overwrite, command)
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool) -> Run:
+def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, command: str | None) -> Run:
     from tqdm import tqdm
 
     run = setup(cfg, resume, overwrite)
+    run.command = command
     ctx, total = run.ctx, cfg.total_steps()
     val_batches = validation_batches(cfg, run.tokenizer, run.micro)
     unwrapped = SegmentedLM(run.model, cfg.data.segment_length)  # evaluation needs no DDP
@@ -400,7 +414,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool) -> R
         metrics["elapsed_s"] = time.perf_counter() - start
         log.log(run.step, "eval", metrics)
         run.history.append({"step": run.step, "kind": "eval", **metrics})
-        bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        if ctx.is_main:  # every process evaluates the same batches; one prints
+            bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         return metrics
 
     try:
