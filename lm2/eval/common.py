@@ -105,6 +105,40 @@ def damaged_weights_error(path: Path):
                          f"the model again") from None
 
 
+@contextlib.contextmanager
+def quiet_lm_eval(log: str | os.PathLike | None):
+    """Keep lm-evaluation-harness quiet while the body runs (``--no-progress``): its warnings are raised to errors
+    only (it resets its logger's level from LMEVAL_LOG_LEVEL), and whatever still reaches the process's stderr,
+    such as the "fatal: not a git repository" of the git it runs, goes to ``log`` (None: change nothing)."""
+    import logging
+    import sys
+
+    if log is None:
+        yield
+        return
+    logger = logging.getLogger("lm_eval")
+    level, env = logger.level, os.environ.get("LMEVAL_LOG_LEVEL")
+    logger.setLevel(logging.ERROR)
+    os.environ["LMEVAL_LOG_LEVEL"] = "ERROR"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "ab") as f:
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+        logger.setLevel(level)
+        if env is None:
+            os.environ.pop("LMEVAL_LOG_LEVEL", None)
+        else:
+            os.environ["LMEVAL_LOG_LEVEL"] = env
+
+
 def model_kind(model: Any) -> str:
     """"lm2" (memory blocks), "vanilla" (LM2 code, no memory), "rmt", "streaming" (another model with the
     streaming interface), or "hf" (any other causal LM)."""

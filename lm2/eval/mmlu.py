@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from lm2.eval.common import LoadedModel, appended_records, batched, check_fits, write_json
+from lm2.eval.common import LoadedModel, appended_records, batched, check_fits, quiet_lm_eval, write_json
 
 FORMS = ("letter", "cloze")
 LETTERS = ("A", "B", "C", "D")
@@ -270,8 +270,10 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
         from lm2.eval.lm_eval_adapter import compare_with_lm_eval
 
         start = time.perf_counter()
-        summary["lm_eval_check"] = compare_with_lm_eval(loaded.model, loaded.tokenizer, pool, records, shots, form,
-                                                        limit, batch_size)
+        log = None if progress else Path(out_dir) / "lm_eval.log" if out_dir is not None else os.devnull
+        with quiet_lm_eval(log):
+            summary["lm_eval_check"] = compare_with_lm_eval(loaded.model, loaded.tokenizer, pool, records, shots,
+                                                            form, limit, batch_size)
         summary["lm_eval_check"]["seconds"] = round(time.perf_counter() - start, 2)
         if out_dir is not None:
             write_json(result_files(out_dir, form, shots)[0], summary)
