@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=nonnegative_int, required=True, help="the memory block to draw")
     p.add_argument("--steps", type=positive_int, default=None, metavar="K",
                    help="test-time update steps (default: one per prompt token)")
-    p.add_argument("--out", default="memory-inspection", help="output folder")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: <run folder>/memory-inspection/<checkpoint>-layer<L> for a checkpoint "
+                        "of lm2 train, else runs/memory-inspection/<model name>-layer<L>)")
     p.add_argument("--top-k", type=positive_int, default=5, help="tokens listed per slot")
     p.add_argument("--labels", type=nonnegative_int, default=10, help="most attended tokens named on each heatmap")
     p.add_argument("--segment-length", type=positive_int, default=None)
@@ -88,23 +90,37 @@ def run_generate(args) -> int:
     return 0
 
 
+def inspection_dir(loaded, layer: int) -> Path:
+    """Where ``lm2 inspect memory`` writes without --out: next to the checkpoints of the run the model comes from
+    (never into a checkpoint, whose manifest would no longer match), else under runs/ like the evaluations."""
+    from lm2.eval.common import default_out_dir
+
+    path = loaded.path
+    if (path / "train_config.yaml").is_file():  # a checkpoint lm2 train wrote: its parent is the run folder
+        return path.parent / "memory-inspection" / f"{path.name}-layer{layer}"
+    return Path("runs") / "memory-inspection" / f"{default_out_dir(loaded, 'inspect').name}-layer{layer}"
+
+
 def run_inspect_memory(args) -> int:
     from lm2.eval.common import load_model
-    from lm2.outdir import check_writable_dir
+    from lm2.outdir import check_writable_dir, hold
     from lm2.viz.memory import check_layer, inspect_memory, token_labels, write_report
 
-    check_writable_dir(args.out, "--out")
+    if args.out is not None:  # before the model loads: a bad --out is known at once
+        check_writable_dir(args.out, "--out")
     text = _read_prompt(args)
     loaded = load_model(args.model, args.device, args.tokenizer)
     check_layer(loaded.model, args.layer)  # before any work: a model without memory has nothing to show
     ids = loaded.tokenizer(text)["input_ids"]
     if not ids:
         raise ValueError(f"--prompt-file {args.prompt_file} holds no tokens")
+    out = args.out or inspection_dir(loaded, args.layer)
     inspection = inspect_memory(loaded.model, ids, args.layer, args.steps, token_labels(loaded.tokenizer, ids),
                                 args.segment_length)
     extra = {"model": str(loaded.path), "prompt_file": str(args.prompt_file),
              "continuation": loaded.tokenizer.decode(inspection.continuation)}
-    paths = write_report(inspection, args.out, args.top_k, args.labels, extra)
+    with hold(out, "lm2 inspect memory"):
+        paths = write_report(inspection, out, args.top_k, args.labels, extra)
     print(paths["text"].read_text(encoding="utf-8"), end="")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -279,13 +279,34 @@ def slot_usage_entropy(weights: np.ndarray) -> float:
 
 
 def token_labels(tokenizer, ids) -> list[str]:
-    """A short readable label per token id (its own decoded text, whitespace made visible)."""
+    """A short readable label per token id: its own decoded text, whitespace and control characters escaped.
+
+    A byte-level BPE token can hold part of a multi-byte UTF-8 character; decoded alone it is U+FFFD, which a
+    figure shows as a box. Such a token is labelled by its bytes instead (``\\xe2\\x80``)."""
     labels = []
     for token in torch.as_tensor(ids).flatten().tolist():
         text = tokenizer.decode([token])
-        text = text.replace("\n", "\\n").replace("\t", "\\t")
+        if "\ufffd" in text:
+            text = _token_bytes(tokenizer, token)
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
         labels.append(text if text.strip() else repr(text))
     return labels
+
+
+def _token_bytes(tokenizer, token: int) -> str:
+    """The token's text with the bytes that are not whole UTF-8 characters written as ``\\xNN``."""
+    import re
+
+    from lm2.data.tokenizers import _byte_for_char
+
+    piece = tokenizer.convert_ids_to_tokens(token) or ""
+    byte = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)  # SentencePiece's byte fallback
+    if byte:
+        return f"\\x{byte.group(1).lower()}"
+    table = _byte_for_char()
+    if piece and all(c in table for c in piece):  # byte-level BPE (GPT-2 style): one character per byte
+        return bytes(table[c] for c in piece).decode("utf-8", errors="backslashreplace")
+    return piece or "\ufffd"
 
 
 # ----------------------------------------------------------------------------- figures
@@ -300,12 +321,55 @@ def _pyplot():
     return plt
 
 
+LABEL_POINTS = 7  # font size of the token labels
+LABEL_CHARS = 16  # longer token texts are cut, so every label fits beside its panel
+
+
+def spread(positions, gap: float, low: float, high: float) -> np.ndarray:
+    """Label positions as close to ``positions`` (ascending) as they can be while at least ``gap`` apart and in
+    [low, high]; the gap shrinks when that many labels do not fit."""
+    out = np.asarray(positions, dtype=float).copy()
+    if len(out) > 1:
+        gap = min(gap, (high - low) / (len(out) - 1))
+    for i in range(len(out)):  # push down (towards high) past the previous label, then back up inside the range
+        out[i] = max(out[i], low if i == 0 else out[i - 1] + gap)
+    for i in reversed(range(len(out))):
+        out[i] = min(out[i], high if i == len(out) - 1 else out[i + 1] - gap)
+    return out
+
+
+def _label_rows(ax, rows: np.ndarray, labels: list[str], t: int, dpi: int) -> None:
+    """Name ``rows`` of a (t rows) heatmap left of ``ax``: the labels stacked without overlapping, each joined
+    to its row by a thin line (adjacent rows would otherwise print their labels over each other)."""
+    ax.set_yticks(rows, labels=[""] * len(rows))
+    height_px = ax.get_window_extent().height
+    gap = 1.3 * LABEL_POINTS * dpi / 72 * t / height_px  # one text line, in rows
+    places = spread(rows, gap, -0.5 + gap / 2, t - 0.5 - gap / 2)
+    x_text = -18 / ax.get_window_extent().width  # 18 pixels left of the panel
+    for row, place, label in zip(rows, places, labels):
+        ax.annotate(label, xy=(0, row), xycoords=("axes fraction", "data"), xytext=(x_text, place),
+                    textcoords=("axes fraction", "data"), ha="right", va="center", fontsize=LABEL_POINTS,
+                    annotation_clip=False,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 1, "shrinkB": 0})
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
 def plot_read_weights(before: np.ndarray, after: np.ndarray, path: str | os.PathLike, tokens: list[str] | None = None,
                       layer: int | None = None, steps: int | None = None, label_count: int = 10,
                       figsize: tuple[float, float] = (12.0, 6.0), dpi: int = 100) -> Path:
-    """Save the token x slot heatmaps before and after the updates side by side, on one colour scale (from the
+    """Save ``read_weights_figure``: the PNG is exactly ``figsize * dpi`` pixels (no tight bounding box)."""
+    return _save(read_weights_figure(before, after, tokens, layer, steps, label_count, figsize, dpi), path, dpi)
+
+
+def read_weights_figure(before: np.ndarray, after: np.ndarray, tokens: list[str] | None = None,
+                        layer: int | None = None, steps: int | None = None, label_count: int = 10,
+                        figsize: tuple[float, float] = (12.0, 6.0), dpi: int = 100):
+    """The token x slot heatmaps before and after the updates side by side, on one colour scale (from the
     smallest to the largest weight of the two), with the ``label_count`` most attended tokens of each panel
-    named on its axis. The PNG is exactly ``figsize * dpi`` pixels (no tight bounding box)."""
+    named beside it, the names never over each other."""
     plt = _pyplot()
     t, n = before.shape
     tokens = tokens if tokens is not None else [str(i) for i in range(t)]
@@ -313,19 +377,25 @@ def plot_read_weights(before: np.ndarray, after: np.ndarray, path: str | os.Path
     # a scale from 0 would hide all their structure.
     vmin, vmax = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
     fig, axes = plt.subplots(1, 2, figsize=figsize, dpi=dpi, sharex=True)
+    # Room for the labels left of each panel: LABEL_CHARS + " (index)" characters, a leader and the axis title.
+    label_px = (LABEL_CHARS + 8) * 0.62 * LABEL_POINTS * dpi / 72 + 22
+    width_px = figsize[0] * dpi
+    panel_px = ((0.9 - 0.06) * width_px - 2 * label_px) / 2 - 20
+    fig.subplots_adjust(left=(label_px + 20) / width_px, right=0.9, wspace=(label_px + 10) / panel_px)
     after_title = "after test-time updates" if steps is None else f"after {steps} test-time update steps (U = 1)"
     panels = ((axes[0], before, "before memory updates (initial bank)"), (axes[1], after, after_title))
+    images = [ax.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax)
+              for ax, weights, _ in panels]
+    fig.colorbar(images[-1], ax=list(axes), label="read weight", fraction=0.03)  # moves the panels: before labels
     for ax, weights, title in panels:
-        image = ax.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax)
         rows = most_attended_tokens(weights, label_count)
-        ax.set_yticks(rows, labels=[f"{tokens[r]} ({r})" for r in rows], fontsize=7)
+        _label_rows(ax, rows, [f"{_short(tokens[r])} ({r})" for r in rows], t, dpi)
         ax.set_xlabel("memory slot")
         ax.set_title(title, fontsize=10)
-    axes[0].set_ylabel("prompt token (most attended labelled)")
+    axes[0].set_ylabel("prompt token (most attended named)", labelpad=(label_px - 18) * 72 / dpi)  # points
     suptitle = "memory read weights" + (f", block {layer}" if layer is not None else "")
     fig.suptitle(f"{suptitle}: {t} tokens x {n} slots", fontsize=11)
-    fig.colorbar(image, ax=list(axes), label="read weight", fraction=0.03)
-    return _save(fig, path, dpi)
+    return fig
 
 
 def plot_gate_statistics(stats: dict[int, dict[str, dict[str, float]]], path: str | os.PathLike,

@@ -171,3 +171,93 @@ def test_inspect_and_generate_commands(tmp_path, capsys):
     assert main(["inspect", "memory", "--model", str(tmp_path / "model"), "--prompt-file",
                  str(tmp_path / "prompt.txt"), "--layer", "5"]) == 2  # a user error, reported in one line
     assert "layer 5 has no memory" in capsys.readouterr().err
+
+
+def test_labels_are_spread_apart_near_their_rows():
+    from lm2.viz.memory import spread
+
+    rows = [3, 4, 5, 40, 98, 99]
+    places = spread(rows, gap=2.0, low=0.0, high=100.0)
+    assert np.all(np.diff(places) >= 2.0 - 1e-9) and places.min() >= 0 and places.max() <= 100
+    assert places[3] == 40  # a label with room stays at its row
+    squeezed = spread(range(10), gap=5.0, low=0.0, high=9.0)  # no room for the gap: it shrinks, still in order
+    assert np.allclose(np.diff(squeezed), 1.0) and squeezed[0] == 0 and squeezed[-1] == 9
+
+
+@pytest.mark.parametrize("figsize, dpi", [((12.0, 6.0), 100), ((8.0, 4.0), 80)])
+def test_token_labels_never_overprint(figsize, dpi):
+    from lm2.viz.memory import read_weights_figure
+
+    rng = np.random.default_rng(0)
+    before, after = rng.dirichlet(np.ones(16), size=200), rng.dirichlet(np.ones(16), size=200)
+    before[50:60, 3] = after[120:130, 7] = 5.0  # ten adjacent tokens are the most attended of each panel
+    tokens = [f"token{i}" if i % 3 else "a long token that is cut short" for i in range(200)]
+    fig = read_weights_figure(before, after, tokens, label_count=10, figsize=figsize, dpi=dpi)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes[:2]
+    from matplotlib.text import Text
+
+    # the labels' text alone (an annotation's own extent includes its leader line, which reaches the panel)
+    boxes = {ax: [Text.get_window_extent(text, renderer) for text in ax.texts] for ax in axes}
+    figure_box = fig.bbox
+    for ax, own in boxes.items():
+        assert len(own) == 10
+        for i, box in enumerate(own):
+            assert figure_box.x0 <= box.x0 and box.x1 <= ax.get_window_extent().x0  # left of its panel, on the page
+            assert not any(box.overlaps(other) for other in own[i + 1:])
+            assert not any(box.overlaps(other.get_window_extent()) for other in axes)
+    ylabel = axes[0].yaxis.label.get_window_extent(renderer)
+    assert not any(ylabel.overlaps(box) for box in boxes[axes[0]])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_partial_byte_tokens_are_labelled_by_their_bytes():
+    from types import SimpleNamespace
+
+    from lm2.data.tokenizers import gpt2_tokenizer
+    from lm2.viz.memory import token_labels
+
+    tok = gpt2_tokenizer()
+    ids = tok("café 日本 ✓\n")["input_ids"]
+    labels = token_labels(tok, ids)
+    assert not any("\ufffd" in label for label in labels)
+    partial = [label for label, i in zip(labels, ids) if "\ufffd" in tok.decode([i])]
+    assert partial and all(re_bytes(label) for label in partial), labels
+    assert "".join(labels).count("\\n") == 1  # whitespace made visible
+    # SentencePiece's byte fallback names the byte: <0xE6>
+    fallback = SimpleNamespace(decode=lambda ids: "\ufffd", convert_ids_to_tokens=lambda i: "<0xE6>")
+    assert token_labels(fallback, [7]) == ["\\xe6"]
+
+
+def re_bytes(label: str) -> bool:
+    import re
+
+    return re.search(r"\\x[0-9a-f]{2}", label) is not None
+
+
+def test_inspect_writes_next_to_the_run_not_into_the_working_folder(tmp_path, monkeypatch, capsys):
+    from lm2.cli import main
+
+    model, tok = memory_model(seed=6, sliding_window=8), char_tokenizer()
+    checkpoint = tmp_path / "runs" / "exp" / "ckpt-000010"
+    for folder in (checkpoint, tmp_path / "plain"):
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+    (checkpoint / "train_config.yaml").write_text("out_dir: runs/exp\n")  # what lm2 train writes with a checkpoint
+    before = {p: p.read_bytes() for p in checkpoint.iterdir()}
+    (tmp_path / "prompt.txt").write_text("Mary went to the garden.")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for model_dir, layer in ((checkpoint, 1), (tmp_path / "plain", 0)):
+        assert main(["inspect", "memory", "--model", str(model_dir), "--prompt-file", str(tmp_path / "prompt.txt"),
+                     "--layer", str(layer), "--steps", "4"]) == 0
+    out = tmp_path / "runs" / "exp" / "memory-inspection" / "ckpt-000010-layer1"
+    assert (out / "report.json").is_file() and (out / "read_weights_layer1.png").is_file()
+    assert {p: p.read_bytes() for p in checkpoint.iterdir()} == before  # the checkpoint itself is untouched
+    assert (work / "runs" / "memory-inspection" / "plain-layer0" / "report.json").is_file()
+    assert sorted(p.name for p in work.iterdir()) == ["runs"]  # no ./memory-inspection/
+    assert f"wrote {out}/" in capsys.readouterr().out
