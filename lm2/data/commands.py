@@ -1,4 +1,6 @@
-"""`lm2 data ...` (bAbI, BABILong, tokenizer training) and `lm2 score babilong`."""
+"""`lm2 data ...` (bAbI, BABILong, tokenizer training) and `lm2 score babilong`.
+
+``data babi`` and ``data babilong`` write to stdout unless ``--out FILE`` is given."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--n", type=positive_int, default=100, help="number of samples")
     p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--out", required=True, help="output .jsonl file")
+    p.add_argument("--out", help="output .jsonl file (default: stdout)")
     p.set_defaults(func=run_babilong)
 
     p = data_sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer and save it in HF format")
@@ -89,16 +91,18 @@ def run_babi(args) -> int:
                 break
             count *= 2
         text = babi.format_babi(_cut_stories(stories, args.n))
-    _write(text, args.out)
+    _write_lines([text], args.out)
     return 0
 
 
-def _write(text: str, out: str | None) -> None:
+def _write_lines(lines, out: str | None) -> None:
+    """Write to ``out``, or to stdout without it (``data babi`` and ``data babilong`` alike)."""
     if out is None:
-        sys.stdout.write(text)
-    else:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
+        sys.stdout.writelines(lines)
+        sys.stdout.flush()
+        return
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(lines)
 
 
 def run_babilong(args) -> int:
@@ -107,14 +111,20 @@ def run_babilong(args) -> int:
 
     from tqdm import tqdm
 
+    from lm2.data.babi import check_task
     from lm2.data.babilong import iter_samples, length_name
 
+    check_task(args.task)  # the samples are made lazily: a bad task or length must fail before the file is made
     length = length_name(args.length)
     samples = iter_samples(args.task, length, args.n, split=args.split, seed=args.seed)
-    with open(args.out, "w", encoding="utf-8") as f:
+
+    def lines():  # the bar (on stderr) starts with the first line, once the output is open
         for sample in tqdm(samples, total=args.n, desc=f"{args.task} {length} {args.split}", unit="sample"):
-            f.write(json.dumps(asdict(sample), ensure_ascii=False) + "\n")
-    print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
+            yield json.dumps(asdict(sample), ensure_ascii=False) + "\n"
+
+    _write_lines(lines(), args.out)
+    if args.out is not None:
+        print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
     return 0
 
 

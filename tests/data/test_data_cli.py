@@ -62,3 +62,14 @@ def test_score_command(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == "qa1: 50.00% (label rule)"
     assert main(["score", "babilong", str(path), "--task", "qa1", "--rule", "exact"]) == 0
     assert capsys.readouterr().out.strip() == "qa1: 25.00% (exact rule)"
+
+
+def test_babi_and_babilong_both_write_to_stdout_unless_out(tmp_path, capsys):
+    for command in (["babi", "--format", "jsonl"], ["babilong", "--length", "0k"]):
+        assert main(["data", *command, "--task", "qa1", "--n", "3"]) == 0
+        captured = capsys.readouterr()
+        rows = [json.loads(line) for line in captured.out.splitlines()]
+        assert len(rows) == 3 and "wrote" not in captured.err, command
+        out = tmp_path / f"{command[0]}.jsonl"
+        assert main(["data", *command, "--task", "qa1", "--n", "3", "--out", str(out)]) == 0
+        assert capsys.readouterr().out == "" and out.read_text().splitlines() == captured.out.splitlines()
