@@ -140,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown and hasattr(args, "overrides"):
+            # lm2 demo --out_dir X: argparse leaves an unknown option before the overrides (REMAINDER) unparsed;
+            # the overrides start right after it, so the order is kept
+            args.overrides = [*unknown, *(args.overrides or [])]
+        elif unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (a checkpoint's model card names it)

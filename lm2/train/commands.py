@@ -101,15 +101,15 @@ def run_train(args) -> int:
 
 def report(run) -> None:
     """Print the final results table and write the training-curve plot next to the checkpoints."""
-    from lm2.viz.curves import plot_curves, read_metrics, results_table
+    from lm2.train.loop import run_records
+    from lm2.viz.curves import plot_curves, results_table
 
     cfg = run.cfg
-    metrics = Path(cfg.out_dir) / "metrics.jsonl"  # the whole run: a resumed process holds only its own records
     params = sum(p.numel() for p in run.model.parameters())
     trained = any(r["kind"] == "train" for r in run.history)
     print(f"\n{cfg.model.kind} ({params / 1e6:.2f}M parameters), {run.step} steps"
           f"{'' if trained else ' (the run had finished: nothing left to train)'}, {run.tokens:,} tokens "
           f"(padding not counted), {run.seconds:.0f} s in this process, out_dir {cfg.out_dir}")
-    print(results_table(read_metrics(metrics) if metrics.is_file() else run.history))
-    path = plot_curves(metrics, Path(cfg.out_dir) / "curves.png")
+    print(results_table(run_records(run)))  # the whole run: a resumed process holds only its own records
+    path = plot_curves(Path(cfg.out_dir) / "metrics.jsonl", Path(cfg.out_dir) / "curves.png")
     print(f"plot: {path}")

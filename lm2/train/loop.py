@@ -355,15 +355,20 @@ def train_step(run: Run) -> dict:
             "tokens": int(all_reduce_sum(tokens, ctx)), **({} if applied else {"skipped": True})}
 
 
+def run_records(run: Run) -> list[dict]:
+    """Every record of the run so far, those of earlier (resumed) processes included: its metrics.jsonl."""
+    from lm2.viz.curves import read_metrics
+
+    metrics = run.out_dir / "metrics.jsonl"
+    return read_metrics(metrics) if metrics.is_file() else run.history
+
+
 def save_checkpoint(run: Run, folder: Path) -> None:
     card = None
     if run.ctx.is_main:
         from lm2.train.model_card import model_card
-        from lm2.viz.curves import read_metrics
 
-        metrics = run.out_dir / "metrics.jsonl"  # the whole run's records, earlier processes' included
-        records = read_metrics(metrics) if metrics.is_file() else run.history
-        card = model_card(run.model, run.cfg, run.step, run.tokens, records, run.command, folder.name)
+        card = model_card(run.model, run.cfg, run.step, run.tokens, run_records(run), run.command, folder.name)
     ckpt.save(folder, run.model, run.optimizer, run.scheduler, run.cfg, run.step, run.tokenizer,
               extra={"best": run.best, "tokens": run.tokens, "skipped": run.skipped, "data": run.stream.state_dict(),
                      "world_size": run.ctx.world_size},

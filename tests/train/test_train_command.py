@@ -102,3 +102,12 @@ def test_two_processes_print_each_validation_once(lm_config, tmp_path, capfd):
     mp.spawn(_worker, args=(port, values), nprocs=2, join=True)
     lines = capfd.readouterr().out.splitlines()  # the processes write to this process's stdout
     assert [line.split(":")[0] for line in lines if ": val_loss" in line] == ["step 1", "step 2"]
+
+
+def test_demo_takes_overrides_first(lm_config, tmp_path):
+    """`lm2 demo --out_dir DIR` (the README's command): argparse alone leaves an option before the overrides
+    unparsed."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(lm_config(train={"steps": 1}, eval={"interval": 0}).to_dict()))
+    assert main(["demo", "--config", str(config), "--out_dir", str(tmp_path / "elsewhere"), "--no-progress"]) == 0
+    assert (tmp_path / "elsewhere" / "ckpt-000001" / "README.md").is_file()
