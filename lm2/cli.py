@@ -8,7 +8,6 @@ each command calls library functions. Heavy imports (torch, transformers) happen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import sys
@@ -94,18 +93,12 @@ def set_threads(threads: int | None = None) -> int:
     return threads
 
 
-@contextlib.contextmanager
-def no_progress_bars():
-    """``--no-progress``: no bar from transformers either ("Loading weights", "Writing model shards")."""
+def no_progress_bars() -> None:
+    """``--no-progress``: no bar from transformers either ("Loading weights", "Writing model shards"), for the rest
+    of the process (as ``lm2.eval.common.load_model`` does for every model it loads)."""
     from transformers.utils import logging as hf_logging
 
-    was_active = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_active:
-            hf_logging.enable_progress_bar()
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser):
@@ -154,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         set_threads(args.threads)  # before any work (lm2 train applies train.threads too: lm2/train/commands.py)
-        with no_progress_bars() if getattr(args, "no_progress", False) else contextlib.nullcontext():
-            result = args.func(args)
+        if getattr(args, "no_progress", False):
+            no_progress_bars()
+        result = args.func(args)
     except (UserError, ValueError, OSError, KeyError, MissingWheelError) as err:
         # Errors meant for the user (OSError: a path that is a file, unwritable, a full disk): one clear line, no
         # traceback. Set LM2_DEBUG=1 to see the traceback.

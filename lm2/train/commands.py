@@ -63,8 +63,6 @@ def _take_flags(args) -> list[str]:
 
 
 def run_train(args) -> int:
-    import contextlib
-
     from lm2.cli import UserError, no_progress_bars
     from lm2.train.config import load_config
     from lm2.train.loop import TrainingDiverged, train
@@ -87,11 +85,11 @@ def run_train(args) -> int:
         print(f"{args.config}: {tokens:,} tokens in {cfg.total_steps()} steps of {cfg.train.batch_size} sequences "
               "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
         return 0
+    if args.no_progress:  # given after the config, it is only known here
+        no_progress_bars()
     try:
-        # --no-progress given after the config is only known here, after lm2.cli.main set up the command
-        with no_progress_bars() if args.no_progress else contextlib.nullcontext():
-            run = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
-                        command=command_line(getattr(args, "argv", None)))
+        run = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+                    command=command_line(getattr(args, "argv", None)))
     except TrainingDiverged as err:
         raise UserError(str(err)) from None
     if run.ctx.is_main:
