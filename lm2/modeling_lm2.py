@@ -233,6 +233,8 @@ class LM2PreTrainedModel(PreTrainedModel):
                 init.constant_(module.forget_gate.bias, cfg.memory_forget_bias)
             if hasattr(module, "slot_keys"):
                 init.normal_(module.slot_keys, std=cfg.initializer_range)
+            if hasattr(module, "shift_proj"):  # start by writing each token plus the one before it
+                init.eye_(module.shift_proj.weight)
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
         elif isinstance(module, LM2Rotary):
