@@ -25,8 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ev_sub.add_parser("babilong", help="BABILong accuracy by task and length (table, CSVs, JSON, heatmap)")
     common(p, batch_size=1)
     p.add_argument("--tasks", default="qa1-qa5", help="e.g. qa1-qa5, qa1,qa3 or all (qa1-qa10)")
-    p.add_argument("--lengths", default="0k,1k,2k,4k", help="comma-separated, from 0k 1k 2k 4k 8k 16k 32k 64k 128k")
-    p.add_argument("--n", type=positive_int, default=100, help="samples per task and length")
+    p.add_argument("--lengths", default="0k,1k,2k,4k",
+                   help="comma-separated, from 0k 1k 2k 4k 8k 16k 32k 64k 128k (with --data: any the release holds)")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="samples per task and length (default: 100 generated, or with --data all of them)")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="a local copy of the official BABILong release (Hugging Face datasets RMT-team/babilong or "
+                        "RMT-team/babilong-1k-samples) instead of generated samples; layouts in README.md")
     p.add_argument("--format", default="auto", choices=["auto", "finetune", "instruction"],
                    help="finetune: context, question, answer marker, exact match; instruction: task explanation "
                         "(chat template if any), BABILong's label rule; auto: finetune for checkpoints lm2 trained "
@@ -97,7 +102,13 @@ def run_babilong(args) -> int:
     from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
     from lm2.eval.common import default_out_dir
 
-    tasks, lengths = parse_tasks(args.tasks), parse_lengths(args.lengths)  # errors before loading the model
+    tasks, lengths = parse_tasks(args.tasks), parse_lengths(args.lengths, known=args.data is None)
+    release = None
+    if args.data is not None:  # a missing path, a wrong layout or a missing task is known before the model loads
+        from lm2.data.babilong_release import open_release
+
+        release = open_release(args.data)
+        release.check(tasks, lengths, args.n)
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "babilong")
     with hold(out, "lm2 eval babilong"):
@@ -105,8 +116,12 @@ def run_babilong(args) -> int:
                                     segment_length=args.segment_length, batch_size=args.batch_size,
                                     max_new_tokens=args.max_new_tokens, out_dir=out, seed=args.seed,
                                     progress=not args.no_progress, resume=args.resume,
-                                    overwrite=args.overwrite)
-    print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {args.n} samples each")
+                                    overwrite=args.overwrite, data=release)
+    counts = sorted({c for per_task in summary["samples"].values() for c in per_task.values()})
+    each = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    source = f"the official release in {args.data}" if release is not None else "generated samples"
+    print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {each} samples each "
+          f"({source})")
     print(results_table(summary))
     print(f"\nwritten to {out}/ (summary.json, <task>_<length>.csv, babilong.png)")
     return 0
