@@ -116,6 +116,8 @@ class BabilongRelease:
         for task in tasks:
             for length in lengths:
                 split = self.split(task, length)
+                for path in split.files:
+                    _check_file(path, split.kind)
                 if next(_records(split, 1), None) is None:
                     raise ValueError(f"{split.files[0]} holds no samples")
                 if n is not None:
@@ -216,6 +218,24 @@ def _records(split: Split, limit: int | None = None) -> Iterator[dict]:
                 return
             yield record
             count += 1
+
+
+def _check_file(path: Path, kind: str) -> None:
+    """ValueError unless the file opens and has the three fields (a JSON file: its first sample has them)."""
+    import pyarrow as pa
+
+    _refuse_lfs_pointer(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            _check_columns(path, pq.ParquetFile(path).schema_arrow.names)
+        elif kind == "arrow":
+            _check_columns(path, _arrow_reader(path).schema.names)
+        else:
+            next(_json_records(path), None)
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path} is not a readable {kind} file ({str(err).splitlines()[0]})") from None
 
 
 def _check_count(split: Split, count: int, n: int) -> None:

@@ -101,6 +101,7 @@ def _error(argv, capsys) -> str:
     ("empty", ["the folder is empty"]),
     ("no-such-length", ["holds no qa1 samples at length 4k: it holds qa1, qa2 at 0k, 1k"]),
     ("no-input-column", ["no column input"]),
+    ("second-shard-without-input", ["qa1-00001-of-00002.parquet: no column input"]),
     ("lfs-pointer", ["Git LFS pointer"]),
     ("bad-json", ["0k.json:1: not valid JSON"]),
     ("too-few", ["holds 4 qa1 samples at 0k, fewer than the 5 asked for"]),
@@ -126,6 +127,11 @@ def test_bad_data_is_one_clear_line(case, expected, tmp_path, capsys):
     elif case == "no-input-column":
         (data / "0k").mkdir(parents=True)
         pq.write_table(pa.table({"question": ["q"], "target": ["t"], "context": ["c"]}), data / "0k" / "qa1.parquet")
+    elif case == "second-shard-without-input":  # found before the model loads, not after the first shard
+        (data / "0k").mkdir(parents=True)
+        pq.write_table(pa.table({"question": ["q"], "target": ["t"], "input": ["c"]}),
+                       data / "0k" / "qa1-00000-of-00002.parquet")
+        pq.write_table(pa.table({"question": ["q"], "target": ["t"]}), data / "0k" / "qa1-00001-of-00002.parquet")
     elif case == "lfs-pointer":
         (data / "0k").mkdir(parents=True)
         (data / "0k" / "qa1-00000-of-00001.parquet").write_text(
