@@ -1,4 +1,4 @@
-"""`lm2 eval babilong | mmlu | perplexity`: thin wrappers over lm2.eval's library functions."""
+"""`lm2 eval babilong | mmlu | harness | recall | perplexity`: thin wrappers over lm2.eval's library functions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lm2.outdir import hold
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="evaluate a model: BABILong, MMLU, perplexity")
+    ev = sub.add_parser("eval", help="evaluate a model: BABILong, MMLU, any lm-eval task, perplexity")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
     ev_sub.required = True
 
@@ -66,6 +66,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that finished is taken as it is, as with --reuse)")
     p.set_defaults(func=run_mmlu)
 
+    p = ev_sub.add_parser("harness", help="any lm-evaluation-harness task or group (arc_easy, hellaswag, ...)")
+    common(p, batch_size=8)
+    p.add_argument("--tasks", required=True,
+                   help="comma-separated lm-eval task or group names, globs allowed (`lm-eval ls tasks` lists them)")
+    p.add_argument("--num-fewshot", type=nonnegative_int, default=None,
+                   help="solved examples per prompt (default: each task's own)")
+    p.add_argument("--limit", type=harness_limit, default=None,
+                   help="the first N documents of each task, or a fraction below 1 (for a quick look, not a score)")
+    p.add_argument("--include-path", default=None, metavar="DIR",
+                   help="a folder of task YAML files (your own tasks, or tasks over local data files)")
+    p.add_argument("--log-samples", action="store_true",
+                   help="also write each document's prompt, responses and scores (samples_<task>.jsonl)")
+    p.add_argument("--apply-chat-template", action="store_true", help="prompts through the tokenizer's chat template")
+    p.add_argument("--gen-kwargs", default=None,
+                   help="generation settings of generate_until tasks, e.g. max_gen_toks=64,temperature=0")
+    p.set_defaults(func=run_harness)
+
     p = ev_sub.add_parser("recall", help="the memory diagnostic: associative recall across distractor segments")
     common(p, batch_size=50)
     p.add_argument("--segments", default="1,8,32",
@@ -84,6 +101,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-length", type=positive_int, default=512)
     p.add_argument("--bin-size", type=positive_int, default=None, help="positions per point of the curve (seq_len/64)")
     p.set_defaults(func=run_perplexity)
+
+
+def harness_limit(text: str) -> int | float:
+    """--limit: a number of documents (an integer >= 1) or a fraction of each task (0 < f < 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value >= 1 and value == int(value):
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"{text} is invalid: give a number of documents (1 or more) or a fraction "
+                                     "between 0 and 1")
 
 
 def _load(args):
@@ -163,6 +194,29 @@ def run_mmlu(args) -> int:
         print(format_check(check))
         if not check["agree"]:
             return 1
+    return 0
+
+
+def run_harness(args) -> int:
+    from lm2.eval.common import default_out_dir
+    from lm2.eval.lm_eval_adapter import evaluate_harness, match_tasks, task_list, task_manager
+
+    requested = task_list(args.tasks)
+    manager = task_manager(args.include_path)  # unknown tasks are known before the model loads
+    names = match_tasks(manager, requested)
+    loaded = _load(args)
+    out = args.out or default_out_dir(loaded, "harness")
+    with hold(out, "lm2 eval harness"):
+        results = evaluate_harness(loaded, names, num_fewshot=args.num_fewshot, limit=args.limit,
+                                   batch_size=args.batch_size, include_path=args.include_path,
+                                   log_samples=args.log_samples, apply_chat_template=args.apply_chat_template,
+                                   gen_kwargs=args.gen_kwargs, out_dir=out, manager=manager)
+    from lm_eval.utils import make_table
+
+    print(make_table(results))
+    if results.get("groups"):
+        print(make_table(results, "groups"))
+    print(f"written to {out}/results.json" + (" and samples_<task>.jsonl" if args.log_samples else ""))
     return 0
 
 
