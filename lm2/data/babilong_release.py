@@ -23,6 +23,7 @@ Length names are compared as token counts (``1M`` is ``1000k``) and task names a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -211,21 +212,33 @@ def _found(root: Path) -> str:
 
 def _records(split: Split, limit: int | None = None) -> Iterator[dict]:
     """The split's rows as {input, question, target} dicts, in order, stopping after ``limit``."""
+    if limit is not None and limit < 1:
+        return
     count = 0
     for path in split.files:
         for record in _file_records(path, split.kind):
-            if limit is not None and count >= limit:
-                return
             yield record
             count += 1
+            if count == limit:
+                return
 
 
-def _check_file(path: Path, kind: str) -> None:
-    """ValueError unless the file opens and has the three fields (a JSON file: its first sample has them)."""
+@contextlib.contextmanager
+def _reading(path: Path, kind: str):
+    """Open ``path`` only if it is not a Git LFS pointer, and turn pyarrow's and the OS's errors into one
+    ValueError naming the file."""
     import pyarrow as pa
 
     _refuse_lfs_pointer(path)
     try:
+        yield
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path} is not a readable {kind} file ({str(err).splitlines()[0]})") from None
+
+
+def _check_file(path: Path, kind: str) -> None:
+    """ValueError unless the file opens and has the three fields (a JSON file: its first sample has them)."""
+    with _reading(path, kind):
         if kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -234,8 +247,6 @@ def _check_file(path: Path, kind: str) -> None:
             _check_columns(path, _arrow_reader(path).schema.names)
         else:
             next(_json_records(path), None)
-    except (pa.ArrowException, OSError) as err:
-        raise ValueError(f"{path} is not a readable {kind} file ({str(err).splitlines()[0]})") from None
 
 
 def _check_count(split: Split, count: int, n: int) -> None:
@@ -246,25 +257,20 @@ def _check_count(split: Split, count: int, n: int) -> None:
 
 def _count(split: Split, limit: int) -> int:
     """How many samples the split holds, counting no further than ``limit`` (row counts, no text decoded)."""
-    import pyarrow as pa
-
     count = 0
     for path in split.files:
-        _refuse_lfs_pointer(path)
-        try:
+        with _reading(path, split.kind):
             if split.kind == "parquet":
                 import pyarrow.parquet as pq
 
                 count += pq.ParquetFile(path).metadata.num_rows
             elif split.kind == "arrow":
                 count += sum(batch.num_rows for batch in _arrow_reader(path))
-            elif path.read_bytes()[:64].lstrip().startswith(b"["):
+            elif _is_json_array(path):
                 count += sum(1 for _ in _json_records(path))
             else:
                 with open(path, "rb") as f:
                     count += sum(1 for line in f if line.strip())
-        except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"{path} is not a readable {split.kind} file ({str(err).splitlines()[0]})") from None
         if count >= limit:
             break
     return count
@@ -285,13 +291,10 @@ def _refuse_lfs_pointer(path: Path) -> None:
 
 
 def _file_records(path: Path, kind: str) -> Iterator[dict]:
-    _refuse_lfs_pointer(path)
-    if kind == "json":
-        yield from _json_records(path)
-        return
-    import pyarrow as pa
-
-    try:
+    with _reading(path, kind):
+        if kind == "json":
+            yield from _json_records(path)
+            return
         if kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -302,11 +305,11 @@ def _file_records(path: Path, kind: str) -> Iterator[dict]:
             reader = _arrow_reader(path)
             _check_columns(path, reader.schema.names)
             batches = (batch.select(list(FIELDS)) for batch in reader)
+        index = 0
         for batch in batches:
-            for i, record in enumerate(batch.to_pylist()):
-                yield _checked(record, path, i)
-    except (pa.ArrowException, OSError) as err:
-        raise ValueError(f"{path} is not a readable {kind} file ({str(err).splitlines()[0]})") from None
+            for record in batch.to_pylist():
+                yield _checked(record, path, index)
+                index += 1
 
 
 def _arrow_reader(path: Path):
@@ -330,14 +333,17 @@ class _FileBatches:
         return (self.file.get_batch(i) for i in range(self.file.num_record_batches))
 
 
+def _is_json_array(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip().startswith(b"[")
+
+
 def _json_records(path: Path) -> Iterator[dict]:
+    """JSON lines, or one JSON array (told apart by the first character)."""
+    array = _is_json_array(path)
     with open(path, encoding="utf-8") as f:
         try:
-            head = f.read(1)
-            while head.isspace():
-                head = f.read(1)
-            f.seek(0)
-            if head == "[":  # one JSON array
+            if array:
                 try:
                     rows = json.load(f)
                 except json.JSONDecodeError as err:
@@ -345,7 +351,8 @@ def _json_records(path: Path) -> Iterator[dict]:
                 for i, record in enumerate(rows):
                     yield _checked(record, path, i)
                 return
-            for lineno, line in enumerate(f, 1):  # JSON lines
+            index = 0
+            for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
@@ -353,7 +360,8 @@ def _json_records(path: Path) -> Iterator[dict]:
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); expected one sample per "
                                      f"line or one JSON array") from None
-                yield _checked(record, path, lineno - 1)
+                yield _checked(record, path, index)
+                index += 1
         except UnicodeDecodeError as err:
             raise ValueError(f"{path} is not UTF-8 text (byte {err.start})") from None
 
