@@ -171,6 +171,10 @@ def run_recall(args) -> int:
                                   out_dir=out, progress=not args.no_progress, spec=spec)
     print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, chance "
           f"{summary['chance']:.1f}%, seed {summary['seed']})")
+    for d, e in summary["errors"].items():
+        print(f"  {d} segments: {summary['accuracy'][d]:.1f}% right, {e['other_pair']:.1f}% another pair's value "
+              f"(stored, not bound to its key), {e['unstated']:.1f}% unstated; by query "
+              + " / ".join(f"{a:.0f}" for a in e["by_query"]))
     print(f"recall accuracy (%), {args.n} samples each: " + ", ".join(
         f"{d} segments {acc:.1f}" for d, acc in summary["accuracy"].items()))
     return 0

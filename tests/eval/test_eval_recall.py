@@ -12,7 +12,7 @@ from torch import nn
 
 from helpers import memory_model
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_samples
-from lm2.eval.recall import answer_logits, parse_segments, recall_accuracy
+from lm2.eval.recall import answer_logits, parse_segments, recall_accuracy, recall_breakdown
 
 
 class RecallOracle(nn.Module):
@@ -52,6 +52,40 @@ def test_accuracy_of_a_rigged_model_is_exact():
 
     expected = sum(s.words[p] == "v0" for s in samples for p in s.answers) / 30
     assert recall_accuracy(Constant(), tok, samples, segment_length=16) == pytest.approx(expected)
+
+
+class FirstPairValue(nn.Module):
+    """Answers every query of a sample with the value of the sample's first pair: a memory that stored one value
+    and no keys."""
+
+    def __init__(self, samples, tokenizer):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.vocab = tokenizer.get_vocab()
+        self.samples, self.calls = samples, 0
+
+    def forward(self, input_ids):
+        rows = self.samples[self.calls : self.calls + input_ids.shape[0]]
+        self.calls += input_ids.shape[0]
+        logits = torch.zeros(*input_ids.shape, len(self.vocab))
+        for r, sample in enumerate(rows):
+            logits[r, :, self.vocab[sample.pairs[0][1]]] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_breakdown_tells_unbound_values_from_unstated_ones():
+    spec = RecallSpec(pairs=4, queries=4)
+    tok = build_tokenizer(spec)
+    samples = make_samples(spec, 1, 12, seed=7)
+    found = recall_breakdown(FirstPairValue(samples, tok), tok, samples, segment_length=16, batch_size=5)
+    asked = [(s.pairs[0][1], s.words[p]) for s in samples for p in s.answers]
+    right = sum(first == truth for first, truth in asked) / len(asked)
+    assert found["accuracy"] == pytest.approx(right) and 0 < right < 1
+    assert found["other_pair"] == pytest.approx(1 - right) and found["unstated"] == 0
+    by_query = [sum(s.pairs[0][1] == s.words[s.answers[q]] for s in samples) / len(samples) for q in range(4)]
+    assert found["by_query"] == pytest.approx(by_query)
+    # the oracle is right everywhere
+    assert recall_breakdown(RecallOracle(samples, tok), tok, samples, segment_length=16)["accuracy"] == 1.0
 
 
 def test_streamed_logits_equal_one_call():
