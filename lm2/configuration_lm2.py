@@ -41,6 +41,8 @@ class LM2Config(LlamaConfig):
     memory_slot_keys: add a learned address per slot to the slot keys (K = M W_K + A), which writes do not move.
     memory_read_scale: None (the paper's Q K^T / sqrt(d_head)) or a float: the read scores are cosine similarities
         times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
+    attention_key_shift: smeared keys (off = Llama's attention): each self-attention key is a learned per-head mix
+        of the token's key and the previous token's, k'_j = a k_j + (1 - a) k_(j-1), a = sigmoid(learned, 0 at init).
     sliding_window (W): self-attention sees the last W tokens (itself included); None = full causal attention.
     """
 
@@ -58,6 +60,7 @@ class LM2Config(LlamaConfig):
     memory_read_scale: Any = None
     memory_slot_keys: bool = False
     memory_write_shift: bool = False
+    attention_key_shift: bool = False
     sliding_window: Any = None
 
     def __post_init__(self, **kwargs):
@@ -99,7 +102,7 @@ class LM2Config(LlamaConfig):
                               ("memory_write_route", MEMORY_WRITE_ROUTES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
-        for name in ("memory_slot_keys", "memory_write_shift"):
+        for name in ("memory_slot_keys", "memory_write_shift", "attention_key_shift"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: true or false.")
         scale = self.memory_read_scale
