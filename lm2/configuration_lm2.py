@@ -16,6 +16,7 @@ MEMORY_WRITE_MODES = ("read", "input", "both")
 MEMORY_UPDATES = ("gated", "replace")
 MEMORY_WRITE_GATES = ("none", "token")
 MEMORY_WRITE_ROUTES = ("soft", "top1")
+MEMORY_WRITE_ADDRESSES = ("self", "previous")
 
 
 class LM2Config(LlamaConfig):
@@ -36,6 +37,8 @@ class LM2Config(LlamaConfig):
     memory_write_route: "soft" (the paper: a token writes every slot in proportion to its read weights) or "top1" (a
         token writes only the slot it reads most, with straight-through gradients), so that different facts land
         in different slots instead of being averaged into every slot.
+    memory_write_address: "self" (the paper: a token writes where it reads) or "previous" (token i is written where
+        token i - 1 reads, so a value is stored at the address its key reads from).
     memory_write_shift: the write pools x_hat_i + W_s x_hat_(i-1) instead of x_hat_i (a token shift): each token
         is written together with the one before it, e.g. a value with its key.
     memory_slot_keys: add a learned address per slot to the slot keys (K = M W_K + A), which writes do not move.
@@ -57,6 +60,7 @@ class LM2Config(LlamaConfig):
     memory_update: str = "gated"
     memory_write_gate: str = "none"
     memory_write_route: str = "soft"
+    memory_write_address: str = "self"
     memory_read_scale: Any = None
     memory_slot_keys: bool = False
     memory_write_shift: bool = False
@@ -99,7 +103,8 @@ class LM2Config(LlamaConfig):
                 f"LM2Config.memory_write={self.memory_write!r} is invalid: choose one of {MEMORY_WRITE_MODES}."
             )
         for name, choices in (("memory_update", MEMORY_UPDATES), ("memory_write_gate", MEMORY_WRITE_GATES),
-                              ("memory_write_route", MEMORY_WRITE_ROUTES)):
+                              ("memory_write_route", MEMORY_WRITE_ROUTES),
+                              ("memory_write_address", MEMORY_WRITE_ADDRESSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
         for name in ("memory_slot_keys", "memory_write_shift", "attention_key_shift"):

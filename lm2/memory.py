@@ -48,7 +48,7 @@ class MemoryState:
 
     memory: torch.Tensor  # (B, N, D) the bank as of the last update boundary
     pending: ChunkStats | None = None  # statistics of the unfinished chunk, if any
-    previous: torch.Tensor | None = None  # (B, D) the last token's x_hat (memory_write_shift only; 0 for padding)
+    previous: torch.Tensor | None = None  # (B, D) the last token's x_hat (write shift / previous address; 0 if padding)
 
     def detach(self) -> "MemoryState":
         pending = None
@@ -237,6 +237,7 @@ class LM2Memory(nn.Module):
         self.in_gate = nn.Linear(d, d)  # eq. (4)
         self.update = config.memory_update
         self.write_route = config.memory_write_route
+        self.write_address = config.memory_write_address
         if self.update == "gated":
             self.forget_gate = nn.Linear(d, d)  # eq. (5); the "replace" update needs no forget gate
         if config.memory_write_gate == "token":
@@ -272,15 +273,19 @@ class LM2Memory(nn.Module):
                             o=self.o_proj.weight, forget=None if forget is None else forget.weight,
                             forget_bias=None if forget is None else forget.bias)
 
-    def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor,
+                   q_address: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
-        projection (B, T, D) and the read weights averaged over heads (B, T, N)."""
+        projection (B, T, D) and the read weights averaged over heads (B, T, N); with ``q_address``, also the
+        weights those queries would read with (B, T, N), which then address the write."""
         k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
         if hasattr(self, "slot_keys"):  # a fixed address per slot beside the content key
             k = k + self.slot_keys
-        out, probs = memory_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),
-                                      getattr(self, "read_scale", None))
-        return merge_heads(out), probs.mean(dim=1)
+        k, v = split_heads(k, self.num_heads), split_heads(v, self.num_heads)
+        scale = getattr(self, "read_scale", None)
+        out, probs = memory_attention(q, k, v, scale)
+        address = None if q_address is None else memory_attention(q_address, k, v, scale)[1].mean(dim=1)
+        return merge_heads(out), probs.mean(dim=1), address
 
     def forward(
         self,
@@ -306,17 +311,31 @@ class LM2Memory(nn.Module):
         # per-token write strength (B, T, 1), or None: the paper's write, where every read also writes
         strength = torch.sigmoid(self.write_gate(x_hat)) if hasattr(self, "write_gate") else None
         previous = state.previous
-        write_input = x_hat  # what the write pools into x_bar
-        if hasattr(self, "shift_proj"):
-            write_input = x_hat + self.shift_proj(shifted(x_hat, previous, token_mask))
+        write_input, q_address = x_hat, None  # what the write pools into x_bar; the queries that address it
+        if hasattr(self, "shift_proj") or self.write_address == "previous":
+            before = shifted(x_hat, previous, token_mask)  # (B, T, D)
+            if hasattr(self, "shift_proj"):
+                write_input = x_hat + self.shift_proj(before)
+            if self.write_address == "previous":
+                # token i is written where token i - 1 reads: a value lands where its key will look for it.
+                # The very first token of a sequence has no address and does not write.
+                q_address = split_heads(self.q_proj(before), self.num_heads)
+                if previous is None:
+                    first = torch.ones_like(x_hat[:, :, 0])
+                    first[:, 0] = 0.0
+                    strength = first.unsqueeze(-1) if strength is None else strength * first.unsqueeze(-1)
             last = x_hat[:, -1]
             previous = last if token_mask is None else last * token_mask[:, -1:].to(last.dtype)
         reads, weights = [], []
         for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
-            h, w = self.read_heads(q[:, :, offset : offset + length], memory, fused.kv)  # (B, l, D), (B, l, N)
-            reads.append(h)
+            piece = slice(offset, offset + length)
+            h, w, address = self.read_heads(q[:, :, piece], memory, fused.kv,
+                                            None if q_address is None else q_address[:, :, piece])
+            reads.append(h)  # (B, l, D)
             if return_weights:
-                weights.append(w)
+                weights.append(w)  # (B, l, N)
+            if address is not None:
+                w = address
             if self.write_route == "top1":
                 w = top1_route(w)
             if token_mask is not None:

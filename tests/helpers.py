@@ -17,6 +17,7 @@ MEMORY_VARIANTS = {
     "top1": {"memory_write_route": "top1"},
     "shift": {"memory_write_shift": True},
     "key_shift": {"attention_key_shift": True},
+    "previous_address": {"memory_write_address": "previous", "memory_read_scale": 4.0, "memory_slot_keys": True},
     "all": {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
             "memory_write": "input", "memory_slot_keys": True, "memory_write_route": "top1",
             "memory_write_shift": True},

@@ -29,7 +29,7 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
         for i in range(t_len):
             x = x_hat[b, i].double()
             pooled = x + mem.shift_proj.weight.double() @ prev if hasattr(mem, "shift_proj") else x
-            prev = x
+            prev_x, prev = prev, x
             q = wq.double() @ x
             keys = [wk.double() @ m[j] + (mem.slot_keys[j].double() if hasattr(mem, "slot_keys") else 0)
                     for j in range(n)]
@@ -49,7 +49,19 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             e = wo.double() @ head_out
             g_out = torch.sigmoid(mem.out_gate.weight.double() @ e + mem.out_gate.bias.double())
             reads[b, i] = g_out * e
-            if mem.write_route == "top1":  # the token writes only the slot it reads most
+            if mem.write_address == "previous":  # written where the token before reads (nowhere for the first)
+                qp = wq.double() @ prev_x if i > 0 else None
+                w = torch.zeros(n, dtype=torch.float64)
+                for hh in range(h if qp is not None else 0):
+                    sl = slice(hh * dh, (hh + 1) * dh)
+                    if hasattr(mem, "read_scale"):
+                        sc = torch.tensor([float(qp[sl] @ keys[j][sl] / (qp[sl].norm().clamp_min(1e-12)
+                                                                          * keys[j][sl].norm())) * float(mem.read_scale[hh])
+                                           for j in range(n)])
+                    else:
+                        sc = torch.tensor([float(qp[sl] @ keys[j][sl]) / math.sqrt(dh) for j in range(n)])
+                    w += torch.softmax(sc.double(), 0) / h
+            if mem.write_route == "top1" and w.sum() > 0:  # the token writes only the slot it reads most
                 w = torch.nn.functional.one_hot(w.argmax(), n).double()
             if hasattr(mem, "write_gate"):  # the token's write strength scales its write weights
                 w = w * torch.sigmoid(mem.write_gate.weight.double() @ x + mem.write_gate.bias.double())
@@ -83,6 +95,7 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
 # The paper's memory, then each option alone, then all options together (the defaults of new models).
 MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
                   {"memory_slot_keys": True}, {"memory_write_route": "top1"}, {"memory_write_shift": True},
+                  {"memory_write_address": "previous"}, {"memory_write_address": "previous", "memory_write_route": "top1"},
                   {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
                    "memory_slot_keys": True, "memory_write_route": "top1", "memory_write_shift": True}]
 
