@@ -336,6 +336,22 @@ def case_from_llama(ws: Workspace) -> dict:
                                                               "memory_update_interval", "tie_word_embeddings")}}
 
 
+# The config fields as of the recording (LM2Config.to_dict() less transformers_version): a field added later (a
+# new option, off by default) is not compared here (what it changes shows in the logits); one removed or renamed
+# is ("<missing>").
+CONFIG_KEYS = (
+    "_name_or_path", "architectures", "attention_bias", "attention_dropout", "attention_key_shift", "bos_token_id",
+    "chunk_size_feed_forward", "dtype", "eos_token_id", "head_dim", "hidden_act", "hidden_size", "id2label",
+    "initializer_range", "intermediate_size", "is_encoder_decoder", "label2id", "max_position_embeddings",
+    "memory_forget_bias", "memory_heads", "memory_layers", "memory_read_scale", "memory_slot_keys", "memory_slots",
+    "memory_update", "memory_update_interval", "memory_write", "memory_write_gate", "memory_write_route",
+    "memory_write_shift", "mlp_bias", "model_type", "num_attention_heads", "num_hidden_layers",
+    "num_key_value_heads", "output_attentions", "output_hidden_states", "pad_token_id", "pretraining_tp",
+    "problem_type", "return_dict", "rms_norm_eps", "rope_parameters", "sliding_window", "tie_word_embeddings",
+    "use_cache", "vocab_size",
+)
+
+
 def _logit_summary(logits: torch.Tensor) -> dict:
     return {"logsumexp": torch.logsumexp(logits.float(), dim=-1), "argmax": logits.argmax(-1),
             "head": logits[..., :16].contiguous(), "sum": logits.sum(-1)}
@@ -353,7 +369,7 @@ def case_presets(ws: Workspace) -> dict:
     for name in sorted(PRESETS):
         config = LM2Config.from_preset(name)
         values = config.to_dict()
-        values.pop("transformers_version", None)
+        values = {k: values.get(k, "<missing>") for k in CONFIG_KEYS}
         r: dict = {"config": json.loads(json.dumps(values, sort_keys=True, default=str))}
         if name == "lm2-1.7b":
             with torch.device("meta"):
