@@ -20,6 +20,7 @@ class LayerCache:
     values: torch.Tensor | None = None  # (B, KVH, L, dh)
     key_mask: torch.Tensor | None = None  # (B, L) False for padding; None = no padding seen
     memory: MemoryState | None = None
+    last_key: torch.Tensor | None = None  # (B, KVH, 1, dh) the last token's own key (attention_key_shift only)
 
 
 @dataclass
@@ -51,6 +52,8 @@ class LM2Cache:
                 layer.values = layer.values.index_select(0, beam_idx)
             if layer.key_mask is not None:
                 layer.key_mask = layer.key_mask.index_select(0, beam_idx)
+            if layer.last_key is not None:
+                layer.last_key = layer.last_key.index_select(0, beam_idx)
             if layer.memory is not None:
                 layer.memory = layer.memory.index_select(beam_idx)
 
@@ -59,6 +62,8 @@ class LM2Cache:
         for layer in self.layers:
             if layer.keys is not None:
                 layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
+            if layer.last_key is not None:
+                layer.last_key = layer.last_key.detach()
             if layer.memory is not None:
                 layer.memory = layer.memory.detach()
         return self
@@ -71,7 +76,7 @@ class LM2Cache:
         """Bytes held by the state's tensors (for checking that streaming memory stays flat)."""
         total = 0
         for layer in self.layers:
-            for t in (layer.keys, layer.values, layer.key_mask):
+            for t in (layer.keys, layer.values, layer.key_mask, layer.last_key):
                 if t is not None:
                     total += t.numel() * t.element_size()
             if layer.memory is not None:

@@ -15,6 +15,8 @@ from transformers import LlamaConfig
 MEMORY_WRITE_MODES = ("read", "input", "both")
 MEMORY_UPDATES = ("gated", "replace")
 MEMORY_WRITE_GATES = ("none", "token")
+MEMORY_WRITE_ROUTES = ("soft", "top1")
+MEMORY_WRITE_ADDRESSES = ("self", "previous")
 
 
 class LM2Config(LlamaConfig):
@@ -32,9 +34,18 @@ class LM2Config(LlamaConfig):
         bounded, replace-not-accumulate update without a forget gate).
     memory_write_gate: "none" (the paper: every token writes where it reads) or "token" (a learned write strength
         per token scales its read weights in the write, so tokens can decline to write).
+    memory_write_route: "soft" (the paper: a token writes every slot in proportion to its read weights) or "top1" (a
+        token writes only the slot it reads most, with straight-through gradients), so that different facts land
+        in different slots instead of being averaged into every slot.
+    memory_write_address: "self" (the paper: a token writes where it reads) or "previous" (token i is written where
+        token i - 1 reads, so a value is stored at the address its key reads from).
+    memory_write_shift: the write pools x_hat_i + W_s x_hat_(i-1) instead of x_hat_i (a token shift): each token
+        is written together with the one before it, e.g. a value with its key.
     memory_slot_keys: add a learned address per slot to the slot keys (K = M W_K + A), which writes do not move.
     memory_read_scale: None (the paper's Q K^T / sqrt(d_head)) or a float: the read scores are cosine similarities
         times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
+    attention_key_shift: smeared keys (off = Llama's attention): each self-attention key is a learned per-head mix
+        of the token's key and the previous token's, k'_j = a k_j + (1 - a) k_(j-1), a = sigmoid(learned, 0 at init).
     sliding_window (W): self-attention sees the last W tokens (itself included); None = full causal attention.
     """
 
@@ -48,8 +59,12 @@ class LM2Config(LlamaConfig):
     memory_forget_bias: float = 1.0
     memory_update: str = "gated"
     memory_write_gate: str = "none"
+    memory_write_route: str = "soft"
+    memory_write_address: str = "self"
     memory_read_scale: Any = None
     memory_slot_keys: bool = False
+    memory_write_shift: bool = False
+    attention_key_shift: bool = False
     sliding_window: Any = None
 
     def __post_init__(self, **kwargs):
@@ -87,11 +102,14 @@ class LM2Config(LlamaConfig):
             raise ValueError(
                 f"LM2Config.memory_write={self.memory_write!r} is invalid: choose one of {MEMORY_WRITE_MODES}."
             )
-        for name, choices in (("memory_update", MEMORY_UPDATES), ("memory_write_gate", MEMORY_WRITE_GATES)):
+        for name, choices in (("memory_update", MEMORY_UPDATES), ("memory_write_gate", MEMORY_WRITE_GATES),
+                              ("memory_write_route", MEMORY_WRITE_ROUTES),
+                              ("memory_write_address", MEMORY_WRITE_ADDRESSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
-        if not isinstance(self.memory_slot_keys, bool):
-            raise ValueError(f"LM2Config.memory_slot_keys={self.memory_slot_keys!r} is invalid: true or false.")
+        for name in ("memory_slot_keys", "memory_write_shift", "attention_key_shift"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: true or false.")
         scale = self.memory_read_scale
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
             raise ValueError(f"LM2Config.memory_read_scale={scale!r} is invalid: use null (the paper's 1/sqrt(d_head) "

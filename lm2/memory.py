@@ -48,20 +48,23 @@ class MemoryState:
 
     memory: torch.Tensor  # (B, N, D) the bank as of the last update boundary
     pending: ChunkStats | None = None  # statistics of the unfinished chunk, if any
+    previous: torch.Tensor | None = None  # (B, D) the last token's x_hat (write shift / previous address; 0 if padding)
 
     def detach(self) -> "MemoryState":
         pending = None
         if self.pending is not None:
             p = self.pending
             pending = ChunkStats(p.weight.detach(), p.x_sum.detach(), p.e_sum.detach(), p.log_keep.detach())
-        return MemoryState(self.memory.detach(), pending)
+        previous = None if self.previous is None else self.previous.detach()
+        return MemoryState(self.memory.detach(), pending, previous)
 
     def index_select(self, index: torch.Tensor) -> "MemoryState":
         pending = None
         if self.pending is not None:
             p = self.pending
             pending = ChunkStats(*(t.index_select(0, index) for t in (p.weight, p.x_sum, p.e_sum, p.log_keep)))
-        return MemoryState(self.memory.index_select(0, index), pending)
+        previous = None if self.previous is None else self.previous.index_select(0, index)
+        return MemoryState(self.memory.index_select(0, index), pending, previous)
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -103,6 +106,29 @@ def memory_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2) * scale.view(-1, 1, 1)
     probs = scores.softmax(dim=-1)
     return probs @ v, probs
+
+
+def top1_route(w: torch.Tensor) -> torch.Tensor:
+    """Hard write routing: each token's write weights (B, T, N) become one-hot on the slot it reads most.
+
+    The forward value is exactly one-hot; the gradient is the soft weights' (straight-through), so the read
+    addressing still learns from the write. With soft weights every slot receives a weighted mean of all tokens,
+    and facts written in one chunk end up averaged together in every slot (an unordered bag: a query can find
+    which values were stated, not which key each belonged to).
+    """
+    hard = F.one_hot(w.argmax(dim=-1), w.shape[-1]).to(w.dtype)
+    return hard + (w - w.detach())
+
+
+def shifted(x_hat: torch.Tensor, previous: torch.Tensor | None, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, D) -> the state of the token before each one: the carried ``previous`` (or zeros at the start of a
+    sequence) for the first, zeros where the token before is padding."""
+    first = torch.zeros_like(x_hat[:, :1]) if previous is None else previous.unsqueeze(1)
+    before = torch.cat([first, x_hat[:, :-1]], dim=1)
+    if token_mask is not None:
+        valid = torch.cat([torch.ones_like(token_mask[:, :1]), token_mask[:, :-1]], dim=1)
+        before = before * valid.unsqueeze(-1).to(before.dtype)
+    return before
 
 
 def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> ChunkStats:
@@ -210,11 +236,17 @@ class LM2Memory(nn.Module):
         self.out_gate = nn.Linear(d, d)  # eq. (2)
         self.in_gate = nn.Linear(d, d)  # eq. (4)
         self.update = config.memory_update
+        self.write_route = config.memory_write_route
+        self.write_address = config.memory_write_address
         if self.update == "gated":
             self.forget_gate = nn.Linear(d, d)  # eq. (5); the "replace" update needs no forget gate
         if config.memory_write_gate == "token":
             # one write strength per token: a token that carries nothing worth keeping writes (and erases) nothing
             self.write_gate = nn.Linear(d, 1)
+        if config.memory_write_shift:
+            # the write sees each token with the one before it (a token shift, i.e. a width-2 causal convolution):
+            # a value is written together with the key that preceded it, which attention may not have copied yet
+            self.shift_proj = nn.Linear(d, d, bias=False)
         if config.memory_slot_keys:
             # K = M W_K + A: a learned address per slot that writes do not move, so a token can find the slot that
             # an earlier token with the same key wrote to by where it is, not only by what it now holds
@@ -241,15 +273,19 @@ class LM2Memory(nn.Module):
                             o=self.o_proj.weight, forget=None if forget is None else forget.weight,
                             forget_bias=None if forget is None else forget.bias)
 
-    def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor,
+                   q_address: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
-        projection (B, T, D) and the read weights averaged over heads (B, T, N)."""
+        projection (B, T, D) and the read weights averaged over heads (B, T, N); with ``q_address``, also the
+        weights those queries would read with (B, T, N), which then address the write."""
         k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
         if hasattr(self, "slot_keys"):  # a fixed address per slot beside the content key
             k = k + self.slot_keys
-        out, probs = memory_attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),
-                                      getattr(self, "read_scale", None))
-        return merge_heads(out), probs.mean(dim=1)
+        k, v = split_heads(k, self.num_heads), split_heads(v, self.num_heads)
+        scale = getattr(self, "read_scale", None)
+        out, probs = memory_attention(q, k, v, scale)
+        address = None if q_address is None else memory_attention(q_address, k, v, scale)[1].mean(dim=1)
+        return merge_heads(out), probs.mean(dim=1), address
 
     def forward(
         self,
@@ -274,21 +310,43 @@ class LM2Memory(nn.Module):
         fused = self.fused_weights()
         # per-token write strength (B, T, 1), or None: the paper's write, where every read also writes
         strength = torch.sigmoid(self.write_gate(x_hat)) if hasattr(self, "write_gate") else None
+        previous = state.previous
+        write_input, q_address = x_hat, None  # what the write pools into x_bar; the queries that address it
+        if hasattr(self, "shift_proj") or self.write_address == "previous":
+            before = shifted(x_hat, previous, token_mask)  # (B, T, D)
+            if hasattr(self, "shift_proj"):
+                write_input = x_hat + self.shift_proj(before)
+            if self.write_address == "previous":
+                # token i is written where token i - 1 reads: a value lands where its key will look for it.
+                # The very first token of a sequence has no address and does not write.
+                q_address = split_heads(self.q_proj(before), self.num_heads)
+                if previous is None:
+                    first = torch.ones_like(x_hat[:, :, 0])
+                    first[:, 0] = 0.0
+                    strength = first.unsqueeze(-1) if strength is None else strength * first.unsqueeze(-1)
+            last = x_hat[:, -1]
+            previous = last if token_mask is None else last * token_mask[:, -1:].to(last.dtype)
         reads, weights = [], []
         for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
-            h, w = self.read_heads(q[:, :, offset : offset + length], memory, fused.kv)  # (B, l, D), (B, l, N)
-            reads.append(h)
+            piece = slice(offset, offset + length)
+            h, w, address = self.read_heads(q[:, :, piece], memory, fused.kv,
+                                            None if q_address is None else q_address[:, :, piece])
+            reads.append(h)  # (B, l, D)
             if return_weights:
-                weights.append(w)
+                weights.append(w)  # (B, l, N)
+            if address is not None:
+                w = address
+            if self.write_route == "top1":
+                w = top1_route(w)
             if token_mask is not None:
                 w = w * token_mask[:, offset : offset + length, None].to(w.dtype)
             if strength is not None:
                 w = w * strength[:, offset : offset + length]
-            stats = chunk_stats(w, x_hat[:, offset : offset + length], h)
+            stats = chunk_stats(w, write_input[:, offset : offset + length], h)
             pending = stats if pending is None else pending + stats
             if ends_chunk:
                 memory, pending = gated_write(memory, pending, fused, self.write_mode, self.update), None
         e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
         read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None
-        return gated, replace(state, memory=memory, pending=pending), read_weights
+        return gated, replace(state, memory=memory, pending=pending, previous=previous), read_weights

@@ -133,6 +133,11 @@ class LM2Attention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, self.num_kv_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
+        if config.attention_key_shift:
+            # smeared keys (Olsson et al. 2022): k'_j = a k_j + (1 - a) k_(j-1), a = sigmoid(key_shift) per kv head;
+            # a key that also says which token came before it makes "attend to the token after the last X"
+            # (induction, and binding a value to its key) one attention step instead of two
+            self.key_shift = nn.Parameter(torch.zeros(self.num_kv_heads))
 
     def forward(self, x: torch.Tensor, cos, sin, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
         b, t, _ = x.shape
@@ -140,6 +145,8 @@ class LM2Attention(nn.Module):
         k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, KVH, T, dh)
         v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if hasattr(self, "key_shift"):
+            k = self.smear_keys(k, cache, key_valid)
 
         num_past = 0 if cache.keys is None else cache.keys.shape[2]
         if num_past:
@@ -159,6 +166,21 @@ class LM2Attention(nn.Module):
         cache.keys, cache.values = k[:, :, drop:], v[:, :, drop:]
         cache.key_mask = None if key_valid is None else key_valid[:, drop:]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+    def smear_keys(self, k: torch.Tensor, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
+        """Mix each key with the previous token's own key (zeros at a sequence start and after padding); the
+        last own key is carried in the cache, so streaming in pieces gives the keys of one call."""
+        b, kvh, t, dh = k.shape
+        first = k.new_zeros(b, kvh, 1, dh) if cache.last_key is None else cache.last_key
+        before = torch.cat([first, k[:, :, :-1]], dim=2)  # (B, KVH, T, dh)
+        if key_valid is not None:
+            prev_valid = torch.cat([key_valid.new_ones(b, 1), key_valid[:, :-1]], dim=1)
+            before = before * prev_valid[:, None, :, None].to(k.dtype)
+        last = k[:, :, -1:]
+        cache.last_key = last if key_valid is None else last * key_valid[:, None, -1:, None].to(k.dtype)
+        a = torch.sigmoid(self.key_shift).view(1, kvh, 1, 1)
+        return a * k + (1 - a) * before
 
 
 class LM2MLP(nn.Module):
@@ -233,8 +255,12 @@ class LM2PreTrainedModel(PreTrainedModel):
                 init.constant_(module.forget_gate.bias, cfg.memory_forget_bias)
             if hasattr(module, "slot_keys"):
                 init.normal_(module.slot_keys, std=cfg.initializer_range)
+            if hasattr(module, "shift_proj"):  # start by writing each token plus the one before it
+                init.eye_(module.shift_proj.weight)
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
+        elif isinstance(module, LM2Attention) and hasattr(module, "key_shift"):
+            init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one
         elif isinstance(module, LM2Rotary):
             init.copy_(module.inv_freq, rope_frequencies(self.config)[0])
 

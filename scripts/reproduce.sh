@@ -4,10 +4,11 @@
 #   scripts/reproduce.sh [--quick] [OUT]        (default OUT: runs/reproduce, or runs/reproduce-quick)
 #
 # Experiment 1a the memory diagnostic (configs/recall-tiny.yaml): LM2, vanilla and RMT with parameters within
-#               0.3%, the same 2,400 steps and sequences, scored on 200 test samples at 1, 8 and 32 distractor
-#               segments (about 10 minutes of training per model on one thread; 17 with three jobs sharing the
-#               2 cores).
-# Experiment 1b the memory options one at a time on the diagnostic (800 steps each).
+#               0.3%, the same 1,200 steps and sequences, scored on 200 test samples at 1, 8 and 32 distractor
+#               segments (about 5 minutes of training per model on one idle thread; 20-30 with four or five
+#               jobs sharing the 2 cores).
+# Experiment 1b the memory options one at a time on the diagnostic (800 steps each), and the variants that
+#               were measured and not shipped.
 # Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
 #               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
@@ -41,15 +42,15 @@ if (( QUICK )); then
   EXP2_SEEDS=0
 else  # the configs as they stand: configs/babilong-tiny.yaml is the same run as `lm2 demo`
   TRAIN_FLAGS=(--no-progress)
-  RECALL_STEPS=2400; ABLATION_STEPS=800; RECALL_N=200
+  RECALL_STEPS=1200; ABLATION_STEPS=800; RECALL_N=200
   EVAL_LENGTHS=0k,1k,2k,4k,8k,16k; EVAL_N=100; LM_STEPS=150; WRITE_MODES="read input"
   EXP2_SEEDS="0 1 2"
 fi
-# The vanilla and RMT backbones have no memory parameters: a wider MLP brings them within 1% of LM2's parameters
-# (recall-tiny: 168,842 LM2, 168,960 vanilla, 169,216 RMT; babilong-tiny: 1,346,196 LM2, 1,345,664 vanilla,
+# The vanilla and RMT backbones have no memory parameters: a wider MLP brings them within 1.3% of LM2's parameters
+# (recall-tiny: 174,986 LM2, 175,104 vanilla, 175,360 RMT; babilong-tiny: 1,362,580 LM2, 1,345,664 vanilla,
 # 1,347,712 RMT).
 WIDER=(--model.config.intermediate_size 662)
-RECALL_WIDER=(--model.config.intermediate_size 348)
+RECALL_WIDER=(--model.config.intermediate_size 364)
 # RMT on the diagnostic: one RMT segment per diagnostic segment (16 tokens, the window LM2 and vanilla have) with
 # 4 memory tokens, and no window inside it (its segment is its attention span).
 RECALL_RMT=(--model.rmt '{rmt_segment_length: 16, rmt_memory_tokens: 4}' --model.config.sliding_window null)
@@ -74,18 +75,27 @@ python scripts/compare_recall.py --out "$OUT/recall-compare.png" LM2="$OUT/eval-
     vanilla="$OUT/eval-recall-vanilla" RMT="$OUT/eval-recall-rmt"
 
 echo "== experiment 1b: the memory options one by one on the diagnostic ($ABLATION_STEPS steps each)"
+# each row adds one option to the row before; the shipped config has them all
+SELF=(--model.config.memory_write_address self --model.config.memory_slot_keys false)
 PAPER=(--model.config.memory_write read --model.config.memory_update gated --model.config.memory_write_gate none
-       --model.config.memory_read_scale null)
+       --model.config.memory_read_scale null "${SELF[@]}")
 recall_run paper "$ABLATION_STEPS" "${PAPER[@]}"
 recall_run input "$ABLATION_STEPS" "${PAPER[@]}" --model.config.memory_write input
 recall_run replace "$ABLATION_STEPS" "${PAPER[@]}" --model.config.memory_write input --model.config.memory_update replace
-recall_run gate "$ABLATION_STEPS" --model.config.memory_read_scale null
+recall_run gate "$ABLATION_STEPS" --model.config.memory_read_scale null "${SELF[@]}"
+recall_run readscale "$ABLATION_STEPS" "${SELF[@]}"
+recall_run slotkeys "$ABLATION_STEPS" --model.config.memory_write_address self
 recall_run all "$ABLATION_STEPS"
-recall_run slotkeys "$ABLATION_STEPS" --model.config.memory_slot_keys true
+# measured, not shipped
+recall_run nokeys "$ABLATION_STEPS" --model.config.memory_slot_keys false
+recall_run prevtop1 "$ABLATION_STEPS" --model.config.memory_write_route top1
+recall_run top1 "$ABLATION_STEPS" "${SELF[@]}" --model.config.memory_write_route top1
+recall_run shift "$ABLATION_STEPS" "${SELF[@]}" --model.config.memory_write_shift true
 python scripts/compare_recall.py --out "$OUT/recall-options.png" --title "memory options, $ABLATION_STEPS steps each" \
     "paper (eq. 6)=$OUT/eval-recall-paper" "+ input write=$OUT/eval-recall-input" \
     "+ replace update=$OUT/eval-recall-replace" "+ token write gate=$OUT/eval-recall-gate" \
-    "+ read scale (shipped)=$OUT/eval-recall-all"
+    "+ read scale=$OUT/eval-recall-readscale" "+ slot keys=$OUT/eval-recall-slotkeys" \
+    "+ previous-token address (shipped)=$OUT/eval-recall-all"
 
 echo "== experiment 1c: BABILong qa1, LM2 vs vanilla vs RMT"
 for KIND in lm2 vanilla rmt; do

@@ -14,8 +14,13 @@ MEMORY_VARIANTS = {
     "write_gate": {"memory_write_gate": "token"},
     "read_scale": {"memory_read_scale": 4.0},
     "slot_keys": {"memory_slot_keys": True},
+    "top1": {"memory_write_route": "top1"},
+    "shift": {"memory_write_shift": True},
+    "key_shift": {"attention_key_shift": True},
+    "previous_address": {"memory_write_address": "previous", "memory_read_scale": 4.0, "memory_slot_keys": True},
     "all": {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
-            "memory_write": "input", "memory_slot_keys": True},
+            "memory_write": "input", "memory_slot_keys": True, "memory_write_route": "top1",
+            "memory_write_shift": True},
 }
 
 
@@ -62,3 +67,52 @@ def char_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS, unk_token="<unk>", pad_token=EOS)
+
+
+RELEASE_LAYOUTS = ("parquet-by-length", "parquet-by-task", "parquet-converted", "arrow", "json-lines", "json-array")
+
+
+def write_release(samples, root, layout: str = "parquet-by-length"):
+    """BABILong samples written as the official release stores them (lm2.data.babilong_release's layouts): one
+    split per task and length, the fields question, target, input (context). Returns ``root``."""
+    import json
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    groups: dict = {}
+    configs: dict = {}  # length -> {task: table}, for the arrow layout
+    for s in samples:
+        groups.setdefault((s.task, s.length), []).append(s)
+    for (task, length), group in groups.items():
+        rows = [{"question": s.question, "target": s.target, "input": s.context} for s in group]
+        table = pa.Table.from_pylist(rows)
+        if layout == "parquet-by-length":  # babilong-1k-samples: <length>/<task>-*.parquet, here in two shards
+            (root / length).mkdir(parents=True, exist_ok=True)
+            half = max(1, len(rows) // 2)
+            pq.write_table(table.slice(0, half), root / length / f"{task}-00000-of-00002.parquet")
+            pq.write_table(table.slice(half), root / length / f"{task}-00001-of-00002.parquet")
+        elif layout == "parquet-by-task":  # RMT-team/babilong's parquet revisions: <task>/<length>-*.parquet
+            (root / task).mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, root / task / f"{length}-00000-of-00001.parquet")
+        elif layout == "parquet-converted":  # the Hub's refs/convert/parquet branch: <length>/<task>/0000.parquet
+            (root / length / task).mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, root / length / task / "0000.parquet")
+        elif layout == "arrow":  # datasets' save_to_disk of each configuration (a DatasetDict of tasks)
+            configs.setdefault(length, {})[task] = table
+        elif layout in ("json-lines", "json-array"):  # RMT-team/babilong today: data/<task>/<length>.json
+            (root / "data" / task).mkdir(parents=True, exist_ok=True)
+            lines = [json.dumps(r) for r in rows]
+            text = "\n".join(lines) + "\n" if layout == "json-lines" else "[\n" + ",\n".join(lines) + "\n]\n"
+            (root / "data" / task / f"{length}.json").write_text(text)
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+    if configs:
+        import datasets
+
+        for length, tables in configs.items():
+            datasets.DatasetDict({t: datasets.Dataset(table) for t, table in tables.items()}).save_to_disk(
+                str(root / length))
+    return root

@@ -74,6 +74,7 @@ M = "--model {w}/model --no-progress"
 E_BAB = f"eval babilong {M} --tasks qa1 --lengths 0k --n 1"
 E_PPL = f"eval perplexity {M} --data {{w}}/text.txt --seq-len 16 --max-tokens 32"
 E_MMLU = f"eval mmlu {M} --limit 1 --subjects anatomy"
+E_H = f"eval harness {M}"
 G = "generate --model {w}/model --prompt hi --max-new-tokens 2"
 I = "inspect memory --model {w}/model --prompt-file {w}/prompt.txt --layer 0 --out {w}/inspected"
 
@@ -157,6 +158,12 @@ CASES = [
     (f"{E_MMLU} --out {{w}}/afile", "afile is a file", None),
     (f"{E_BAB} --out {{w}}/answers", "already holds answers", None),
     (f"{E_BAB} --out {{w}}/busy-eval", "is in use by lm2 (another run)", "busy-eval"),
+    (f"{E_BAB} --data {{w}}/missing-release", "does not exist: download the official BABILong release", None),
+    (f"{E_BAB} --data {{w}}/afile", "afile is a file", None),
+    (f"{E_BAB} --data {{w}}/answers", "holds no BABILong data lm2 can read (found qa1_0k.csv)", None),
+    (f"{E_H} --tasks ,", "no tasks in ','", None),
+    (f"{E_H} --tasks arc_easy --limit 0", "--limit: 0 is invalid", None),
+    (f"{E_H} --tasks arc_easy --include-path {{w}}/missing-tasks", "missing-tasks is not a folder", None),
     (f"{E_PPL} --out {{w}}/busy-eval", "is in use by lm2 (another run)", "busy-eval"),
     # ---- lm2 generate
     (f"{G} --memory-update-every 0", "--memory-update-every: 0 is invalid", None),

@@ -25,8 +25,11 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
     for b in range(b_size):
         m = memory[b].double()
         chunk = []  # (x_hat_i, e_mem_i, w_i) of the unfinished chunk
+        prev = torch.zeros(d, dtype=torch.float64)  # the token before (none at the start)
         for i in range(t_len):
             x = x_hat[b, i].double()
+            pooled = x + mem.shift_proj.weight.double() @ prev if hasattr(mem, "shift_proj") else x
+            prev_x, prev = prev, x
             q = wq.double() @ x
             keys = [wk.double() @ m[j] + (mem.slot_keys[j].double() if hasattr(mem, "slot_keys") else 0)
                     for j in range(n)]
@@ -46,13 +49,29 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             e = wo.double() @ head_out
             g_out = torch.sigmoid(mem.out_gate.weight.double() @ e + mem.out_gate.bias.double())
             reads[b, i] = g_out * e
+            if mem.write_address == "previous":  # written where the token before reads (nowhere for the first)
+                qp = wq.double() @ prev_x if i > 0 else None
+                w = torch.zeros(n, dtype=torch.float64)
+                for hh in range(h if qp is not None else 0):
+                    sl = slice(hh * dh, (hh + 1) * dh)
+                    if hasattr(mem, "read_scale"):
+                        sc = torch.tensor([float(qp[sl] @ keys[j][sl] / (qp[sl].norm().clamp_min(1e-12)
+                                                                          * keys[j][sl].norm())) * float(mem.read_scale[hh])
+                                           for j in range(n)])
+                    else:
+                        sc = torch.tensor([float(qp[sl] @ keys[j][sl]) / math.sqrt(dh) for j in range(n)])
+                    w += torch.softmax(sc.double(), 0) / h
+            if mem.write_route == "top1" and w.sum() > 0:  # the token writes only the slot it reads most
+                w = torch.nn.functional.one_hot(w.argmax(), n).double()
             if hasattr(mem, "write_gate"):  # the token's write strength scales its write weights
                 w = w * torch.sigmoid(mem.write_gate.weight.double() @ x + mem.write_gate.bias.double())
-            chunk.append((x, e, w))
+            chunk.append((pooled, e, w))
             if (start + i + 1) % interval == 0:  # the chunk ends: write eq. (4)-(6), slot by slot
                 new_m = m.clone()
                 for j in range(n):
                     wsum = sum(float(c[2][j]) for c in chunk)
+                    if wsum == 0.0:  # no token of the chunk wrote this slot (top-1 routing): it is kept
+                        continue
                     x_bar = sum(c[2][j] * c[0] for c in chunk) / wsum
                     e_bar = sum(c[2][j] * c[1] for c in chunk) / wsum
                     s = 1.0 - math.prod(1.0 - float(c[2][j]) for c in chunk)
@@ -75,9 +94,10 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
 
 # The paper's memory, then each option alone, then all options together (the defaults of new models).
 MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
-                  {"memory_slot_keys": True},
+                  {"memory_slot_keys": True}, {"memory_write_route": "top1"}, {"memory_write_shift": True},
+                  {"memory_write_address": "previous"}, {"memory_write_address": "previous", "memory_write_route": "top1"},
                   {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
-                   "memory_slot_keys": True}]
+                   "memory_slot_keys": True, "memory_write_route": "top1", "memory_write_shift": True}]
 
 
 @pytest.mark.parametrize("options", MEMORY_OPTIONS, ids=lambda o: "-".join(f"{k[7:]}={v}" for k, v in o.items()) or "paper")

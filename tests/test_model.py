@@ -312,3 +312,36 @@ def test_token_by_token_decoding_equals_full_forward(window):
             cache = out.past_key_values
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_smeared_keys_equal_a_reference_written_from_the_formula(window):
+    """attention_key_shift: k'_j = a k_j + (1 - a) k_(j-1) (k_(-1) = 0), a = sigmoid per kv head, then causal windowed
+    softmax attention, written with loops and explicit masks (no scaled_dot_product_attention, no cache)."""
+    from lm2.cache import LayerCache
+    from lm2.modeling_lm2 import LM2Attention, LM2Rotary, apply_rotary
+
+    torch.manual_seed(0)
+    cfg = tiny_config(attention_key_shift=True, memory_layers=0, sliding_window=window)
+    attn = LM2Attention(cfg)
+    with torch.no_grad():
+        attn.key_shift.copy_(torch.tensor([1.5, -0.7]))  # two kv heads, each its own mix
+    x = torch.randn(2, 9, 32)
+    cos, sin = LM2Rotary(cfg)(0, 9, torch.float32)
+    with torch.no_grad():
+        out = attn(x, cos, sin, LayerCache(), None)
+        h, kvh, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        q = apply_rotary(attn.q_proj(x).view(2, 9, h, dh).transpose(1, 2), cos, sin)
+        k = apply_rotary(attn.k_proj(x).view(2, 9, kvh, dh).transpose(1, 2), cos, sin)
+        v = attn.v_proj(x).view(2, 9, kvh, dh).transpose(1, 2)
+        ref = torch.zeros(2, h, 9, dh)
+        for hh in range(h):
+            g = hh // (h // kvh)  # the kv head this query head shares
+            a = torch.sigmoid(attn.key_shift[g])
+            smeared = [a * k[:, g, j] + (1 - a) * (k[:, g, j - 1] if j else 0) for j in range(9)]
+            for i in range(9):
+                seen = [j for j in range(i + 1) if window is None or i - j < window]
+                scores = torch.stack([(q[:, hh, i] * smeared[j]).sum(-1) for j in seen], -1) / dh ** 0.5
+                ref[:, hh, i] = (scores.softmax(-1).unsqueeze(-1) * torch.stack([v[:, g, j] for j in seen], 1)).sum(1)
+        ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 9, -1))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)

@@ -1,7 +1,8 @@
 """BABILong evaluation: greedy answers to bAbI questions hidden in long book text, scored as the benchmark does.
 
-For each task and length the test samples come from ``lm2.data.babilong.build_samples`` (split "test"); each
-prompt is tokenized and answered greedily (a few tokens, stopping at eos or at a line break after the answer):
+For each task and length the test samples come from ``lm2.data.babilong.build_samples`` (split "test"), or from a
+local copy of the official release (``data``: ``lm2.data.babilong_release``, the same sample type); each prompt is
+tokenized and answered greedily (a few tokens, stopping at eos or at a line break after the answer):
 
 * streaming models (LM2, vanilla, RMT) get the prompt ``segment_length`` tokens at a time with their state
   carried, then decode token by token with the same state: memory use is flat, so a 128k-token sample runs
@@ -70,8 +71,9 @@ def parse_tasks(spec: str | Sequence[str]) -> list[str]:
     return out
 
 
-def parse_lengths(spec: str | Sequence[str]) -> list[str]:
-    """Length names from "0k,1k,4k" or a list; each must be one of BABILong's lengths (0k ... 128k)."""
+def parse_lengths(spec: str | Sequence[str], known: bool = True) -> list[str]:
+    """Length names from "0k,1k,4k" or a list; each must be one of BABILong's lengths (0k ... 128k) unless
+    ``known`` is False (the official release also has 256k, 512k and 1M)."""
     from lm2.data.babilong import LENGTHS, length_name, parse_length
 
     items = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -80,7 +82,7 @@ def parse_lengths(spec: str | Sequence[str]) -> list[str]:
         if not item:
             continue
         name = length_name(parse_length(item))  # ValueError for text that is no length at all
-        if name not in LENGTHS:
+        if known and name not in LENGTHS:
             raise ValueError(f"unknown BABILong length {item!r}: choose from {', '.join(LENGTHS)}")
         if name not in out:
             out.append(name)
@@ -281,7 +283,7 @@ def write_predictions(path: str | os.PathLike, samples: Sequence[Any], outputs: 
 
 # ----------------------------------------------------------------------------- resuming
 
-RESUME_SETTINGS = ("model", "format", "rule", "shots", "seed", "max_new_tokens")  # + segment_length if streaming
+RESUME_SETTINGS = ("model", "data", "format", "rule", "shots", "seed", "max_new_tokens")  # + segment_length if streaming
 
 
 def partial_path(out_dir: Path, task: str, length: str) -> Path:
@@ -425,14 +427,16 @@ def majority_baseline(out_dir: str | os.PathLike) -> dict[str, float]:
 
 
 def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS,
-                      lengths: Sequence[str] = ("0k", "1k", "2k", "4k"), n: int = 100, fmt: str = "auto",
+                      lengths: Sequence[str] = ("0k", "1k", "2k", "4k"), n: int | None = None, fmt: str = "auto",
                       shots: int = 0, segment_length: int = 512, batch_size: int = 1, max_new_tokens: int = 16,
                       out_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True,
-                      resume: bool = False, overwrite: bool = False) -> dict:
+                      resume: bool = False, overwrite: bool = False, data: Any = None) -> dict:
     """Evaluate a loaded model on BABILong; returns the summary (also written to ``out_dir``, with the CSVs,
     and the heatmap).
 
-    Accuracies are in percent. ``shots`` solved examples go into the instruction prompt (instruction format
+    ``n`` samples per task and length: by default 100 generated ones, or with ``data`` (a folder holding the
+    official release, or its ``BabilongRelease``) every sample there (``n``: the first ``n``). Accuracies are in
+    percent. ``shots`` solved examples go into the instruction prompt (instruction format
     only). ``batch_size`` > 1 left-pads prompts of similar length together, and for a model with memory only
     prompts whose padding leaves its answers unchanged (``plan_batches``).
 
@@ -447,11 +451,23 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
     from tqdm import tqdm
 
     from lm2.data.babilong import build_samples, parse_length
+    from lm2.data.babilong_release import BabilongRelease, open_release
 
-    tasks, lengths = parse_tasks(tasks), parse_lengths(lengths)
+    release = data if isinstance(data, BabilongRelease) or data is None else open_release(data)
+    tasks, lengths = parse_tasks(tasks), parse_lengths(lengths, known=release is None)
+    if release is not None:
+        release.check(tasks, lengths, n)
+    elif n is None:
+        n = 100
     fmt = resolve_format(loaded, fmt)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"--n {n!r} is invalid: it must be a positive number of samples")
+
+    def test_samples(task: str, length: str, count: int | None) -> list:
+        if release is None:
+            return build_samples(task, length, count, split="test", seed=seed)
+        return release.samples(task, length, count)
+
     if shots < 0:
         raise ValueError(f"--shots {shots} is invalid: it must be 0 or more")
     if shots and fmt == "finetune":
@@ -465,7 +481,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
     if limit is not None:  # fail before any work, measuring one prompt of each length in the model's tokens
         too_long = []
         for name in lengths:
-            probe = build_samples(tasks[0], name, 1, split="test", seed=seed)[0]
+            probe = test_samples(tasks[0], name, 1)[0]
             needed = len(prompt_ids(probe, loaded.tokenizer, fmt, shots)) + max_new_tokens
             if parse_length(name) > limit or needed > limit:
                 too_long.append(name)
@@ -478,10 +494,11 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
 
     out_dir = Path(out_dir) if out_dir is not None else None
     summary: dict[str, Any] = {
-        "model": str(loaded.path), "model_kind": loaded.kind, "format": fmt, "rule": rule, "shots": shots,
-        "n": n, "seed": seed, "segment_length": segment_length, "batch_size": batch_size,
+        "model": str(loaded.path), "model_kind": loaded.kind,
+        "data": str(release.root.resolve()) if release is not None else None, "format": fmt, "rule": rule,
+        "shots": shots, "n": n, "seed": seed, "segment_length": segment_length, "batch_size": batch_size,
         "max_new_tokens": max_new_tokens, "device": str(next(loaded.model.parameters()).device),
-        "tasks": tasks, "lengths": lengths, "accuracy": {}, "seconds": {},
+        "tasks": tasks, "lengths": lengths, "accuracy": {}, "samples": {}, "seconds": {},
     }
     if resume and overwrite:
         raise ValueError("--resume keeps the answers in --out and --overwrite deletes them: choose one")
@@ -494,12 +511,13 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
         claim_out_dir(out_dir, overwrite)
     if out_dir is not None:  # the settings go down first: a run stopped in its first task can be resumed safely
         write_json(out_dir / "summary.json", summary)
-    bar = tqdm(total=len(tasks) * len(lengths) * n, unit="sample", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(tasks) * len(lengths) * n if n is not None else None, unit="sample",
+               disable=not progress, dynamic_ncols=True)
     for task in tasks:
         for length in lengths:
             bar.set_description(f"{task} {length}")
             start = time.perf_counter()
-            samples = build_samples(task, length, n, split="test", seed=seed)
+            samples = test_samples(task, length, n)
             # int32 arrays: 100 prompts of 128k tokens as Python lists would take about half a gigabyte.
             prompts = [np.asarray(prompt_ids(s, loaded.tokenizer, fmt, shots), dtype=np.int32) for s in samples]
             check_fits(loaded.model, max(len(p) for p in prompts) + max_new_tokens,
@@ -538,6 +556,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
                     partial.close()
             accuracy = 100.0 * sum(score(outputs, samples, rule)) / len(samples)
             summary["accuracy"].setdefault(task, {})[length] = accuracy
+            summary["samples"].setdefault(task, {})[length] = len(samples)
             summary["seconds"].setdefault(task, {})[length] = round(time.perf_counter() - start, 2)
             if out_dir is not None:
                 write_predictions(out_dir / f"{task}_{length}.csv", samples, outputs)
@@ -549,6 +568,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
         write_json(out_dir / "summary.json", summary)
         from lm2.viz.babilong import plot_heatmap
 
-        title = f"BABILong, {loaded.name} ({fmt} format, {rule} rule, n={n})"
+        source = "official release, " if release is not None else ""
+        title = f"BABILong, {loaded.name} ({source}{fmt} format, {rule} rule, n={n or 'all'})"
         plot_heatmap(summary["accuracy"], tasks, lengths, out_dir / "babilong.png", title)
     return summary

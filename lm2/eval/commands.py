@@ -1,4 +1,4 @@
-"""`lm2 eval babilong | mmlu | perplexity`: thin wrappers over lm2.eval's library functions."""
+"""`lm2 eval babilong | mmlu | harness | recall | perplexity`: thin wrappers over lm2.eval's library functions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lm2.outdir import hold
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="evaluate a model: BABILong, MMLU, perplexity")
+    ev = sub.add_parser("eval", help="evaluate a model: BABILong, MMLU, any lm-eval task, perplexity")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
     ev_sub.required = True
 
@@ -25,8 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ev_sub.add_parser("babilong", help="BABILong accuracy by task and length (table, CSVs, JSON, heatmap)")
     common(p, batch_size=1)
     p.add_argument("--tasks", default="qa1-qa5", help="e.g. qa1-qa5, qa1,qa3 or all (qa1-qa10)")
-    p.add_argument("--lengths", default="0k,1k,2k,4k", help="comma-separated, from 0k 1k 2k 4k 8k 16k 32k 64k 128k")
-    p.add_argument("--n", type=positive_int, default=100, help="samples per task and length")
+    p.add_argument("--lengths", default="0k,1k,2k,4k",
+                   help="comma-separated, from 0k 1k 2k 4k 8k 16k 32k 64k 128k (with --data: any the release holds)")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="samples per task and length (default: 100 generated, or with --data all of them)")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="a local copy of the official BABILong release (Hugging Face datasets RMT-team/babilong or "
+                        "RMT-team/babilong-1k-samples) instead of generated samples; layouts in README.md")
     p.add_argument("--format", default="auto", choices=["auto", "finetune", "instruction"],
                    help="finetune: context, question, answer marker, exact match; instruction: task explanation "
                         "(chat template if any), BABILong's label rule; auto: finetune for checkpoints lm2 trained "
@@ -61,6 +66,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that finished is taken as it is, as with --reuse)")
     p.set_defaults(func=run_mmlu)
 
+    p = ev_sub.add_parser("harness", help="any lm-evaluation-harness task or group (arc_easy, hellaswag, ...)")
+    common(p, batch_size=8)
+    p.add_argument("--tasks", required=True,
+                   help="comma-separated lm-eval task or group names, globs allowed (`lm-eval ls tasks` lists them)")
+    p.add_argument("--num-fewshot", type=nonnegative_int, default=None,
+                   help="solved examples per prompt (default: each task's own)")
+    p.add_argument("--limit", type=harness_limit, default=None,
+                   help="the first N documents of each task, or a fraction below 1 (for a quick look, not a score)")
+    p.add_argument("--include-path", default=None, metavar="DIR",
+                   help="a folder of task YAML files (your own tasks, or tasks over local data files)")
+    p.add_argument("--log-samples", action="store_true",
+                   help="also write each document's prompt, responses and scores (samples_<task>.jsonl)")
+    p.add_argument("--apply-chat-template", action="store_true", help="prompts through the tokenizer's chat template")
+    p.add_argument("--gen-kwargs", default=None,
+                   help="generation settings of generate_until tasks, e.g. max_gen_toks=64,temperature=0")
+    p.set_defaults(func=run_harness)
+
     p = ev_sub.add_parser("recall", help="the memory diagnostic: associative recall across distractor segments")
     common(p, batch_size=50)
     p.add_argument("--segments", default="1,8,32",
@@ -81,6 +103,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_perplexity)
 
 
+def harness_limit(text: str) -> int | float:
+    """--limit: a number of documents (an integer >= 1) or a fraction of each task (0 < f < 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value >= 1 and value == int(value):
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"{text} is invalid: give a number of documents (1 or more) or a fraction "
+                                     "between 0 and 1")
+
+
 def _load(args):
     from lm2.eval.common import load_model
     from lm2.outdir import check_writable_dir
@@ -97,7 +133,13 @@ def run_babilong(args) -> int:
     from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
     from lm2.eval.common import default_out_dir
 
-    tasks, lengths = parse_tasks(args.tasks), parse_lengths(args.lengths)  # errors before loading the model
+    tasks, lengths = parse_tasks(args.tasks), parse_lengths(args.lengths, known=args.data is None)
+    release = None
+    if args.data is not None:  # a missing path, a wrong layout or a missing task is known before the model loads
+        from lm2.data.babilong_release import open_release
+
+        release = open_release(args.data)
+        release.check(tasks, lengths, args.n)
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "babilong")
     with hold(out, "lm2 eval babilong"):
@@ -105,8 +147,12 @@ def run_babilong(args) -> int:
                                     segment_length=args.segment_length, batch_size=args.batch_size,
                                     max_new_tokens=args.max_new_tokens, out_dir=out, seed=args.seed,
                                     progress=not args.no_progress, resume=args.resume,
-                                    overwrite=args.overwrite)
-    print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {args.n} samples each")
+                                    overwrite=args.overwrite, data=release)
+    counts = sorted({c for per_task in summary["samples"].values() for c in per_task.values()})
+    each = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    source = f"the official release in {args.data}" if release is not None else "generated samples"
+    print(f"\nBABILong accuracy (%), {summary['format']} format, {summary['rule']} rule, {each} samples each "
+          f"({source})")
     print(results_table(summary))
     print(f"\nwritten to {out}/ (summary.json, <task>_<length>.csv, babilong.png)")
     return 0
@@ -125,6 +171,10 @@ def run_recall(args) -> int:
                                   out_dir=out, progress=not args.no_progress, spec=spec)
     print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, chance "
           f"{summary['chance']:.1f}%, seed {summary['seed']})")
+    for d, e in summary["errors"].items():
+        print(f"  {d} segments: {summary['accuracy'][d]:.1f}% right, {e['other_pair']:.1f}% another pair's value "
+              f"(stored, not bound to its key), {e['unstated']:.1f}% unstated; by query "
+              + " / ".join(f"{a:.0f}" for a in e["by_query"]))
     print(f"recall accuracy (%), {args.n} samples each: " + ", ".join(
         f"{d} segments {acc:.1f}" for d, acc in summary["accuracy"].items()))
     return 0
@@ -148,6 +198,29 @@ def run_mmlu(args) -> int:
         print(format_check(check))
         if not check["agree"]:
             return 1
+    return 0
+
+
+def run_harness(args) -> int:
+    from lm2.eval.common import default_out_dir
+    from lm2.eval.lm_eval_adapter import evaluate_harness, match_tasks, task_list, task_manager
+
+    requested = task_list(args.tasks)
+    manager = task_manager(args.include_path)  # unknown tasks are known before the model loads
+    names = match_tasks(manager, requested)
+    loaded = _load(args)
+    out = args.out or default_out_dir(loaded, "harness")
+    with hold(out, "lm2 eval harness"):
+        results = evaluate_harness(loaded, names, num_fewshot=args.num_fewshot, limit=args.limit,
+                                   batch_size=args.batch_size, include_path=args.include_path,
+                                   log_samples=args.log_samples, apply_chat_template=args.apply_chat_template,
+                                   gen_kwargs=args.gen_kwargs, out_dir=out, manager=manager)
+    from lm_eval.utils import make_table
+
+    print(make_table(results))
+    if results.get("groups"):
+        print(make_table(results, "groups"))
+    print(f"written to {out}/results.json" + (" and samples_<task>.jsonl" if args.log_samples else ""))
     return 0
 
 

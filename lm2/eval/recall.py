@@ -43,22 +43,42 @@ def answer_logits(model, input_ids: torch.Tensor, segment_length: int) -> torch.
 
 
 @torch.no_grad()
-def recall_accuracy(model, tokenizer, samples: Sequence, segment_length: int, batch_size: int = 50) -> float:
-    """Fraction of queried values predicted exactly (all samples of one call share their length)."""
+def recall_breakdown(model, tokenizer, samples: Sequence, segment_length: int, batch_size: int = 50) -> dict:
+    """Where the answers go (all samples of one call share their length), as fractions of all queries:
+
+    ``accuracy`` the queried value; ``other_pair`` the value of another pair of the same sample (the value was
+    stored but not bound to its key: a memory that keeps the set of values and not which key each belongs to
+    lands here); ``unstated`` anything else (nothing usable was stored). ``by_query``: accuracy of the first,
+    second, ... query of each sample. A bag of values without keys shows as by_query ~ 1/P, 1/(P-1), ..., 1 with
+    P pairs asked P queries: each earlier answer, visible to the window, rules one value out.
+    """
     from lm2.data.recall import encode
 
     device = next(model.parameters()).device
-    correct = total = 0
+    vocab = tokenizer.get_vocab()
+    counts = {"accuracy": 0, "other_pair": 0, "unstated": 0}
+    by_query: list[list[int]] = []  # [correct, asked] per query index
     for i in range(0, len(samples), batch_size):
-        pairs = [encode(s, tokenizer) for s in samples[i : i + batch_size]]
-        ids = torch.tensor([p[0] for p in pairs], device=device)
-        labels = torch.tensor([p[1] for p in pairs], device=device)
-        logits = answer_logits(model, ids, segment_length)[:, :-1]  # position t predicts token t + 1
-        target = labels[:, 1:]
-        asked = target != -100
-        correct += int((logits.argmax(-1)[asked] == target[asked]).sum())
-        total += int(asked.sum())
-    return correct / max(total, 1)
+        batch = samples[i : i + batch_size]
+        ids = torch.tensor([encode(s, tokenizer)[0] for s in batch], device=device)
+        predicted = answer_logits(model, ids, segment_length).argmax(-1).cpu()  # (B, T): position t predicts t + 1
+        for row, sample in enumerate(batch):
+            stated = {vocab[value] for _, value in sample.pairs}
+            for q, pos in enumerate(sample.answers):
+                guess, truth = int(predicted[row, pos - 1]), vocab[sample.words[pos]]
+                kind = "accuracy" if guess == truth else "other_pair" if guess in stated else "unstated"
+                counts[kind] += 1
+                while len(by_query) <= q:
+                    by_query.append([0, 0])
+                by_query[q][0] += guess == truth
+                by_query[q][1] += 1
+    total = max(sum(counts.values()), 1)
+    return {**{k: v / total for k, v in counts.items()}, "by_query": [c / n for c, n in by_query]}
+
+
+def recall_accuracy(model, tokenizer, samples: Sequence, segment_length: int, batch_size: int = 50) -> float:
+    """Fraction of queried values predicted exactly (all samples of one call share their length)."""
+    return recall_breakdown(model, tokenizer, samples, segment_length, batch_size)["accuracy"]
 
 
 def recall_spec_of(path: str | os.PathLike):
@@ -97,14 +117,16 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
     spec = spec or recall_spec_of(loaded.path)
     seed = TEST_SEED if seed is None else seed
     segment_length = segment_length or spec.segment_length
-    accuracy = {}
+    accuracy, errors = {}, {}
     for d in tqdm(segments, desc="recall", unit="length", disable=not progress):
         samples = make_samples(spec, d, n, seed=seed)
-        accuracy[str(d)] = 100.0 * recall_accuracy(loaded.model, loaded.tokenizer, samples, segment_length,
-                                                   batch_size)
+        found = recall_breakdown(loaded.model, loaded.tokenizer, samples, segment_length, batch_size)
+        accuracy[str(d)] = 100.0 * found["accuracy"]
+        errors[str(d)] = {"other_pair": 100.0 * found["other_pair"], "unstated": 100.0 * found["unstated"],
+                          "by_query": [100.0 * a for a in found["by_query"]]}
     summary = {"model": str(loaded.path), "kind": loaded.kind, "n": n, "seed": seed, "segments": list(segments),
                "pairs": spec.pairs, "queries": spec.queries, "chance": 100.0 / spec.num_values,
-               "accuracy": accuracy}
+               "accuracy": accuracy, "errors": errors}
     if out_dir is not None:
         from lm2.viz.recall import plot_recall
 

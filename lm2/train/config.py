@@ -58,6 +58,10 @@ class DataSection:
     background text)."""
     babi_tasks: list = field(default_factory=lambda: ["qa1"])
     """bAbI tasks to mix (each sample draws one uniformly)."""
+    babilong_path: str | None = None
+    """A local copy of the official BABILong training data (RMT-team/babilong-train-5k-samples, in a layout of
+    lm2.data.babilong_release) to draw samples from instead of generating them; every task of babi_tasks must be
+    there at every curriculum length. Validation stays on lm2's generated test samples."""
     curriculum: list = field(default_factory=lambda: [{"steps": 100, "lengths": ["0k"]}])
     """Stages [{steps, lengths}], run in order, each from where the last ended; every sample of a batch draws its
     length from the stage's list, so lengths vary within a batch and the number of segments grows by stage.
@@ -260,6 +264,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                              "statements and questions)")
         if not d.babi_tasks:
             raise ValueError("config field data.babi_tasks is empty: give at least one task, e.g. [qa1]")
+        if d.babilong_path is not None and d.supervise != "answer":
+            raise ValueError("config field data.babilong_path needs data.supervise=answer: the official samples are "
+                             "single questions, not whole bAbI stories")
         from lm2.data import babi
 
         for task in d.babi_tasks:
@@ -284,6 +291,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                     parse_length(length)
                 except (ValueError, TypeError) as err:
                     raise ValueError(f"config field {where}.lengths: {err}") from None
+        if d.babilong_path is not None:
+            from lm2.data.babilong_release import open_release
+
+            release = open_release(d.babilong_path, what="config field data.babilong_path")
+            try:
+                release.check(d.babi_tasks, [n for stage in d.curriculum for n in stage["lengths"]])
+            except ValueError as err:
+                raise ValueError(f"config field data.babilong_path: {err}") from None
         for length in e.lengths:
             try:
                 parse_length(length)

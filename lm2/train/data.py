@@ -112,6 +112,11 @@ class BabilongStream:
         self.rank, self.world_size = rank, world_size
         self.micro = micro or cfg.train.batch_size // world_size
         self.pad = pad_id(tokenizer)
+        self.release = None  # the official training data, when data.babilong_path names a local copy
+        if cfg.data.task == "babilong" and cfg.data.babilong_path is not None:
+            from lm2.data.babilong_release import open_release
+
+            self.release = open_release(cfg.data.babilong_path, what="config field data.babilong_path")
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
         from lm2.data.babi import generate_stories
@@ -124,7 +129,10 @@ class BabilongStream:
         if self.cfg.data.supervise == "story":
             story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
             return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss)
-        sample = build_samples(task, length, 1, split="train", seed=rng.randrange(2**31))[0]
+        if self.cfg.data.babilong_path is not None:
+            sample = self.release.random_sample(task, length, rng)
+        else:
+            sample = build_samples(task, length, 1, split="train", seed=rng.randrange(2**31))[0]
         ids, labels = finetune_example(sample, self.tokenizer)
         return list(ids), list(labels)
 

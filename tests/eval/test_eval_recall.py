@@ -4,6 +4,9 @@ trains-then-scores end to end."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +15,10 @@ from torch import nn
 
 from helpers import memory_model
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_samples
-from lm2.eval.recall import answer_logits, parse_segments, recall_accuracy
+from lm2.eval.recall import answer_logits, parse_segments, recall_accuracy, recall_breakdown
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class RecallOracle(nn.Module):
@@ -54,6 +60,40 @@ def test_accuracy_of_a_rigged_model_is_exact():
     assert recall_accuracy(Constant(), tok, samples, segment_length=16) == pytest.approx(expected)
 
 
+class FirstPairValue(nn.Module):
+    """Answers every query of a sample with the value of the sample's first pair: a memory that stored one value
+    and no keys."""
+
+    def __init__(self, samples, tokenizer):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.vocab = tokenizer.get_vocab()
+        self.samples, self.calls = samples, 0
+
+    def forward(self, input_ids):
+        rows = self.samples[self.calls : self.calls + input_ids.shape[0]]
+        self.calls += input_ids.shape[0]
+        logits = torch.zeros(*input_ids.shape, len(self.vocab))
+        for r, sample in enumerate(rows):
+            logits[r, :, self.vocab[sample.pairs[0][1]]] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_breakdown_tells_unbound_values_from_unstated_ones():
+    spec = RecallSpec(pairs=4, queries=4)
+    tok = build_tokenizer(spec)
+    samples = make_samples(spec, 1, 12, seed=7)
+    found = recall_breakdown(FirstPairValue(samples, tok), tok, samples, segment_length=16, batch_size=5)
+    asked = [(s.pairs[0][1], s.words[p]) for s in samples for p in s.answers]
+    right = sum(first == truth for first, truth in asked) / len(asked)
+    assert found["accuracy"] == pytest.approx(right) and 0 < right < 1
+    assert found["other_pair"] == pytest.approx(1 - right) and found["unstated"] == 0
+    by_query = [sum(s.pairs[0][1] == s.words[s.answers[q]] for s in samples) / len(samples) for q in range(4)]
+    assert found["by_query"] == pytest.approx(by_query)
+    # the oracle is right everywhere
+    assert recall_breakdown(RecallOracle(samples, tok), tok, samples, segment_length=16)["accuracy"] == 1.0
+
+
 def test_streamed_logits_equal_one_call():
     spec = RecallSpec(pairs=2, queries=2, segment_length=8)
     tok = build_tokenizer(spec)
@@ -86,6 +126,24 @@ def test_train_then_eval_recall_end_to_end(tmp_path, capsys):
     summary = json.loads((out / "recall.json").read_text())
     assert (out / "recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["segments"] == [0, 3] and summary["kind"] == "lm2" and summary["chance"] == 100 / 32
+    assert set(summary["errors"]["3"]) == {"other_pair", "unstated", "by_query"}
+    # the probe script runs on the same checkpoint and names both of its accuracies
+    probe = subprocess.run([sys.executable, str(ROOT / "scripts/probe_recall.py"), str(run / "ckpt-000002"),
+                            "--n", "100"], capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    assert "key decodable" in probe.stdout and "value decodable" in probe.stdout
+
+
+def test_linear_probe_finds_a_planted_label_and_not_a_random_one():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from probe_recall import probe_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 8, (800,), generator=gen)
+    x = torch.cat([torch.nn.functional.one_hot(labels, 8).float() * 3, torch.randn(800, 8, generator=gen)], dim=1)
+    assert probe_accuracy(x, labels, 8) == 1.0  # the label is a linear function of x
+    noise = torch.randn(800, 16, generator=gen)
+    assert probe_accuracy(noise, labels, 8) < 0.3  # chance is 1/8
 
 
 def test_eval_recall_refuses_a_model_not_trained_on_recall(tmp_path, capsys):
