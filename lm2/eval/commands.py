@@ -202,7 +202,9 @@ def run_mmlu(args) -> int:
 
 
 def run_harness(args) -> int:
-    from lm2.eval.common import default_out_dir
+    from pathlib import Path
+
+    from lm2.eval.common import default_out_dir, quiet_lm_eval
     from lm2.eval.lm_eval_adapter import evaluate_harness, match_tasks, task_list, task_manager
 
     requested = task_list(args.tasks)
@@ -210,7 +212,7 @@ def run_harness(args) -> int:
     names = match_tasks(manager, requested)
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "harness")
-    with hold(out, "lm2 eval harness"):
+    with hold(out, "lm2 eval harness"), quiet_lm_eval(None if not args.no_progress else Path(out) / "lm_eval.log"):
         results = evaluate_harness(loaded, names, num_fewshot=args.num_fewshot, limit=args.limit,
                                    batch_size=args.batch_size, include_path=args.include_path,
                                    log_samples=args.log_samples, apply_chat_template=args.apply_chat_template,

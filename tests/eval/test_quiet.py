@@ -7,20 +7,38 @@ import os
 import subprocess
 import sys
 
+import pytest
+import yaml
 
-def test_mmlu_check_with_lm_eval_prints_nothing_on_stderr(tmp_path):
+
+TASK = {"task": "lm2_quiet_rooms", "dataset_path": "json", "test_split": "test", "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}", "doc_to_choice": "{{choices}}", "doc_to_target": "answer",
+        "metric_list": [{"metric": "acc"}], "metadata": {"version": 1.0}}
+
+
+@pytest.mark.parametrize("command", ["mmlu", "harness"])
+def test_commands_running_lm_eval_print_nothing_on_stderr(command, tmp_path):
     from helpers import char_tokenizer, tiny_config
 
     from lm2 import LM2ForCausalLM
 
     LM2ForCausalLM(tiny_config()).save_pretrained(tmp_path / "model")
     char_tokenizer().save_pretrained(str(tmp_path / "model"))
-    done = subprocess.run([sys.executable, "-m", "lm2", "eval", "mmlu", "--model", "model", "--subjects", "anatomy",
-                           "--limit", "1", "--check-lm-eval", "--no-progress", "--out", "out", "--threads", "1"],
+    if command == "mmlu":
+        args, printed = ["--subjects", "anatomy", "--limit", "1", "--check-lm-eval"], "predictions differing: 0"
+    else:  # a task over a local file, as the harness's offline use goes
+        (tmp_path / "tasks").mkdir()
+        (tmp_path / "rooms.jsonl").write_text('{"question": "Where is Mary?", "choices": ["kitchen", "garden"], '
+                                               '"answer": 0}\n')
+        task = dict(TASK, dataset_kwargs={"data_files": {"test": str(tmp_path / "rooms.jsonl")}})
+        (tmp_path / "tasks" / "rooms.yaml").write_text(yaml.safe_dump(task))
+        args, printed = ["--tasks", "lm2_quiet_rooms", "--include-path", "tasks"], "lm2_quiet_rooms"
+    done = subprocess.run([sys.executable, "-m", "lm2", "eval", command, "--model", "model", *args, "--no-progress",
+                           "--out", "out", "--threads", "1"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HF_HOME": str(tmp_path / "hf")})  # tmp_path: no git repository
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr == ""
-    assert "lm-evaluation-harness: " in done.stdout and "predictions differing: 0" in done.stdout
+    assert printed in done.stdout
     said = (tmp_path / "out" / "lm_eval.log").read_text()
     assert "Running loglikelihood requests" in said and "not a git repository" in said

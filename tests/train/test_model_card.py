@@ -44,7 +44,8 @@ def test_every_checkpoint_has_a_model_card_with_what_made_it(finished_run, tmp_p
         assert f"step {last_eval['step']}: validation loss {last_eval['val_loss']:.4f}" in card
         assert ("at this step" in card) == (last_eval["step"] == step)
         assert "import lm2" in card and 'AutoModelForCausalLM.from_pretrained("' in card
-    assert "at step 3, the last evaluation before this checkpoint" in (run_dir / "ckpt-000004" / "README.md").read_text()
+    earlier = (run_dir / "ckpt-000004" / "README.md").read_text()
+    assert "at step 3, the last evaluation before this checkpoint" in earlier
 
 
 LOAD_WITHOUT_LM2 = """
