@@ -86,11 +86,12 @@ recall_run gate "$ABLATION_STEPS" --model.config.memory_read_scale null "${SELF[
 recall_run readscale "$ABLATION_STEPS" "${SELF[@]}"
 recall_run slotkeys "$ABLATION_STEPS" --model.config.memory_write_address self
 recall_run all "$ABLATION_STEPS"
-# measured, not shipped
-recall_run nokeys "$ABLATION_STEPS" --model.config.memory_slot_keys false
-recall_run prevtop1 "$ABLATION_STEPS" --model.config.memory_write_route top1
-recall_run top1 "$ABLATION_STEPS" "${SELF[@]}" --model.config.memory_write_route top1
-recall_run shift "$ABLATION_STEPS" "${SELF[@]}" --model.config.memory_write_shift true
+if (( ! QUICK )); then  # measured, not shipped
+  recall_run nokeys "$ABLATION_STEPS" --model.config.memory_slot_keys false
+  recall_run prevtop1 "$ABLATION_STEPS" --model.config.memory_write_route top1
+  recall_run top1 "$ABLATION_STEPS" "${SELF[@]}" --model.config.memory_write_route top1
+  recall_run shift "$ABLATION_STEPS" "${SELF[@]}" --model.config.memory_write_shift true
+fi
 python scripts/compare_recall.py --out "$OUT/recall-options.png" --title "memory options, $ABLATION_STEPS steps each" \
     "paper (eq. 6)=$OUT/eval-recall-paper" "+ input write=$OUT/eval-recall-input" \
     "+ replace update=$OUT/eval-recall-replace" "+ token write gate=$OUT/eval-recall-gate" \
