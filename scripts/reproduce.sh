@@ -5,8 +5,8 @@
 #
 # Experiment 1a the memory diagnostic (configs/recall-tiny.yaml): LM2, vanilla and RMT with parameters within
 #               0.3%, the same 1,200 steps and sequences, scored on 200 test samples at 1, 8 and 32 distractor
-#               segments (about 5 minutes of training per model on one idle thread; 20-30 with four or five
-#               jobs sharing the 2 cores).
+#               segments (about 7 minutes of training per model as one of two one-thread jobs; 20-25 with
+#               four to six jobs sharing the 2 cores).
 # Experiment 1b the memory options one at a time on the diagnostic (800 steps each), and the variants that
 #               were measured and not shipped.
 # Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
