@@ -9,11 +9,15 @@ Causality: all tokens of a chunk read the bank as it stood at the chunk's start 
 before them); the write that uses a chunk lands after its last token. Boundaries are absolute positions
 (multiples of U from the start of the sequence), so streaming a sequence in pieces of any size gives the same
 result as one call: an unfinished chunk's pooled statistics are additive and are carried in the state.
+
+Speed: the loop over chunks runs ``chunk_step`` once per piece; ``set_compile(True)`` (or LM2_COMPILE_MEMORY=1)
+runs it through ``torch.compile``, an opt-in runtime switch with the same results (not a config field).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 
 import torch
@@ -213,6 +217,89 @@ def chunk_pieces(start: int, length: int, interval: int) -> list[tuple[int, int,
     return pieces
 
 
+def read_heads(q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor, num_heads: int,
+               slot_keys: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+               q_address: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output projection
+    (B, T, D) and the read weights averaged over heads (B, T, N); with ``q_address``, also the weights those
+    queries would read with (B, T, N), which then address the write. ``slot_keys`` (N, D): a fixed address per
+    slot added to the content keys; ``scale`` (H,): the QK-norm read scale."""
+    k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
+    if slot_keys is not None:
+        k = k + slot_keys
+    k, v = split_heads(k, num_heads), split_heads(v, num_heads)
+    out, probs = memory_attention(q, k, v, scale)
+    address = None if q_address is None else memory_attention(q_address, k, v, scale)[1].mean(dim=1)
+    return merge_heads(out), probs.mean(dim=1), address
+
+
+def chunk_step(q: torch.Tensor, q_address: torch.Tensor | None, memory: torch.Tensor,
+               pending: ChunkStats | None, write_input: torch.Tensor, token_mask: torch.Tensor | None,
+               strength: torch.Tensor | None, fused: FusedWeights, slot_keys: torch.Tensor | None,
+               scale: torch.Tensor | None, num_heads: int, write_route: str, write_mode: str, update: str,
+               ends_chunk: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ChunkStats | None]:
+    """One piece of a chunk (at most U tokens, none crossing a boundary): read the bank, pool the piece into
+    the pending statistics and, if the piece ends the chunk, write. All arguments are the piece's slices.
+
+    Returns the read before the output projection (B, l, D), the read weights (B, l, N), the bank and the
+    pending statistics after the piece (None after a write). ``LM2Memory.forward`` calls it once per piece,
+    eagerly or, after ``set_compile(True)``, through ``torch.compile``.
+    """
+    h, w_read, address = read_heads(q, memory, fused.kv, num_heads, slot_keys, scale, q_address)
+    w = w_read if address is None else address
+    if write_route == "top1":
+        w = top1_route(w)
+    if token_mask is not None:
+        w = w * token_mask[:, :, None].to(w.dtype)
+    if strength is not None:
+        w = w * strength
+    stats = chunk_stats(w, write_input, h)
+    pending = stats if pending is None else pending + stats
+    if ends_chunk:
+        memory, pending = gated_write(memory, pending, fused, write_mode, update), None
+    return h, w_read, memory, pending
+
+
+# The compiled fast path: a runtime switch, never a config field (a saved model does not depend on it).
+_COMPILE = os.environ.get("LM2_COMPILE_MEMORY", "") not in ("", "0")
+_COMPILE_OPTIONS: dict = {}
+_COMPILED = None
+
+
+def set_compile(enabled: bool = True, **options) -> None:
+    """Run every memory block's chunk step (``chunk_step``: read, pooled statistics, write) through
+    ``torch.compile(chunk_step, **options)`` (e.g. ``dynamic=False``), or back eagerly with ``enabled=False``.
+    Process-wide and off by default; the environment variable ``LM2_COMPILE_MEMORY=1`` turns it on at import.
+    The outputs, banks and gradients equal the eager ones within fp32 rounding (tests/test_memory_compile.py).
+
+    The first calls compile (seconds to minutes). The step has one graph per combination of an unfinished chunk
+    carried in or not, a write at its end or not, gradients or not, and static or dynamic piece length, so
+    turning the switch on raises dynamo's recompile limit to at least ``RECOMPILE_LIMIT`` (at dynamo's default
+    of 8, a streaming run would silently fall back to eager).
+    """
+    global _COMPILE, _COMPILE_OPTIONS, _COMPILED
+    if options != _COMPILE_OPTIONS:
+        _COMPILED = None
+    _COMPILE, _COMPILE_OPTIONS = bool(enabled), dict(options)
+
+
+def compile_enabled() -> bool:
+    return _COMPILE
+
+
+RECOMPILE_LIMIT = 64
+
+
+def _compiled_chunk_step():
+    global _COMPILED
+    if _COMPILED is None:
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+        _COMPILED = torch.compile(chunk_step, **_COMPILE_OPTIONS)
+    return _COMPILED
+
+
 # ----------------------------------------------------------------------------- the module
 
 
@@ -278,14 +365,8 @@ class LM2Memory(nn.Module):
         """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
         projection (B, T, D) and the read weights averaged over heads (B, T, N); with ``q_address``, also the
         weights those queries would read with (B, T, N), which then address the write."""
-        k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
-        if hasattr(self, "slot_keys"):  # a fixed address per slot beside the content key
-            k = k + self.slot_keys
-        k, v = split_heads(k, self.num_heads), split_heads(v, self.num_heads)
-        scale = getattr(self, "read_scale", None)
-        out, probs = memory_attention(q, k, v, scale)
-        address = None if q_address is None else memory_attention(q_address, k, v, scale)[1].mean(dim=1)
-        return merge_heads(out), probs.mean(dim=1), address
+        return read_heads(q, memory, kv_weight, self.num_heads, getattr(self, "slot_keys", None),
+                          getattr(self, "read_scale", None), q_address)
 
     def forward(
         self,
@@ -327,25 +408,18 @@ class LM2Memory(nn.Module):
             last = x_hat[:, -1]
             previous = last if token_mask is None else last * token_mask[:, -1:].to(last.dtype)
         reads, weights = [], []
+        step = _compiled_chunk_step() if _COMPILE else chunk_step
+        slot_keys, scale = getattr(self, "slot_keys", None), getattr(self, "read_scale", None)
         for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
             piece = slice(offset, offset + length)
-            h, w, address = self.read_heads(q[:, :, piece], memory, fused.kv,
-                                            None if q_address is None else q_address[:, :, piece])
+            h, w, memory, pending = step(
+                q[:, :, piece], None if q_address is None else q_address[:, :, piece], memory, pending,
+                write_input[:, piece], None if token_mask is None else token_mask[:, piece],
+                None if strength is None else strength[:, piece], fused, slot_keys, scale, self.num_heads,
+                self.write_route, self.write_mode, self.update, ends_chunk)
             reads.append(h)  # (B, l, D)
             if return_weights:
                 weights.append(w)  # (B, l, N)
-            if address is not None:
-                w = address
-            if self.write_route == "top1":
-                w = top1_route(w)
-            if token_mask is not None:
-                w = w * token_mask[:, offset : offset + length, None].to(w.dtype)
-            if strength is not None:
-                w = w * strength[:, offset : offset + length]
-            stats = chunk_stats(w, write_input[:, offset : offset + length], h)
-            pending = stats if pending is None else pending + stats
-            if ends_chunk:
-                memory, pending = gated_write(memory, pending, fused, self.write_mode, self.update), None
         e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
         read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None
