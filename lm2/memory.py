@@ -360,14 +360,6 @@ class LM2Memory(nn.Module):
                             o=self.o_proj.weight, forget=None if forget is None else forget.weight,
                             forget_bias=None if forget is None else forget.bias)
 
-    def read_heads(self, q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor,
-                   q_address: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Eq. (1) for queries q (B, H, T, dh) against a bank (B, N, D): the read before the output
-        projection (B, T, D) and the read weights averaged over heads (B, T, N); with ``q_address``, also the
-        weights those queries would read with (B, T, N), which then address the write."""
-        return read_heads(q, memory, kv_weight, self.num_heads, getattr(self, "slot_keys", None),
-                          getattr(self, "read_scale", None), q_address)
-
     def forward(
         self,
         x_hat: torch.Tensor,
@@ -387,20 +379,22 @@ class LM2Memory(nn.Module):
         # Everything that does not depend on the bank is done once for all T tokens, outside the loop over
         # chunks: the query projection here, the output projection and gate after it (the write pools the
         # read before the projection; see chunk_stats).
-        q = split_heads(self.q_proj(x_hat), self.num_heads)  # (B, H, T, dh)
+        q_lin = self.q_proj(x_hat)  # (B, T, D)
+        q = split_heads(q_lin, self.num_heads)  # (B, H, T, dh)
         fused = self.fused_weights()
         # per-token write strength (B, T, 1), or None: the paper's write, where every read also writes
         strength = torch.sigmoid(self.write_gate(x_hat)) if hasattr(self, "write_gate") else None
         previous = state.previous
         write_input, q_address = x_hat, None  # what the write pools into x_bar; the queries that address it
         if hasattr(self, "shift_proj") or self.write_address == "previous":
-            before = shifted(x_hat, previous, token_mask)  # (B, T, D)
             if hasattr(self, "shift_proj"):
-                write_input = x_hat + self.shift_proj(before)
+                write_input = x_hat + self.shift_proj(shifted(x_hat, previous, token_mask))
             if self.write_address == "previous":
-                # token i is written where token i - 1 reads: a value lands where its key will look for it.
+                # token i is written where token i - 1 reads: a value lands where its key will look for it. The
+                # query projection has no bias, so shifting the queries equals projecting the shifted states.
                 # The very first token of a sequence has no address and does not write.
-                q_address = split_heads(self.q_proj(before), self.num_heads)
+                before = shifted(q_lin, None if previous is None else self.q_proj(previous), token_mask)
+                q_address = split_heads(before, self.num_heads)
                 if previous is None:
                     first = torch.ones_like(x_hat[:, :, 0])
                     first[:, 0] = 0.0
