@@ -300,6 +300,28 @@ def iter_samples(task: str, length: str | int, n: int, split: str = "test", seed
         yield build_sample(sample, tokens, split, rng, tokenizer)
 
 
+TRAIN_QUESTION_WINDOW = 20  # questions (several whole stories) that one training draw chooses among
+
+
+def random_train_sample(task: str, length: str | int, rng: random.Random, tokenizer: Any = None,
+                        window: int = TRAIN_QUESTION_WINDOW) -> BabilongSample:
+    """One training sample for ``rng``: a question drawn uniformly from the first ``window`` questions that fit
+    ``length`` in a fresh train-split stream, hidden in background text.
+
+    Drawing among whole stories matters: the first question of a bAbI story always follows exactly two
+    statements, so taking the first fitting question of each stream (``build_samples(..., 1, ...)``) would train
+    on two-fact stories only, while the test samples run through every position of their stories (2-10 facts
+    on qa1). Training on such a stream stalls qa1 near 45% at 0k.
+    """
+    task = check_task(task)
+    tokens = parse_length(length)
+    seed = rng.randrange(2**31)
+    chosen = _choose_questions(task, tokens, window, "train", seed, _counter(tokenizer), 20 * window + 1000)
+    i = rng.randrange(len(chosen))
+    return build_sample(chosen[i], tokens, "train", random.Random(f"babilong/{task}/{tokens}/train/{seed}/{i}"),
+                        tokenizer)
+
+
 def _choose_questions(task: str, tokens: int, n: int, split: str, seed: int, counter: TokenCounter,
                       max_tries: int) -> list[BabiSample]:
     chosen: list[BabiSample] = []

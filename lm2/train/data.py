@@ -120,7 +120,7 @@ class BabilongStream:
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
         from lm2.data.babi import generate_stories
-        from lm2.data.babilong import build_samples, finetune_example, story_finetune_example
+        from lm2.data.babilong import finetune_example, random_train_sample, story_finetune_example
 
         rng = random.Random(f"babilong/{self.cfg.train.seed}/{step}/{index}")
         _, stage = self.cfg.stage_at(step)
@@ -132,7 +132,7 @@ class BabilongStream:
         if self.cfg.data.babilong_path is not None:
             sample = self.release.random_sample(task, length, rng)
         else:
-            sample = build_samples(task, length, 1, split="train", seed=rng.randrange(2**31))[0]
+            sample = random_train_sample(task, length, rng)
         ids, labels = finetune_example(sample, self.tokenizer)
         return list(ids), list(labels)
 
@@ -234,11 +234,17 @@ def budget_tokens(cfg: TrainConfig, tokenizer, progress: bool = False) -> int:
 # ----------------------------------------------------------------------------- held-out data
 
 
+# Validation samples for BABILong: the TRAIN split with a seed that training never draws (training seeds are
+# below 2**31, see lm2.data.babilong.random_train_sample), so that choosing the best checkpoint never looks at
+# the test split, which `lm2 eval babilong` scores.
+BABILONG_VALIDATION_SEED = 2**31 + 12345
+
+
 @functools.lru_cache(maxsize=64)
-def babilong_test_samples(task: str, length: str, n: int, seed: int = 12345) -> tuple:
+def babilong_validation_samples(task: str, length: str, n: int, seed: int = BABILONG_VALIDATION_SEED) -> tuple:
     from lm2.data.babilong import build_samples
 
-    return tuple(build_samples(task, length, n, split="test", seed=seed))
+    return tuple(build_samples(task, length, n, split="train", seed=seed))
 
 
 # Validation samples of the recall diagnostic: a seed that neither training (string seeds) nor the test
@@ -286,7 +292,7 @@ def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str
         per = -(-n // (len(lengths) * len(tasks)))
         for task in tasks:
             for length in lengths:
-                for s in babilong_test_samples(task, length, max(per, cfg.eval.samples))[:per]:
+                for s in babilong_validation_samples(task, length, max(per, cfg.eval.samples))[:per]:
                     ids, labels = finetune_example(s, tokenizer)
                     examples.append((list(ids), list(labels)))
         return [collate(examples[i : i + micro], pad_id(tokenizer)) for i in range(0, len(examples), micro)]

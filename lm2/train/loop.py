@@ -26,8 +26,8 @@ from torch import nn
 from lm2.train import checkpoint as ckpt
 from lm2.train.checkpoint import TrainingDiverged
 from lm2.train.config import TrainConfig, accumulation_steps, save_config
-from lm2.train.data import (babilong_test_samples, batch_tokens, eval_lengths, make_stream, pad_id, task_tokenizer,
-                            validation_batches)
+from lm2.train.data import (babilong_validation_samples, batch_tokens, eval_lengths, make_stream, pad_id,
+                            task_tokenizer, validation_batches)
 from lm2.train.optim import build_optimizer, build_scheduler
 from lm2.train.parallel import Dist, OpaqueState, all_reduce_sum, apply_parallelism, barrier, init_distributed, no_sync, shutdown
 
@@ -123,7 +123,7 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, f
     results = {}
     for task in cfg.data.babi_tasks:
         for length in eval_lengths(cfg):
-            samples = babilong_test_samples(task, length, cfg.eval.samples)
+            samples = babilong_validation_samples(task, length, cfg.eval.samples)
             prompts = []
             for s in samples:
                 ids, labels = finetune_example(s, tokenizer)

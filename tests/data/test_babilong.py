@@ -110,6 +110,28 @@ def test_samples_with_too_many_facts_are_skipped():
         assert len(s.facts) <= 1000 / 8
 
 
+def test_training_draws_cover_every_question_of_a_story_as_the_test_does():
+    """Each training draw picks a question among whole stories: its distribution of story lengths matches the
+    test samples' (qa1: 2, 4, ..., 10 facts, a fifth each), not only the first question's two facts."""
+    import collections
+
+    def shares(samples):
+        counts = collections.Counter(len(s.facts) for s in samples)
+        return {k: v / len(samples) for k, v in counts.items()}
+
+    train = [bl.random_train_sample("qa1", "0k", random.Random(i)) for i in range(400)]
+    test = shares(bl.build_samples("qa1", "0k", 400, split="test", seed=0))
+    assert set(shares(train)) == set(test) == {2, 4, 6, 8, 10}
+    for k, share in shares(train).items():
+        assert abs(share - test[k]) < 0.08, (k, share, test[k])
+    # a draw is a training sample like build_samples' (same split, same layout), reproducible from its rng
+    a, b = (bl.random_train_sample("qa2", "1k", random.Random("x")) for _ in range(2))
+    assert a == b and a.length == "1k"
+    assert bl.context_budget("1k") - int(bl.background_haystack("train").tokens.max()) <= a.n_tokens
+    assert a.n_tokens <= bl.context_budget("1k") + 1
+    assert bl.random_train_sample("qa2", "1k", random.Random("y")) != a
+
+
 def _fake_sample(n_facts: int) -> BabiSample:
     return BabiSample("qa1", ["Mary went to the kitchen."] * n_facts, "Where is Mary?", "kitchen", [n_facts - 1])
 

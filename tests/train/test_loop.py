@@ -211,3 +211,17 @@ def test_babilong_run_trains_on_the_token_budget_counted_before_it(lm_config, tm
     assert main(["train", str(config), "--count-tokens", "--no-progress", "--out_dir", str(count_dir)]) == 0
     assert f"{run.tokens:,} tokens in 3 steps of 4 sequences" in capsys.readouterr().out
     assert not count_dir.exists()  # counting trains and writes nothing
+
+
+def test_babilong_validation_never_draws_test_stories():
+    """Choosing the best checkpoint looks at train-split stories only: every validation sample's story belongs
+    to the train split (by the split's own hash of its first two statements), with a seed that training's
+    draws (below 2**31) never use."""
+    from lm2.data.babi import story_split
+    from lm2.train.data import BABILONG_VALIDATION_SEED, babilong_validation_samples
+
+    assert BABILONG_VALIDATION_SEED >= 2**31
+    for task in ("qa1", "qa2"):
+        samples = babilong_validation_samples(task, "0k", 30)
+        assert len(samples) == 30
+        assert {story_split(task, s.facts[:2]) for s in samples} == {"train"}
