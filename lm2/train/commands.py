@@ -1,6 +1,6 @@
-"""`lm2 train CONFIG.yaml [--section.field VALUE ...] [--resume | --overwrite] [--init-from FOLDER|smollm2-135m]
+"""`lm2 train CONFIG.yaml|NAME [--section.field VALUE ...] [--resume | --overwrite] [--init-from FOLDER|smollm2-135m]
 [--count-tokens]` and `lm2 demo` (the README's main job: a tiny LM2 trained on generated BABILong in minutes,
-evaluated, plotted)."""
+evaluated, plotted). NAME is a config shipped in the package (lm2/configs: babilong-tiny, recall-tiny, ...)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 from lm2.cli import positive_int
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEMO_CONFIG = "babilong-tiny.yaml"
+DEMO_CONFIG = "babilong-tiny.yaml"  # shipped in the package: lm2/configs (lm2.train.config.shipped_configs_dir)
 
 _EPILOG = """Overrides set any config field: --train.lr 3e-4 --model.config.sliding_window 64
 --data.curriculum '[{steps: 50, lengths: [0k]}]' (values are YAML). Under torchrun:
@@ -18,9 +17,12 @@ torchrun --nproc-per-node 2 -m lm2 train CONFIG --distributed.strategy fsdp"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from lm2.train.config import shipped_config_names  # light (no torch)
+
     p = sub.add_parser("train", help="train or fine-tune a model from a YAML config", epilog=_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="a YAML config (see configs/)")
+    p.add_argument("config", help="a YAML config file, or the name of one shipped with lm2 (a file of that name in "
+                                   f"the current folder wins): {', '.join(shipped_config_names())}")
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in out_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in out_dir (checkpoints, best/, metrics) and start over; without it "
@@ -32,10 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.field VALUE ... (see below)")
     p.set_defaults(func=run_train)
 
-    d = sub.add_parser("demo", help=f"train a tiny LM2 on generated BABILong (configs/{DEMO_CONFIG}), evaluate it, "
+    d = sub.add_parser("demo", help=f"train a tiny LM2 on generated BABILong (the shipped config "
+                                    f"{DEMO_CONFIG.removesuffix('.yaml')}), evaluate it, "
                                     "print a results table and write a plot; about 10 minutes on 2 CPU cores",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("--config", default=str(REPO_CONFIGS / DEMO_CONFIG))
+    d.add_argument("--config", default=None,
+                   help=f"a YAML config file or a shipped config's name (default: the shipped {DEMO_CONFIG})")
     d.add_argument("--resume", action="store_true")
     d.add_argument("--overwrite", action="store_true")
     d.add_argument("--no-progress", action="store_true")
@@ -69,6 +73,10 @@ def run_train(args) -> int:
     from lm2.train.model_card import command_line
 
     overrides = _take_flags(args)
+    if args.config is None:  # lm2 demo: the shipped config, whatever the current folder holds
+        from lm2.train.config import shipped_configs_dir
+
+        args.config = str(shipped_configs_dir() / DEMO_CONFIG)
     if args.init_from:
         overrides += ["--model.init_from", args.init_from]
     if args.threads is not None:  # the same as --train.threads N, and it wins over the config's value

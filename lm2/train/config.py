@@ -458,13 +458,42 @@ def from_dict(values: dict) -> TrainConfig:
     return validate(_build(TrainConfig, values, ""))
 
 
+def shipped_configs_dir() -> Path:
+    """The folder of the configs shipped inside the package, ``lm2/configs`` (found through the package, so it is
+    there in an installed wheel too; the repository's ``configs`` is a link to it)."""
+    import lm2
+
+    return Path(lm2.__file__).resolve().parent / "configs"
+
+
+def shipped_config_names() -> list[str]:
+    """The names ``lm2 train NAME`` accepts for the shipped configs (babilong-tiny, recall-tiny, ...)."""
+    return sorted(p.stem for p in shipped_configs_dir().glob("*.yaml"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The config file to read: ``path`` when it is a file; otherwise, when it is a bare name (no folder), the
+    shipped config of that name (``babilong-tiny`` or ``babilong-tiny.yaml``). A file in the current folder wins
+    over a shipped config of the same name. Neither: a one-line FileNotFoundError listing the shipped configs."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    text = str(path)
+    if path.name == text and text not in (".", ".."):  # a bare name: look among the shipped configs
+        shipped = shipped_configs_dir() / (text if text.endswith(".yaml") else f"{text}.yaml")
+        if shipped.is_file():
+            return shipped
+    raise FileNotFoundError(f"config file {path} does not exist (the shipped configs, usable by name as in "
+                            f"`lm2 train babilong-tiny`: {', '.join(shipped_config_names())})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
-    """Read a YAML config (or start from the defaults), apply overrides, build and validate it."""
+    """Read a YAML config (or start from the defaults), apply overrides, build and validate it.
+
+    ``path`` is a YAML file or the bare name of a shipped config (``resolve_config``)."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
+        path = resolve_config(path)
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
@@ -472,7 +501,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
         values = _yaml(text, f"config file {path}")
         if values is None:
             raise ValueError(f"config file {path} is empty: give at least out_dir and the sections to change "
-                             f"(see configs/)")
+                             f"(see the shipped configs in {shipped_configs_dir()})")
         if not isinstance(values, dict):
             raise ValueError(f"config file {path}: a config is a YAML mapping of sections (model, data, train, ...)")
     if overrides:
