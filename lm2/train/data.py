@@ -31,7 +31,8 @@ def tokenizer_cache_dir() -> Path:
 
 def _bpe_training_texts(book_chars: int = 400_000, babi_samples: int = 400) -> Iterator[str]:
     """The TRAIN books (their first ``book_chars`` characters: enough for a 1-4k vocabulary, and quick) and
-    short stories of every bAbI task, so that names, rooms and the prompt words get their own tokens."""
+    short stories of every bAbI task laid out as fine-tuning prompts, so that names, rooms and the prompt's
+    markers ("Question:", "Answer:") get their own tokens."""
     from lm2.data import babi, babilong
     from lm2.data.corpora import background_books
 
@@ -39,7 +40,7 @@ def _bpe_training_texts(book_chars: int = 400_000, babi_samples: int = 400) -> I
         yield book.text[:book_chars]
     for task in babi.TASKS:
         for s in babilong.build_samples(task, "0k", babi_samples, split="train", seed=1):
-            yield f"{s.context}\n{s.question}\n{s.target}"
+            yield f"{babilong.finetune_prompt(s)} {s.target}"
 
 
 def get_tokenizer(spec: str):
@@ -54,7 +55,9 @@ def get_tokenizer(spec: str):
         vocab = int(spec[4:])
     except ValueError:
         raise ValueError(f"config field data.tokenizer={spec!r} is invalid: write bpe:<vocab size>, e.g. bpe:1024")
-    folder = tokenizer_cache_dir() / f"books-babi-bpe-{vocab}"
+    # "prompt": trained on the prompt layout (before, the markers were spelt letter by letter, "Q" "u" "est" "ion"):
+    # a new name, so that a tokenizer cached by an older lm2 is not taken for this one.
+    folder = tokenizer_cache_dir() / f"books-babi-prompt-bpe-{vocab}"
     if not (folder / "tokenizer.json").exists():
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         train_bpe_tokenizer(_bpe_training_texts(), vocab, out_dir=tmp)

@@ -226,3 +226,17 @@ def test_token_blocks_of_a_long_book_equal_one_pass_tokenization():
 def test_bpe_trains_on_a_long_single_line_text():
     tok = train_bpe_tokenizer(["word " * 10_000], vocab_size=260)  # used to fail with "File name too long"
     assert tok.decode(tok("word word", add_special_tokens=False)["input_ids"]) == "word word"
+
+
+def test_task_bpe_spells_the_prompt_markers_as_words(tmp_path, monkeypatch):
+    """`data.tokenizer: bpe:N` is trained on the fine-tuning prompt layout, so "Question:" and "Answer:" are a
+    word and a colon (they were split letter by letter), and names and rooms are one token each."""
+    from lm2.data.babilong import build_samples, finetune_prompt
+    from lm2.train.data import get_tokenizer
+
+    monkeypatch.setenv("LM2_CACHE", str(tmp_path))
+    tok = get_tokenizer("bpe:1024")
+    pieces = [tok.decode([i]) for i in tok(finetune_prompt(build_samples("qa1", "0k", 1, seed=0)[0]))["input_ids"]]
+    assert "Question" in pieces and "Answer" in pieces, pieces
+    for word in (" Mary", " John", " Sandra", " Daniel", " kitchen", " bathroom", " hallway", " garden"):
+        assert len(tok(word)["input_ids"]) == 1, word

@@ -1,0 +1,76 @@
+"""Does a BABILong qa1 model read the name it is asked about? A counterfactual probe.
+
+For each test sample, ask the same story about another person it mentions ("Where is Mary?" becomes "Where is
+John?") and compare the two greedy first answer tokens. A model that binds people to places changes its answer
+whenever the two people are in different places; a model that answers from the story alone (the last room
+mentioned, the most frequent one) gives the same answer to both questions. Prints the share of changed answers,
+the accuracy on the original questions and on the swapped ones, and the share of pairs whose true answers differ.
+
+    python scripts/probe_binding.py runs/babilong-tiny/ckpt-000680 [--length 0k] [--n 200] [--seed 0]
+
+The samples are the test split's (the seed `lm2 eval babilong` uses by default); nothing here trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from lm2.data.babilong import build_samples, finetune_example
+from lm2.eval.common import load_model
+
+
+def first_answer_token(model, tokenizer, sample) -> str:
+    """The greedy first token after the answer marker, decoded and stripped."""
+    ids, labels = finetune_example(sample, tokenizer)
+    start = next(i for i, label in enumerate(labels) if label != -100)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids[:start]])).logits[0, -1]
+    return tokenizer.decode([int(logits.argmax())]).strip()
+
+
+def last_place(facts: list[str], person: str) -> str | None:
+    """Where the qa1 facts last put ``person`` ("<person> <verb ...> the <room>.")."""
+    places = [fact.rstrip(".").split()[-1] for fact in facts if fact.split()[0] == person]
+    return places[-1] if places else None
+
+
+def probe(model, tokenizer, samples) -> dict[str, float]:
+    changed = right = right_swapped = differ = n = 0
+    for sample in samples:
+        person = sample.question.split()[-1].rstrip("?")
+        others = sorted({fact.split()[0] for fact in sample.facts} - {person})
+        if not others:  # a story about one person has no other question to ask
+            continue
+        other = others[0]
+        swapped = dataclasses.replace(sample, question=f"Where is {other}?", target=last_place(sample.facts, other))
+        a = first_answer_token(model, tokenizer, sample)
+        b = first_answer_token(model, tokenizer, swapped)
+        n += 1
+        changed += a != b
+        right += a == sample.target
+        right_swapped += b == swapped.target
+        differ += sample.target != swapped.target
+    return {"pairs": n, "answer_changed": changed / n, "accuracy": right / n, "accuracy_swapped": right_swapped / n,
+            "targets_differ": differ / n}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a checkpoint folder trained on BABILong qa1")
+    parser.add_argument("--length", default="0k")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0, help="test seed of the samples")
+    args = parser.parse_args(argv)
+    loaded = load_model(args.model)
+    samples = build_samples("qa1", args.length, args.n, split="test", seed=args.seed)
+    r = probe(loaded.model, loaded.tokenizer, samples)
+    print(f"{r['pairs']} pairs ({args.length}, test seed {args.seed}): the answer changes with the person asked "
+          f"about in {100 * r['answer_changed']:.1f}% (true answers differ in {100 * r['targets_differ']:.1f}%); "
+          f"accuracy {100 * r['accuracy']:.1f}% asked as written, {100 * r['accuracy_swapped']:.1f}% swapped")
+
+
+if __name__ == "__main__":
+    main()
