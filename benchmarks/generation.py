@@ -21,6 +21,7 @@ import argparse
 import torch
 
 from common import add_runtime_args, hf_llama, interleaved_times, start
+
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2.generate import generate_tokens
 

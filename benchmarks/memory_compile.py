@@ -30,6 +30,7 @@ import torch
 from common import add_runtime_args, flops_of, interleaved_times, start, sync
 from generation import check
 from train_throughput import autocast
+
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2 import memory as memory_module
 from lm2.generate import generate_tokens

@@ -15,6 +15,7 @@ import argparse
 import torch
 
 from common import add_runtime_args, interleaved_times, start
+
 from lm2 import LM2ForCausalLM
 from lm2.pretrained import resolve_pretrained
 

@@ -6,7 +6,8 @@ matmul rate, so that each row's model FLOP utilisation (MFU) comes from the same
     PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/train_throughput.py                      # tiny small 40m
     PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/train_throughput.py --presets small --batch 4 --seq 256 \
         --intervals 128 1 --repeats 5 --device cpu --dtype fp32
-    PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/train_throughput.py --device cuda --dtype bf16 --batch 8 --seq 1024
+    PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/train_throughput.py --device cuda --dtype bf16 --batch 8 \
+        --seq 1024
 
 FLOPs per step are counted by torch's FlopCounterMode (matmuls and attention only, the usual MFU convention; the
 optimizer's elementwise work is timed but not counted). The matmul rate is the median time of a square
@@ -28,6 +29,7 @@ import contextlib
 import torch
 
 from common import add_runtime_args, flops_of, hf_llama, interleaved_times, start
+
 from lm2 import LM2Config, LM2ForCausalLM
 from lm2.rmt import RMTForCausalLM
 

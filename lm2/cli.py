@@ -17,7 +17,6 @@ COMMAND_MODULES = [
     "lm2.data.commands",
     "lm2.train.commands",
     "lm2.eval.commands",
-    "lm2.viz.commands",
     "lm2.commands",
 ]
 
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (a checkpoint's model card names it)
-    from lm2.data.wheels import MissingWheelError
+    from lm2.wheels import MissingWheelError
 
     try:
         set_threads(args.threads)  # before any work (lm2 train applies train.threads too: lm2/train/commands.py)

@@ -198,7 +198,7 @@ def generate_stream(model, tokenizer, prompt: str, max_new_tokens: int = 256, te
     raw text); generation stops at an end-of-sequence token of the tokenizer or of the model's generation
     config, or after ``max_new_tokens``. See ``generate_tokens`` for the other arguments.
     """
-    from lm2.eval.common import eos_token_ids
+    from lm2.model_facts import eos_token_ids
 
     ids = encode_prompt(tokenizer, prompt, chat_template)
     tokens = generate_tokens(model, ids, max_new_tokens, temperature, top_p, memory_update_every, segment_length,

@@ -41,7 +41,8 @@ def hold(folder: str | os.PathLike, command: str, what: str = "--out"):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise ValueError(f"{what} {folder} cannot be created or written ({err.strerror}); choose another path") from None
+        raise ValueError(f"{what} {folder} cannot be created or written ({err.strerror}); choose another "
+                         "path") from None
     locked = False
     try:
         try:

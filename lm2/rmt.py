@@ -1,4 +1,5 @@
-"""The Recurrent Memory Transformer baseline (Bulatov et al., 2022), as BABILong evaluates it (docs/design.md section 2).
+"""The Recurrent Memory Transformer baseline (Bulatov et al., 2022), as BABILong evaluates it (docs/design.md
+section 2).
 
 The backbone is LM2's own decoder with no memory blocks (``memory_layers=0``: exactly a Llama), so an RMT, a
 vanilla model and an LM2 of the same config differ only in their memory mechanism. RMT adds K learned memory

@@ -1,7 +1,8 @@
 """Save a pretrained Llama with LM2 memory added (zero-initialised read, so its outputs are the Llama's until
 trained) as a model folder that every lm2 command takes.
 
-    python scripts/add_memory.py smollm2-135m runs/smollm2-memory-init --memory-layers 30 --memory-slots 128 --memory-heads 9
+    python scripts/add_memory.py smollm2-135m runs/smollm2-memory-init --memory-layers 30 --memory-slots 128 \
+        --memory-heads 9
 """
 
 from __future__ import annotations

@@ -35,7 +35,10 @@ def main() -> None:
     means = {name: summary["mean"] for name, summary in summaries.items()}
     lengths = sorted({k for summary in summaries.values() for values in summary["accuracy"].values() for k in values},
                      key=parse_length)  # every length any run has a result for
-    cell = lambda values, k: f"{values[k]:.1f}" if k in values else "-"
+
+    def cell(values, k):
+        return f"{values[k]:.1f}" if k in values else "-"
+
     print(f"Accuracy (%), mean over {', '.join(next(iter(summaries.values()))['tasks'])}:\n")
     print("| model | " + " | ".join(lengths) + " |")
     print("|---|" + "---:|" * len(lengths))

@@ -1,5 +1,6 @@
-"""Compare two `lm2 eval mmlu` runs over the same questions (in any order of subjects), question by question: accuracy, predictions that
-changed (gained / lost), each run's share of every answer letter, and how far the choices' log-likelihoods moved.
+"""Compare two `lm2 eval mmlu` runs over the same questions (in any order of subjects), question by question:
+accuracy, predictions that changed (gained / lost), each run's share of every answer letter, and how far the
+choices' log-likelihoods moved.
 
     python scripts/compare_mmlu.py runs/mmlu-base runs/mmlu-other [--form letter --shots 0] [--common-subjects]
 

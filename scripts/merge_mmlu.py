@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lm2.eval.lm_eval_adapter import overall_agreement
-from lm2.eval.mmlu import format_check, read_results, summarize, table2, write_results
+from lm2.eval.mmlu import format_check, overall_agreement, read_results, summarize, table2, write_results
 
 
 def merge_checks(checks: list[dict], records: list[dict]) -> dict:

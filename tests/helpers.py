@@ -6,7 +6,6 @@ import torch
 
 from lm2 import LM2Config, LM2ForCausalLM
 
-
 # The paper's memory and the options that change its math (each causal and stream-equivalent like the paper's).
 MEMORY_VARIANTS = {
     "paper": {},

@@ -37,8 +37,9 @@ def world(tmp_path_factory):
     (w / "badconfig" / "config.json").write_bytes(BINARY)
     (w / "tok").mkdir()
     char_tokenizer().save_pretrained(str(w / "tok"))
-    (w / "good.yaml").write_text(f"out_dir: {w}/runs/fresh\ndata: {{task: lm, tokenizer: {w}/tok, source: {w}/text.txt, "
-                                 f"val_source: {w}/text.txt}}\ntrain: {{steps: 2, batch_size: 2}}\n")
+    (w / "good.yaml").write_text(f"out_dir: {w}/runs/fresh\ndata: {{task: lm, tokenizer: {w}/tok, "
+                                 f"source: {w}/text.txt, val_source: {w}/text.txt}}\n"
+                                 "train: {steps: 2, batch_size: 2}\n")
     (w / "text.txt").write_text("Mary went to the kitchen. " * 20)
     (w / "prompt.txt").write_text("Where is Mary?")
     (w / "empty.txt").write_text("")
@@ -76,7 +77,7 @@ E_PPL = f"eval perplexity {M} --data {{w}}/text.txt --seq-len 16 --max-tokens 32
 E_MMLU = f"eval mmlu {M} --limit 1 --subjects anatomy"
 E_H = f"eval harness {M}"
 G = "generate --model {w}/model --prompt hi --max-new-tokens 2"
-I = "inspect memory --model {w}/model --prompt-file {w}/prompt.txt --layer 0 --out {w}/inspected"
+IM = "inspect memory --model {w}/model --prompt-file {w}/prompt.txt --layer 0 --out {w}/inspected"
 
 # (command line, what the one line must contain, a folder to hold locked while it runs)
 CASES = [
@@ -177,9 +178,9 @@ CASES = [
     ("generate --model {w}/garbled --prompt hi", "garbled/model.safetensors", None),
     ("generate --model {w}/model", "one of the arguments --prompt --prompt-file is required", None),
     # ---- lm2 inspect memory
-    (f"{I[:-len('--out {w}/inspected')]}--out {{w}}/afile", "afile is a file", None),
-    (f"{I} --layer 7", "layer 7 has no memory", None),
-    (f"{I} --steps 0", "--steps: 0 is invalid", None),
+    (f"{IM[:-len('--out {w}/inspected')]}--out {{w}}/afile", "afile is a file", None),
+    (f"{IM} --layer 7", "layer 7 has no memory", None),
+    (f"{IM} --steps 0", "--steps: 0 is invalid", None),
     ("inspect memory --model {w}/model --prompt-file {w}/empty.txt --layer 0 --out {w}/i2", "holds no tokens", None),
     ("inspect memory --model {w}/model --prompt-file {w}/binary.bin --layer 0 --out {w}/i2", "binary.bin is not UTF-8",
      None),

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from helpers import char_tokenizer, memory_model
 
 from lm2.generate import detokenize_stream, encode_prompt, generate_stream, generate_tokens, sample
+
 
 def test_sample_greedy_nucleus_and_seed():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().expand(4000, -1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from golden import cases
 
 

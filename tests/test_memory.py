@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers import randomize_memory, tiny_config
+
 from lm2.memory import LM2Memory, MemoryState, chunk_pieces, identity_memory
 
 
@@ -56,8 +57,8 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
                     sl = slice(hh * dh, (hh + 1) * dh)
                     if hasattr(mem, "read_scale"):
                         sc = torch.tensor([float(qp[sl] @ keys[j][sl] / (qp[sl].norm().clamp_min(1e-12)
-                                                                          * keys[j][sl].norm())) * float(mem.read_scale[hh])
-                                           for j in range(n)])
+                                                                          * keys[j][sl].norm()))
+                                           * float(mem.read_scale[hh]) for j in range(n)])
                     else:
                         sc = torch.tensor([float(qp[sl] @ keys[j][sl]) / math.sqrt(dh) for j in range(n)])
                     w += torch.softmax(sc.double(), 0) / h
@@ -95,12 +96,14 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
 # The paper's memory, then each option alone, then all options together (the defaults of new models).
 MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
                   {"memory_slot_keys": True}, {"memory_write_route": "top1"}, {"memory_write_shift": True},
-                  {"memory_write_address": "previous"}, {"memory_write_address": "previous", "memory_write_route": "top1"},
+                  {"memory_write_address": "previous"},
+                  {"memory_write_address": "previous", "memory_write_route": "top1"},
                   {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
                    "memory_slot_keys": True, "memory_write_route": "top1", "memory_write_shift": True}]
 
 
-@pytest.mark.parametrize("options", MEMORY_OPTIONS, ids=lambda o: "-".join(f"{k[7:]}={v}" for k, v in o.items()) or "paper")
+@pytest.mark.parametrize("options", MEMORY_OPTIONS,
+                         ids=lambda o: "-".join(f"{k[7:]}={v}" for k, v in o.items()) or "paper")
 @pytest.mark.parametrize("write", ["read", "input", "both"])
 @pytest.mark.parametrize("interval", [1, 3, 12])
 def test_vectorised_memory_equals_slow_reference(write, interval, options):

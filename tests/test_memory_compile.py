@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers import MEMORY_VARIANTS, memory_model
+
 from lm2 import memory as memory_module
 
 ATOL = 1e-5

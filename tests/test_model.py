@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
+from helpers import MEMORY_VARIANTS, memory_model, tiny_config
+
 import lm2  # noqa: F401  (registers the Auto classes)
-from helpers import MEMORY_VARIANTS, memory_model, randomize_memory, tiny_config
 from lm2 import LM2Config, LM2ForCausalLM
 
 HF_FIELDS = dict(vocab_size=101, hidden_size=48, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,

@@ -668,7 +668,7 @@ def read_babi(path_or_text: str | os.PathLike | TextIO, task: str | None = None)
             continue
 
         def bad(why: str) -> ValueError:
-            return ValueError(f"{name}, line {number}: {why}: {raw!r}")
+            return ValueError(f"{name}, line {number}: {why}: {raw!r}")  # noqa: B023  (called in this iteration only)
 
         match = _LINE.fullmatch(raw.rstrip("\r"))
         if not match:

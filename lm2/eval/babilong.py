@@ -28,12 +28,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-import numpy as np
-
-from lm2.eval.common import (LoadedModel, appended_records, check_fits, eos_token_ids, is_streaming, max_positions,
-                             padding_multiple, write_json)
+from lm2.eval.common import LoadedModel, appended_records, write_json
+from lm2.model_facts import check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple
 
 FORMATS = ("auto", "finetune", "instruction")
 RULES = {"finetune": "exact", "instruction": "label"}  # the scoring rule of each format
@@ -283,7 +282,8 @@ def write_predictions(path: str | os.PathLike, samples: Sequence[Any], outputs: 
 
 # ----------------------------------------------------------------------------- resuming
 
-RESUME_SETTINGS = ("model", "data", "format", "rule", "shots", "seed", "max_new_tokens")  # + segment_length if streaming
+# The settings a resumed run must share with the answers already there (and segment_length for a streaming model).
+RESUME_SETTINGS = ("model", "data", "format", "rule", "shots", "seed", "max_new_tokens")
 
 
 def partial_path(out_dir: Path, task: str, length: str) -> Path:
@@ -419,7 +419,8 @@ def majority_baseline(out_dir: str | os.PathLike) -> dict[str, float]:
         task = path.name.split("_")[0]
         targets.setdefault(task, Counter()).update(row["target"] for row in read_predictions(path, ["target"]))
     if not targets:
-        raise FileNotFoundError(f"no <task>_<length>.csv answer files in {out_dir}: run `lm2 eval babilong` there first")
+        raise FileNotFoundError(f"no <task>_<length>.csv answer files in {out_dir}: run `lm2 eval babilong` there "
+                                "first")
     return {task: 100.0 * count.most_common(1)[0][1] / sum(count.values()) for task, count in sorted(targets.items())}
 
 

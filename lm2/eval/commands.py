@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = ev_sub.add_parser("mmlu", help="MMLU by log-likelihood, by category and level (LM2 paper, Table 2)")
     common(p, batch_size=8)
-    p.add_argument("--shots", type=nonnegative_int, default=0, help="solved examples (the subject's first other questions)")
+    p.add_argument("--shots", type=nonnegative_int, default=0,
+                   help="solved examples (the subject's first other questions)")
     p.add_argument("--subjects", nargs="+", default=None, help="subjects (snake_case); default: all 57")
     p.add_argument("--form", default="letter", choices=["letter", "cloze"],
                    help="letter: log-likelihood of ' A'..' D'; cloze: each choice's text, per-character normalised")
@@ -169,8 +170,8 @@ def run_recall(args) -> int:
     with hold(out, "lm2 eval recall"):
         summary = evaluate_recall(loaded, segments, n=args.n, seed=args.seed, batch_size=args.batch_size,
                                   out_dir=out, progress=not args.no_progress, spec=spec)
-    print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, chance "
-          f"{summary['chance']:.1f}%, seed {summary['seed']})")
+    print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, "
+          f"chance {summary['chance']:.1f}%, seed {summary['seed']})")
     for d, e in summary["errors"].items():
         print(f"  {d} segments: {summary['accuracy'][d]:.1f}% right, {e['other_pair']:.1f}% another pair's value "
               f"(stored, not bound to its key), {e['unstated']:.1f}% unstated; by query "

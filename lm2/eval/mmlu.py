@@ -1,7 +1,7 @@
 """MMLU by log-likelihood, with results laid out as the LM2 paper's Table 2 (categories and levels).
 
-Two forms, both as lm-evaluation-harness defines them, so that ``lm2.eval.lm_eval_adapter`` can check our
-numbers against the harness on the same questions:
+Two forms, both as lm-evaluation-harness defines them, so that ``check_mmlu_against_lm_eval`` (at the end) can
+check our numbers against the harness on the same questions:
 
 * "letter" (lm-eval's ``mmlu``): the question and its four choices labelled A-D, then "Answer:"; the prediction
   is the letter with the highest log-likelihood of " A", " B", " C", " D". What the LM2 paper reports.
@@ -16,11 +16,17 @@ test split ships offline; lm-eval's ``first_n`` sampler over the same split pick
 Tokenization follows lm-eval's: the context and the context + continuation are encoded with the tokenizer's
 defaults and the continuation is what the second adds. Inputs that share all but their last token are run
 once (a letter question costs one forward pass, not four).
+
+``check_mmlu_against_lm_eval`` writes one local lm-eval task per MMLU subject (``dataset_path: json`` over the same
+questions, the same prompt as here), runs the harness on the same model object (``lm2.eval.lm_eval_adapter.hflm``)
+and compares: overall and per-subject accuracy, the prompts, and the per-question predictions.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,7 +35,8 @@ from typing import Any
 
 import torch
 
-from lm2.eval.common import LoadedModel, appended_records, batched, check_fits, quiet_lm_eval, write_json
+from lm2.eval.common import LoadedModel, appended_records, batched, quiet_lm_eval, write_json
+from lm2.model_facts import check_fits
 
 FORMS = ("letter", "cloze")
 LETTERS = ("A", "B", "C", "D")
@@ -108,7 +115,7 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
     check_fits(model, max(len(s) for s in unique), "an MMLU prompt")
     # Per unique input, the earliest position any of its requests scores.
     first_scored = [len(s) for s in unique]
-    for (ctx, cont), key in zip(requests, keys):
+    for (_ctx, cont), key in zip(requests, keys):
         first_scored[key] = min(first_scored[key], len(unique[key]) - len(cont))
     order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
     logprobs: dict[int, torch.Tensor] = {}  # unique index -> (positions from first_scored, V) log-probs
@@ -128,7 +135,7 @@ def loglikelihoods(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]
         if on_batch is not None:
             on_batch(done / len(unique))
     out = []
-    for (ctx, cont), key in zip(requests, keys):
+    for (_ctx, cont), key in zip(requests, keys):
         n = len(unique[key])
         offset = n - len(cont) - first_scored[key]  # index of the first scored position in logprobs[key]
         rows = logprobs[key][offset : offset + len(cont)]
@@ -231,7 +238,7 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
     """Evaluate a loaded model on MMLU; returns the summary (also written to ``out_dir`` with the per-question
     records). ``limit`` keeps the first N questions of each subject. ``check_lm_eval`` also runs
     lm-evaluation-harness on the same questions and model and compares it with these records (the summary's
-    ``lm_eval_check``, see ``lm2.eval.lm_eval_adapter.compare_with_lm_eval``). ``reuse`` takes lm2's scores from
+    ``lm_eval_check``, see ``compare_with_lm_eval``). ``reuse`` takes lm2's scores from
     an earlier run in ``out_dir`` with the same settings instead of scoring again (see ``load_saved_run``).
 
     Questions are scored subject by subject; with ``out_dir`` each finished subject's records are appended to
@@ -267,8 +274,6 @@ def evaluate_mmlu(loaded: LoadedModel, shots: int = 0, subjects: Sequence[str] |
             write_results(out_dir, summary, records)
             partial_file(out_dir, form, shots).unlink(missing_ok=True)
     if check_lm_eval:
-        from lm2.eval.lm_eval_adapter import compare_with_lm_eval
-
         start = time.perf_counter()
         log = None if progress else Path(out_dir) / "lm_eval.log" if out_dir is not None else os.devnull
         with quiet_lm_eval(log):
@@ -285,8 +290,6 @@ def score_by_subject(loaded: LoadedModel, questions: Sequence[Any], pool: Sequen
                      resume: bool) -> tuple[list[dict], int]:
     """``score_questions`` one subject at a time, saving each finished subject when there is an ``out_dir``;
     returns the records in the order of ``questions`` and how many of them an earlier run had saved."""
-    import json
-
     from tqdm import tqdm
 
     groups: dict[str, list[Any]] = {}
@@ -362,8 +365,6 @@ def result_files(out_dir: str | os.PathLike, form: str, shots: int) -> tuple[Pat
 
 def write_results(out_dir: str | os.PathLike, summary: dict, records: Sequence[dict]) -> None:
     """Write a summary (with its ``form`` and ``shots``) and its per-question records to ``out_dir``."""
-    import json
-
     summary_path, records_path = result_files(out_dir, summary["form"], summary["shots"])
     write_json(summary_path, summary)
     with open(records_path, "w", encoding="utf-8") as f:
@@ -372,8 +373,6 @@ def write_results(out_dir: str | os.PathLike, summary: dict, records: Sequence[d
 
 def read_results(out_dir: str | os.PathLike, form: str, shots: int) -> tuple[dict, list[dict]]:
     """The summary and per-question records of a run in ``out_dir``; FileNotFoundError if there is none."""
-    import json
-
     from lm2.data.corpora import jsonl_records
 
     summary_path, records_path = result_files(out_dir, form, shots)
@@ -423,3 +422,161 @@ def select_questions(questions: Sequence[Any], limit: int | None) -> list[Any]:
             seen[q.subject] += 1
             out.append(q)
     return out
+
+
+# ----------------------------------------------------------------------------- the check against lm-evaluation-harness
+
+# lm-eval's YAML templates of its own mmlu / mmlu_continuation tasks, which the prompts above reproduce.
+_DOC_TO_TEXT = {
+    "letter": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}"
+              "\nAnswer:",
+    "cloze": "Question: {{question.strip()}}\nAnswer:",
+}
+_DOC_TO_CHOICE = {"letter": ["A", "B", "C", "D"], "cloze": "{{choices}}"}
+_METRIC = {"letter": "acc", "cloze": "acc_norm"}
+
+
+def task_name(form: str, subject: str) -> str:
+    return f"lm2_mmlu_{form}_{subject}"
+
+
+def write_mmlu_tasks(questions: Sequence[Any], form: str, folder: str | Path) -> list[str]:
+    """One lm-eval task YAML and one JSON-lines data file per subject in ``folder``; returns the task names.
+
+    Few-shot examples come from the same split with the ``first_n`` sampler: lm-eval then drops the question
+    being asked from the pool, exactly as ``fewshot_examples`` does."""
+    import yaml
+
+    if form not in FORMS:
+        raise ValueError(f"unknown MMLU form {form!r}: choose one of {', '.join(FORMS)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_subject: dict[str, list[Any]] = {}
+    for q in questions:
+        by_subject.setdefault(q.subject, []).append(q)
+    names = []
+    for subject, items in by_subject.items():
+        data = folder / f"{subject}.jsonl"
+        with open(data, "w", encoding="utf-8") as f:
+            for q in items:
+                f.write(json.dumps({"subject": q.subject, "question": q.question, "choices": list(q.choices),
+                                    "answer": q.answer}) + "\n")
+        name = task_name(form, subject)
+        task = {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(data)}},
+            "test_split": "test",
+            "fewshot_split": "test",
+            "fewshot_config": {"sampler": "first_n"},
+            "output_type": "multiple_choice",
+            "description": description(subject),
+            "doc_to_text": _DOC_TO_TEXT[form],
+            "doc_to_choice": _DOC_TO_CHOICE[form],
+            "doc_to_target": "answer",
+            "metric_list": [{"metric": _METRIC[form], "aggregation": "mean", "higher_is_better": True}],
+            "metadata": {"version": 1.0},
+        }
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, sort_keys=False, allow_unicode=True))
+        names.append(name)
+    return names
+
+
+def run_lm_eval_mmlu(model: Any, tokenizer: Any, questions: Sequence[Any], shots: int = 0, form: str = "letter",
+                     limit: int | None = None, batch_size: int = 8) -> dict:
+    """Run lm-evaluation-harness on ``questions`` (all questions of each subject present: they are the few-shot
+    pool; ``limit`` evaluates the first N per subject). Returns per subject {acc, n, preds, contexts}."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from lm2.eval.lm_eval_adapter import hflm
+
+    metric = _METRIC[form]
+    with tempfile.TemporaryDirectory(prefix="lm2-lm-eval-") as folder:
+        names = write_mmlu_tasks(questions, form, folder)
+        manager = TaskManager(include_path=folder, include_defaults=False)
+        results = simple_evaluate(model=hflm(model, tokenizer, batch_size), tasks=names, num_fewshot=shots,
+                                  limit=limit, task_manager=manager, log_samples=True, bootstrap_iters=0,
+                                  verbosity="WARNING")
+    out = {}
+    for name in names:
+        subject = name[len(task_name(form, "")) :]
+        samples = sorted(results["samples"][name], key=lambda s: s["doc_id"])
+        preds, all_lls = [], []
+        for s in samples:
+            lls = [float(r[0]) for r in s["filtered_resps"]]
+            all_lls.append(lls)
+            if form == "letter":
+                preds.append(max(range(len(lls)), key=lambda c: lls[c]))
+            else:
+                choices = s["doc"]["choices"]
+                preds.append(max(range(len(lls)), key=lambda c: lls[c] / max(1, len(choices[c]))))
+        out[subject] = {
+            "acc": 100.0 * results["results"][name][f"{metric},none"],
+            "n": len(samples),
+            "preds": preds,
+            "loglikelihoods": all_lls,
+            "contexts": [s["arguments"][0][0] for s in samples],
+        }
+    return out
+
+
+def check_mmlu_against_lm_eval(model: Any, tokenizer: Any, questions: Sequence[Any], shots: int = 0,
+                               form: str = "letter", limit: int | None = None, batch_size: int = 8,
+                               tolerance: float = 0.5, progress: bool = False) -> dict:
+    """Score ``questions`` with lm2's MMLU code and with lm-evaluation-harness on the same model, and compare
+    (see ``compare_with_lm_eval``). ``questions`` are whole subjects (the few-shot pool); ``limit`` scores the
+    first N of each."""
+    selected = select_questions(questions, limit)
+    records = score_questions(model, tokenizer, selected, shots, form, batch_size, progress, questions)
+    return compare_with_lm_eval(model, tokenizer, questions, records, shots, form, limit, batch_size, tolerance)
+
+
+def compare_with_lm_eval(model: Any, tokenizer: Any, questions: Sequence[Any], records: Sequence[dict],
+                         shots: int = 0, form: str = "letter", limit: int | None = None, batch_size: int = 8,
+                         tolerance: float = 0.5) -> dict:
+    """Run lm-evaluation-harness on ``questions`` and compare it with lm2's ``records`` of the same questions
+    (``score_questions`` of ``select_questions(questions, limit)``): both overall accuracies, their
+    difference, per-subject accuracies, how many prompts and predictions differ, and the largest difference of a
+    choice's log-likelihood. ``agree`` is whether the overall accuracies are within ``tolerance`` points."""
+    selected = select_questions(questions, limit)
+    if len(records) != len(selected):
+        raise ValueError(f"{len(records)} records for {len(selected)} selected questions")
+    ours = summarize(records)
+    theirs = run_lm_eval_mmlu(model, tokenizer, questions, shots, form, limit, batch_size)
+
+    by_subject: dict[str, list[tuple[Any, dict]]] = {}
+    for q, r in zip(selected, records):
+        by_subject.setdefault(q.subject, []).append((q, r))
+    pool: dict[str, list[Any]] = {}
+    for q in questions:
+        pool.setdefault(q.subject, []).append(q)
+    prompt_mismatches = pred_mismatches = 0
+    ll_difference = 0.0
+    subjects = {}
+    for subject, pairs in by_subject.items():
+        other = theirs[subject]
+        if other["n"] != len(pairs):
+            raise RuntimeError(f"lm-eval scored {other['n']} {subject} questions, lm2 {len(pairs)}")
+        for (q, r), context, pred, lls in zip(pairs, other["contexts"], other["preds"], other["loglikelihoods"]):
+            prompt_mismatches += context != context_text(q, pool[subject], shots, form)
+            pred_mismatches += pred != r["pred"]
+            ll_difference = max(ll_difference, *(abs(a - b) for a, b in zip(lls, r["loglikelihoods"])))
+        subjects[subject] = {"lm2": ours["subjects"][subject]["acc"], "lm_eval": other["acc"], "n": len(pairs)}
+    return {
+        "form": form, "shots": shots, "limit": limit, **overall_agreement(subjects, ours["average"]["acc"], tolerance),
+        "prompt_mismatches": prompt_mismatches, "prediction_mismatches": pred_mismatches,
+        "max_loglikelihood_difference": ll_difference,
+        "subjects": subjects,
+    }
+
+
+def overall_agreement(subjects: dict[str, dict], lm2_average: float, tolerance: float) -> dict:
+    """The overall part of a check, from per-subject results ({"lm_eval": accuracy, "n": questions} each) and
+    lm2's average over the same questions: lm-eval's question-weighted average, the difference, and ``agree``
+    (within ``tolerance`` points)."""
+    n = sum(v["n"] for v in subjects.values())
+    lm_eval_average = sum(v["lm_eval"] * v["n"] for v in subjects.values()) / n
+    difference = lm2_average - lm_eval_average
+    return {"questions": n, "lm2": lm2_average, "lm_eval": lm_eval_average, "difference": difference,
+            "agree": abs(difference) <= tolerance, "tolerance": tolerance}

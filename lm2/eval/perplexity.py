@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lm2.eval.common import LoadedModel, check_fits, is_streaming, write_json
+from lm2.eval.common import LoadedModel, write_json
+from lm2.model_facts import check_fits, is_streaming
 from lm2.viz import save_figure
 
 

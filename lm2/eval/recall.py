@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from lm2.eval.common import LoadedModel, is_streaming
+from lm2.eval.common import LoadedModel
+from lm2.model_facts import is_streaming
 
 
 def parse_segments(spec: str | Sequence[int]) -> list[int]:
@@ -23,7 +24,8 @@ def parse_segments(spec: str | Sequence[int]) -> list[int]:
     try:
         values = [int(x) for x in items]
     except (TypeError, ValueError):
-        raise ValueError(f"--segments {spec!r} is invalid: give comma-separated non-negative integers, e.g. 1,8,32") from None
+        raise ValueError(f"--segments {spec!r} is invalid: give comma-separated non-negative integers, "
+                         "e.g. 1,8,32") from None
     if not values or any(v < 0 for v in values):
         raise ValueError(f"--segments {spec!r} is invalid: give comma-separated non-negative integers, e.g. 1,8,32")
     return values
@@ -86,11 +88,10 @@ def recall_spec_of(path: str | os.PathLike):
     import yaml
 
     from lm2.data.recall import RecallSpec
-    from lm2.train.checkpoint import CONFIG_FILE
 
-    file = Path(path) / CONFIG_FILE
+    file = Path(path) / "train_config.yaml"  # lm2.train.checkpoint.CONFIG_FILE (eval does not import train)
     if not file.is_file():
-        raise ValueError(f"{path} has no {CONFIG_FILE}: `lm2 eval recall` needs a checkpoint that `lm2 train` wrote "
+        raise ValueError(f"{path} has no {file.name}: `lm2 eval recall` needs a checkpoint that `lm2 train` wrote "
                          "with data.task=recall (e.g. configs/recall-tiny.yaml)")
     data = (yaml.safe_load(file.read_text()) or {}).get("data", {})
     if data.get("task") != "recall":
@@ -103,9 +104,9 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
                     batch_size: int = 50, segment_length: int | None = None,
                     out_dir: str | os.PathLike | None = None, progress: bool = True, spec=None) -> dict:
     """Accuracy (%) per number of distractor segments on ``n`` test samples each (``lm2.data.recall.TEST_SEED``
-    unless ``seed``); written to ``out_dir/recall.json`` and plotted in ``out_dir/recall.png`` if given. ``segment_length`` (tokens per streaming call)
-    defaults to the diagnostic's segment. ``spec`` (a RecallSpec) defaults to the one the checkpoint was trained
-    with."""
+    unless ``seed``); written to ``out_dir/recall.json`` and plotted in ``out_dir/recall.png`` if given.
+    ``segment_length`` (tokens per streaming call) defaults to the diagnostic's segment. ``spec`` (a RecallSpec)
+    defaults to the one the checkpoint was trained with."""
     from tqdm import tqdm
 
     from lm2.data.recall import TEST_SEED, make_samples

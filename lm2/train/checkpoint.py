@@ -12,8 +12,9 @@ Layout of a run folder::
 A checkpoint is written into a hidden temporary folder, its ``manifest.json`` (size and sha256 of every file)
 last, and renamed into place with ``os.replace``: a folder named ``ckpt-*`` is complete, so a run killed at any
 moment (even while saving) resumes from the last complete one, and ``--resume`` can tell a checkpoint damaged
-since (a truncated copy, a flipped bit) from an intact one and fall back to the newest intact one. Under FSDP the full state dicts are gathered with ``torch.distributed.checkpoint.state_dict``
-(a collective: every process calls ``save``) and process 0 writes.
+since (a truncated copy, a flipped bit) from an intact one and fall back to the newest intact one. Under FSDP the
+full state dicts are gathered with ``torch.distributed.checkpoint.state_dict`` (a collective: every process calls
+``save``) and process 0 writes.
 """
 
 from __future__ import annotations
@@ -67,8 +68,7 @@ def set_rng_state(state: dict) -> None:
 
 def full_state_dicts(model: torch.nn.Module, optimizer) -> tuple[dict, dict]:
     """Unsharded model and optimizer state on CPU (identity for a plain model; gathers under FSDP)."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)

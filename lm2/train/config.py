@@ -202,8 +202,8 @@ def _build(cls, values: dict, prefix: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"unknown config field {prefix}{unknown[0]}: the fields of {prefix.rstrip('.') or 'the config'}"
-                         f" are {sorted(names)}")
+        raise ValueError(f"unknown config field {prefix}{unknown[0]}: the fields of "
+                         f"{prefix.rstrip('.') or 'the config'} are {sorted(names)}")
     kwargs = {}
     for name, value in values.items():
         tp = hints[name]

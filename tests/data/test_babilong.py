@@ -220,7 +220,8 @@ def test_story_example_answers_every_question_after_its_facts(task, length):
     ids2, labels2 = bl.story_finetune_example(story, length, "train", random.Random(0), tok, fact_loss=True)
     assert ids2 == ids
     supervised = tok.decode([t for t, lab in zip(ids2, labels2) if lab != -100 and t != tok.eos_token_id])
-    expected = "".join(f" {f}" if i else f for i, f in enumerate(story_samples(story)[-1].facts[:len(questions[-1].facts)]))
+    facts = story_samples(story)[-1].facts[:len(questions[-1].facts)]
+    expected = "".join(f" {f}" if i else f for i, f in enumerate(facts))
     assert all(f in supervised for f in questions[-1].facts) and all(q.question in supervised for q in questions)
     assert bl.ANSWER_MARKER not in supervised
     assert len(supervised) < len(expected) + sum(len(q.question) + len(q.answer) + 20 for q in questions)

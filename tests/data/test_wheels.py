@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import zipfile
 
-from lm2.data import wheels
+from lm2 import wheels
 
 
 def fake_wheel(cache, payload: bytes):

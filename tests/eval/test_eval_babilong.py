@@ -11,8 +11,16 @@ import pytest
 import torch
 
 from lm2.data.babilong import build_samples, finetune_prompt, instruction_prompt, score_csv
-from lm2.eval.babilong import (evaluate_babilong, generate_answers, parse_lengths, parse_tasks, plan_batches,
-                               prompt_ids, results_table, summarize)
+from lm2.eval.babilong import (
+    evaluate_babilong,
+    generate_answers,
+    parse_lengths,
+    parse_tasks,
+    plan_batches,
+    prompt_ids,
+    results_table,
+    summarize,
+)
 from lm2.eval.common import LoadedModel, load_model
 
 
@@ -259,7 +267,10 @@ def counting(answer_of, fail_after=None):
 
 def test_resuming_a_smaller_n_and_an_interrupted_run_gives_the_answers_of_one_full_run(gpt2, scripted_lm, tmp_path):
     tasks, lengths, kw = ["qa1", "qa2"], ["0k"], dict(fmt="instruction", progress=False)
-    answer_of = lambda prompt: "kitchen" if len(prompt) % 3 else "the hallway."  # right and wrong answers
+
+    def answer_of(prompt):
+        return "kitchen" if len(prompt) % 3 else "the hallway."  # right and wrong answers
+
     full = evaluate_babilong(loaded(scripted_lm(gpt2, answer_of), gpt2), tasks, lengths, n=10,
                              out_dir=tmp_path / "full", **kw)
 

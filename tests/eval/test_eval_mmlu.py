@@ -118,14 +118,14 @@ def test_scores_are_saved_before_the_lm_eval_check_runs(gpt2, tmp_path, monkeypa
     """A check that fails (or is stopped) after lm2's pass must not lose lm2's scores."""
     from helpers import memory_model
 
-    import lm2.eval.lm_eval_adapter as adapter
+    import lm2.eval.mmlu as mmlu
     from lm2.eval.common import LoadedModel
     from lm2.eval.mmlu import evaluate_mmlu
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(adapter, "compare_with_lm_eval", interrupted)
+    monkeypatch.setattr(mmlu, "compare_with_lm_eval", interrupted)
     loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
     with pytest.raises(KeyboardInterrupt):
         evaluate_mmlu(loaded, subjects=["anatomy"], limit=3, out_dir=tmp_path / "out", progress=False,
@@ -139,7 +139,6 @@ def test_reuse_checks_saved_scores_without_scoring_again(gpt2, tmp_path, monkeyp
     """--reuse hands the saved records to the lm-eval check and refuses a folder from other settings."""
     from helpers import memory_model
 
-    import lm2.eval.lm_eval_adapter as adapter
     import lm2.eval.mmlu as mmlu
     from lm2.eval.common import LoadedModel
 
@@ -158,7 +157,7 @@ def test_reuse_checks_saved_scores_without_scoring_again(gpt2, tmp_path, monkeyp
         return {"lm2": 0.0, "lm_eval": 0.0, "agree": True}
 
     monkeypatch.setattr(mmlu, "score_questions", no_scoring)
-    monkeypatch.setattr(adapter, "compare_with_lm_eval", fake_check)
+    monkeypatch.setattr(mmlu, "compare_with_lm_eval", fake_check)
     again = mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=3, out_dir=tmp_path / "out",
                                progress=False, check_lm_eval=True, reuse=True)
     assert checked["records"] == saved
@@ -182,7 +181,7 @@ def test_agrees_with_lm_evaluation_harness_on_a_tiny_model(form, gpt2):
     from helpers import memory_model
 
     from lm2.data.mmlu import load_mmlu
-    from lm2.eval.lm_eval_adapter import check_mmlu_against_lm_eval
+    from lm2.eval.mmlu import check_mmlu_against_lm_eval
 
     model = memory_model(vocab_size=len(gpt2))
     check = check_mmlu_against_lm_eval(model, gpt2, load_mmlu(["anatomy", "virology"]), shots=1, form=form,
@@ -199,7 +198,7 @@ def test_agrees_with_lm_evaluation_harness_on_smollm2(form):
     pytest.importorskip("lm_eval")
     from lm2.data.mmlu import load_mmlu
     from lm2.eval.common import load_model
-    from lm2.eval.lm_eval_adapter import check_mmlu_against_lm_eval
+    from lm2.eval.mmlu import check_mmlu_against_lm_eval
 
     loaded = load_model("smollm2-135m")
     questions = load_mmlu(["high_school_geography", "college_biology", "world_religions"])

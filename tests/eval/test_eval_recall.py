@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from helpers import memory_model
+
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_samples
 from lm2.eval.recall import answer_logits, parse_segments, recall_accuracy, recall_breakdown
-
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,6 @@ import sys
 import pytest
 import yaml
 
-
 TASK = {"task": "lm2_quiet_rooms", "dataset_path": "json", "test_split": "test", "output_type": "multiple_choice",
         "doc_to_text": "{{question}}", "doc_to_choice": "{{choices}}", "doc_to_target": "answer",
         "metric_list": [{"metric": "acc"}], "metadata": {"version": 1.0}}

@@ -11,7 +11,8 @@ from lm2.train.optim import lr_factor
 
 
 def test_overrides_are_nested_and_typed():
-    assert parse_overrides(["--train.lr", "3e-4", "--model.config.sliding_window=64", "--data.babi_tasks", "[qa1, qa2]"]) == {
+    overrides = ["--train.lr", "3e-4", "--model.config.sliding_window=64", "--data.babi_tasks", "[qa1, qa2]"]
+    assert parse_overrides(overrides) == {
         "train": {"lr": 3e-4}, "model": {"config": {"sliding_window": 64}}, "data": {"babi_tasks": ["qa1", "qa2"]}}
 
 
@@ -96,7 +97,8 @@ def test_repo_configs_are_valid():
 
 
 def test_unknown_model_config_field_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"model\.config\.memory_slotz: the fields of model\.config are \[.*'memory_slots'"):
+    fields = r"model\.config\.memory_slotz: the fields of model\.config are \[.*'memory_slots'"
+    with pytest.raises(ValueError, match=fields):
         from_dict({"data": {"task": "lm"}, "train": {"steps": 1}, "model": {"config": {"memory_slotz": 4}}})
 
 

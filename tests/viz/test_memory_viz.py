@@ -11,8 +11,8 @@ import struct
 import numpy as np
 import pytest
 import torch
-from helpers import memory_model
-from helpers import char_tokenizer
+
+from helpers import char_tokenizer, memory_model
 
 from lm2.viz.memory import (
     gate_statistics,
