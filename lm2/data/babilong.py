@@ -142,7 +142,7 @@ def _book_sentences(split: str) -> list[str]:
 
 def _disk_cache_path(split: str) -> Path:
     from lm2.data.corpora import BOOKS, BOOKS_WHEEL
-    from lm2.data.wheels import cache_dir
+    from lm2.wheels import cache_dir
 
     key = json.dumps([_CACHE_VERSION, BOOKS_WHEEL, sorted(_ABBREVIATIONS), MIN_SENTENCE_TOKENS,
                       [(b.key, b.split, b.files) for b in BOOKS], split])
@@ -230,7 +230,8 @@ def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng
     context = " ".join(piece for piece, _ in _context_pieces(sample, tokens, split, rng, tokenizer))
     return BabilongSample(
         task=sample.task, length=length_name(tokens), context=context, question=sample.question,
-        target=sample.answer, facts=list(sample.facts), n_tokens=counter([context])[0], supporting=list(sample.supporting),
+        target=sample.answer, facts=list(sample.facts), n_tokens=counter([context])[0],
+        supporting=list(sample.supporting),
     )
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from lm2.model_facts import model_kind
-from lm2.model_facts import padding_multiple as padding_multiple  # a re-export: lm2/train/loop.py still imports it here
 
 
 @dataclass

@@ -24,7 +24,7 @@ from lm2.train.config import TrainConfig
 
 
 def tokenizer_cache_dir() -> Path:
-    from lm2.data.wheels import cache_dir
+    from lm2.wheels import cache_dir
 
     return cache_dir() / "tokenizers"
 
@@ -54,7 +54,8 @@ def get_tokenizer(spec: str):
     try:
         vocab = int(spec[4:])
     except ValueError:
-        raise ValueError(f"config field data.tokenizer={spec!r} is invalid: write bpe:<vocab size>, e.g. bpe:1024")
+        raise ValueError(f"config field data.tokenizer={spec!r} is invalid: write bpe:<vocab size>, "
+                         "e.g. bpe:1024") from None
     # "prompt": trained on the prompt layout (before, the markers were spelt letter by letter, "Q" "u" "est" "ion"):
     # a new name, so that a tokenizer cached by an older lm2 is not taken for this one.
     folder = tokenizer_cache_dir() / f"books-babi-prompt-bpe-{vocab}"

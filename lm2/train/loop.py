@@ -26,11 +26,26 @@ from torch import nn
 from lm2.train import checkpoint as ckpt
 from lm2.train.checkpoint import TrainingDiverged
 from lm2.train.config import TrainConfig, accumulation_steps, save_config
-from lm2.train.data import (babilong_validation_samples, batch_tokens, eval_lengths, make_stream, pad_id,
-                            task_tokenizer, validation_batches)
+from lm2.train.data import (
+    babilong_validation_samples,
+    batch_tokens,
+    eval_lengths,
+    make_stream,
+    pad_id,
+    task_tokenizer,
+    validation_batches,
+)
 from lm2.train.optim import build_optimizer, build_scheduler
-from lm2.train.parallel import Dist, OpaqueState, all_reduce_sum, apply_parallelism, barrier, init_distributed, no_sync, shutdown
-
+from lm2.train.parallel import (
+    Dist,
+    OpaqueState,
+    all_reduce_sum,
+    apply_parallelism,
+    barrier,
+    init_distributed,
+    no_sync,
+    shutdown,
+)
 
 # ----------------------------------------------------------------------------- model
 
@@ -117,7 +132,7 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, f
     batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one)."""
     from lm2.data.babilong import exact_match, finetune_example
     from lm2.eval.babilong import greedy_streaming, plan_batches
-    from lm2.eval.common import padding_multiple
+    from lm2.model_facts import padding_multiple
 
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     results = {}
