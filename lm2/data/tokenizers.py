@@ -113,6 +113,11 @@ def count_tokens(texts: Sequence[str], tokenizer: Any = None) -> list[int]:
     raise TypeError(f"cannot count tokens with {type(tokenizer).__name__}: give a tokenizer or a counter")
 
 
+def token_counter(tokenizer: Any = None) -> TokenCounter:
+    """``count_tokens`` with the tokenizer fixed (GPT-2's when it is None), as a ``TokenCounter``."""
+    return lambda texts: count_tokens(texts, tokenizer)
+
+
 def _is_file(text: str) -> bool:
     """Whether a string names an existing file; text that cannot be a path (newlines, too long) is not one."""
     if "\n" in text or len(text) > 4096:

@@ -259,7 +259,7 @@ def plan_batches(lengths: Sequence[int], batch_size: int, multiple: int = 1) -> 
 
 
 def score(outputs: Sequence[str], samples: Sequence[Any], rule: str) -> list[bool]:
-    from lm2.data.babilong import exact_match, label_score
+    from lm2.data.babilong_scoring import exact_match, label_score
 
     if rule == "exact":
         return [exact_match(o, s.target) for o, s in zip(outputs, samples)]
@@ -336,7 +336,7 @@ def saved_answers(out_dir: Path, task: str, length: str, samples: Sequence[Any])
     """Answers already in ``out_dir`` for ``samples`` (sample index -> output): the CSV's rows (row i answers
     sample i), then the partial file's records. Raises ValueError if a saved answer belongs to another sample
     or the CSV holds more samples than asked for (rewriting it would drop them)."""
-    from lm2.data.babilong import read_predictions
+    from lm2.data.babilong_scoring import read_predictions
 
     found: dict[int, tuple[str, str, str]] = {}  # index -> (target, question, output)
     csv_path = out_dir / f"{task}_{length}.csv"
@@ -412,7 +412,7 @@ def majority_baseline(out_dir: str | os.PathLike) -> dict[str, float]:
     sampling noise alone lifts the largest of six equal shares to about 21%."""
     from collections import Counter
 
-    from lm2.data.babilong import read_predictions
+    from lm2.data.babilong_scoring import read_predictions
 
     targets: dict[str, Counter] = {}
     for path in sorted(Path(out_dir).glob("qa*_*k.csv")):

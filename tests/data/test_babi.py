@@ -12,9 +12,10 @@ from functools import lru_cache
 
 import pytest
 
+from babi_check import check_stories, check_story
+
 from lm2.data import babi
 from lm2.data.babi import BabiLine, Story
-from lm2.data.babi_check import check_stories, check_story
 
 N_SAMPLES = 5000  # per task, for the distribution tests
 
@@ -177,7 +178,7 @@ def test_answer_and_question_form_shares(task):
 @pytest.mark.parametrize("task", babi.TASKS)
 def test_statement_shares(task):
     kinds = [_statement_kind(line.text) for s in _stories(task)[0] for line in s.lines if line.answer is None]
-    # qa3's long stories hold takes near 18.5% (see _WEIGHTS in babi.py), hence its wider margin.
+    # qa3's long stories hold takes near 18.5% (see _WEIGHTS in lm2/data/babi/tasks.py), hence its wider margin.
     _assert_shares(_shares(kinds), STATEMENT_SHARES[task], 4.0 if task == "qa3" else 3.0, f"{task} statements")
 
 

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from lm2.data import babilong as bl
-from lm2.data.babi import BabiSample, generate_samples
+from lm2.data.babi import LABELS, BabiSample, generate_samples
+from lm2.data.babilong_haystack import background_haystack
+from lm2.data.babilong_scoring import exact_match, label_score, score_csv
 from lm2.data.corpora import BOOKS
 from lm2.data.tokenizers import count_tokens, gpt2_tokenizer
 
@@ -48,7 +50,7 @@ def test_length_names():
 
 
 def test_samples_have_the_requested_length(test_samples):
-    longest_sentence = int(bl.background_haystack("test").tokens.max())
+    longest_sentence = int(background_haystack("test").tokens.max())
     for length in ("1k", "4k"):
         budget = bl.context_budget(length)
         assert budget == bl.parse_length(length) - 300
@@ -87,7 +89,7 @@ def test_train_and_test_share_no_book_and_no_passage(train_samples):
     test_books = {b.key for b in BOOKS if b.split == "test"}
     assert train_books and test_books and not train_books & test_books
     assert not {b.author for b in BOOKS if b.split == "train"} & {b.author for b in BOOKS if b.split == "test"}
-    train_hay, test_hay = bl.background_haystack("train"), bl.background_haystack("test")
+    train_hay, test_hay = background_haystack("train"), background_haystack("test")
     test_sentences = set(test_hay.sentences)
     assert not set(train_hay.sentences) & test_sentences
     some_test_sentences = test_hay.sentences[::8]
@@ -96,7 +98,7 @@ def test_train_and_test_share_no_book_and_no_passage(train_samples):
 
 
 def test_128k_sample_builds_in_seconds():
-    bl.background_haystack("test")  # built (or read from lm2's cache) once
+    background_haystack("test")  # built (or read from lm2's cache) once
     start = time.perf_counter()
     (sample,) = bl.build_samples("qa1", "128k", 1, split="test", seed=3)
     elapsed = time.perf_counter() - start
@@ -127,7 +129,7 @@ def test_training_draws_cover_every_question_of_a_story_as_the_test_does():
     # a draw is a training sample like build_samples' (same split, same layout), reproducible from its rng
     a, b = (bl.random_train_sample("qa2", "1k", random.Random("x")) for _ in range(2))
     assert a == b and a.length == "1k"
-    assert bl.context_budget("1k") - int(bl.background_haystack("train").tokens.max()) <= a.n_tokens
+    assert bl.context_budget("1k") - int(background_haystack("train").tokens.max()) <= a.n_tokens
     assert a.n_tokens <= bl.context_budget("1k") + 1
     assert bl.random_train_sample("qa2", "1k", random.Random("y")) != a
 
@@ -153,7 +155,7 @@ def test_length_too_small_is_a_clear_error():
 def test_pluggable_counter_measures_in_its_own_units():
     chars = lambda texts: [len(t) for t in texts]  # noqa: E731  (a "tokenizer" that counts characters)
     (s,) = bl.build_samples("qa1", "2k", 1, split="test", tokenizer=chars)
-    longest = int(bl.background_haystack("test", chars).tokens.max())
+    longest = int(background_haystack("test", chars).tokens.max())
     assert s.n_tokens == len(s.context) and 1700 - longest <= s.n_tokens <= 1700
 
 
@@ -297,7 +299,7 @@ LABEL_CASES = [
 
 @pytest.mark.parametrize("output, target, question, task, correct", LABEL_CASES)
 def test_label_score(output, target, question, task, correct):
-    assert bl.label_score(output, target, question, task) is correct
+    assert label_score(output, target, question, task) is correct
 
 
 @pytest.mark.parametrize("output, target, correct", [
@@ -306,7 +308,7 @@ def test_label_score(output, target, question, task, correct):
     ("apple, milk", "apple,milk", True), ("milk,apple", "apple,milk", False), ("", "kitchen", False),
 ])
 def test_exact_match(output, target, correct):
-    assert bl.exact_match(output, target) is correct
+    assert exact_match(output, target) is correct
 
 
 def _write_csv(path, rows, columns=("target", "output", "question")):
@@ -321,24 +323,24 @@ def test_score_csv(tmp_path):
     path = tmp_path / "out.csv"
     _write_csv(path, rows)
     expected = 100 * sum(c for *_, task, c in LABEL_CASES if task == "qa1") / len(rows)
-    assert bl.score_csv(path, "qa1") == pytest.approx(expected)
-    assert bl.score_csv(path, "qa1", rule="exact") == pytest.approx(100 * 1 / len(rows))
+    assert score_csv(path, "qa1") == pytest.approx(expected)
+    assert score_csv(path, "qa1", rule="exact") == pytest.approx(100 * 1 / len(rows))
     _write_csv(tmp_path / "bad.csv", [("kitchen", "kitchen")], columns=("target", "answer"))
     with pytest.raises(ValueError, match="missing column"):
-        bl.score_csv(tmp_path / "bad.csv", "qa1")
+        score_csv(tmp_path / "bad.csv", "qa1")
     _write_csv(tmp_path / "empty.csv", [])
     with pytest.raises(ValueError, match="no rows"):
-        bl.score_csv(tmp_path / "empty.csv", "qa1")
+        score_csv(tmp_path / "empty.csv", "qa1")
     with pytest.raises(FileNotFoundError):
-        bl.score_csv(tmp_path / "missing.csv", "qa1")
+        score_csv(tmp_path / "missing.csv", "qa1")
     with pytest.raises(ValueError, match="rule"):
-        bl.score_csv(path, "qa1", rule="fuzzy")
+        score_csv(path, "qa1", rule="fuzzy")
 
 
 def test_scorer_on_generated_samples_is_consistent():
     rng = random.Random(0)
     for task in ("qa1", "qa5", "qa8", "qa10"):
         for s in generate_samples(task, 20, split="test"):
-            assert bl.label_score(f"{s.answer}.", s.answer, s.question, task)
-            wrong = rng.choice([x for x in bl.LABELS[task] if x.lower() != s.answer.lower()])
-            assert not bl.label_score(wrong, s.answer, s.question, task)
+            assert label_score(f"{s.answer}.", s.answer, s.question, task)
+            wrong = rng.choice([x for x in LABELS[task] if x.lower() != s.answer.lower()])
+            assert not label_score(wrong, s.answer, s.question, task)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lm2.data.babilong import build_samples, finetune_prompt, instruction_prompt, score_csv
+from lm2.data.babilong import build_samples, finetune_prompt, instruction_prompt
+from lm2.data.babilong_scoring import score_csv
 from lm2.eval.babilong import (
     evaluate_babilong,
     generate_answers,

@@ -1,0 +1,95 @@
+"""Scoring BABILong answers: the published label rule, exact match, and the accuracy of a CSV of model outputs.
+
+Two scoring rules: ``label_score`` (the published BABILong rule for generated text) and ``exact_match`` (of the
+text generated after ``lm2.data.babilong.ANSWER_MARKER``). ``lm2 eval babilong`` scores with them, and so do
+``lm2 score babilong`` (``lm2.data.commands``) and the trainer's validation, which is why they sit in ``lm2.data``:
+``lm2.eval`` imports ``lm2.data``, so the data area may not import ``lm2.eval`` back (tests/test_imports.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from lm2.data.babi import LABELS, check_task
+from lm2.data.tokenizers import ENDOFTEXT
+
+_CUTS = (".", "<context>", "<example>")
+
+
+def label_score(output: str, target: str, question: str, task: str) -> bool:
+    """BABILong's rule for generated answers (BABI_SPEC.md, Scoring), kept exactly as published.
+
+    The output is lower-cased and cut at its first ".", "<context>" or "<example>". The task's labels found
+    in it as substrings, minus those that occur in the question, must be exactly the target; for a
+    comma-separated target (qa8) every part must be found and as many labels as there are parts. Substring
+    matching is deliberate and has two known effects: "not" counts as "no", and "none" (qa7) also contains
+    "one", so under this rule an answer of "none" is never counted correct.
+    """
+    labels = {label.lower() for label in LABELS[check_task(task)]}
+    text = output.lower()
+    for cut in _CUTS:
+        text = text.split(cut, 1)[0]
+    question = question.lower()
+    found = {label for label in labels if label in text} - {label for label in labels if label in question}
+    target = target.strip().lower()
+    if "," in target:
+        parts = [p.strip() for p in target.split(",")]
+        return all(p in found for p in parts) and len(found) == len(parts)
+    return found == {target}
+
+
+def _normalise(text: str) -> str:
+    text = text.split(ENDOFTEXT, 1)[0].strip()
+    text = text.split("\n", 1)[0].lower()
+    text = " ".join(text.split()).rstrip(".").strip()
+    return re.sub(r"\s*,\s*", ",", text)
+
+
+def exact_match(output: str, target: str) -> bool:
+    """Exact match of a generated answer (the text after ``ANSWER_MARKER``) with the target.
+
+    Both sides are normalised: cut at ``<|endoftext|>`` and at the first line break (generation past the
+    answer is not part of it), lower-cased, whitespace collapsed, trailing periods dropped, spaces around
+    commas removed ("apple, milk" = "apple,milk"). Order still matters in lists, as in bAbI's answers.
+    """
+    return _normalise(output) == _normalise(target)
+
+
+def read_predictions(path: str | os.PathLike, needed: Sequence[str] = ("target", "output", "question")
+                     ) -> list[dict[str, str]]:
+    """The rows of a CSV of model outputs (one dict per row, empty cells as ""), after checking that the
+    columns in ``needed`` are there."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such CSV file: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, strict=True)  # strict: an unterminated quote is an error, not one huge cell
+        try:
+            missing = [c for c in needed if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+            return [{key: value or "" for key, value in row.items()} for row in reader]
+        except csv.Error as err:
+            raise ValueError(f"{path} is not a valid CSV (line {reader.line_num}: {err})") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path} is not UTF-8 text (byte {err.start}): give a CSV file") from None
+
+
+def score_csv(path: str | os.PathLike, task: str, rule: str = "label") -> float:
+    """Accuracy in percent of a CSV of model outputs with columns ``target``, ``output`` and (for the label
+    rule) ``question``."""
+    task = check_task(task)
+    if rule not in ("label", "exact"):
+        raise ValueError(f"unknown scoring rule {rule!r}: use 'label' or 'exact'")
+    rows = read_predictions(path, ["target", "output"] + (["question"] if rule == "label" else []))
+    if not rows:
+        raise ValueError(f"{path}: no rows to score")
+    if rule == "label":
+        scores = [label_score(row["output"], row["target"], row["question"], task) for row in rows]
+    else:
+        scores = [exact_match(row["output"], row["target"]) for row in rows]
+    return 100.0 * sum(scores) / len(scores)
