@@ -106,6 +106,7 @@ for KIND in lm2 vanilla rmt; do
       --model.kind "$KIND" "${TRAIN_FLAGS[@]}" "${EXTRA[@]}"
   lm2 eval babilong --model "$(latest "$OUT/babilong-$KIND")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
       --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-babilong-$KIND" --resume
+  python scripts/probe_binding.py "$(latest "$OUT/babilong-$KIND")" --n "$EVAL_N"  # does the answer read the name?
 done
 python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"

@@ -33,7 +33,6 @@ import numpy as np
 
 from lm2.data.babi import BabiSample, Story, check_task, generate_samples, story_samples
 from lm2.data.babilong_haystack import MIN_SENTENCE_TOKENS, background_sentences
-from lm2.data.babilong_scoring import exact_match  # noqa: F401  (lm2.train.loop imports it from here)
 from lm2.data.corpora import jsonl_records
 from lm2.data.tokenizers import TokenCounter, token_counter
 

@@ -130,7 +130,8 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, f
 
     Prompts are streamed ``segment_length`` tokens at a time in batches of ``eval.batch_size``, with the same
     batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one)."""
-    from lm2.data.babilong import exact_match, finetune_example
+    from lm2.data.babilong import finetune_example
+    from lm2.data.babilong_scoring import exact_match
     from lm2.eval.babilong import greedy_streaming, plan_batches
     from lm2.model_facts import padding_multiple
 
