@@ -193,18 +193,23 @@ def _story_carrying(rng: random.Random, keep, task: str) -> list[BabiLine]:
     return w.lines
 
 
+def _moves_and_statements(w: World, rng: random.Random, actors: tuple[str, ...], other_statement) -> None:
+    """qa9/qa10: two lines, each a move (1/2), an "X is in the L." (1/4) or the task's other statement (1/4)."""
+    for _ in range(2):
+        actor, r = rng.choice(actors), rng.random()
+        if r < 0.5:
+            w.move(actor)
+        elif r < 0.75:
+            w.state_in(actor)
+        else:
+            other_statement(actor)
+
+
 def _story_qa9(rng: random.Random, keep) -> list[BabiLine]:
     """Moves and (negated) location statements; "Is X in the L?" about the actor's latest fact."""
     w = World(rng, ACTORS, ROOMS, split_filter=keep)
     for _ in range(5):
-        for _ in range(2):
-            actor, r = rng.choice(ACTORS), rng.random()
-            if r < 0.5:
-                w.move(actor)
-            elif r < 0.75:
-                w.state_in(actor)
-            else:
-                w.state_not_in(actor)
+        _moves_and_statements(w, rng, ACTORS, w.state_not_in)
         actor = rng.choice([a for a in ACTORS if w.latest[a]])
         kind, (room,), line = w.latest[actor]
         answer = "yes" if kind == "at" else "no"
@@ -218,14 +223,7 @@ def _story_qa10(rng: random.Random, keep) -> list[BabiLine]:
     """Moves, "X is in the L." and "X is either in the A or the B."; answers yes, no or maybe."""
     w = World(rng, QA10_ACTORS, QA10_ROOMS, split_filter=keep)
     for _ in range(5):
-        for _ in range(2):
-            actor, r = rng.choice(QA10_ACTORS), rng.random()
-            if r < 0.5:
-                w.move(actor)
-            elif r < 0.75:
-                w.state_in(actor)
-            else:
-                w.state_either(actor)
+        _moves_and_statements(w, rng, QA10_ACTORS, w.state_either)
         actor = rng.choice([a for a in QA10_ACTORS if w.latest[a]])
         kind, rooms, line = w.latest[actor]
         others = [r for r in QA10_ROOMS if r not in rooms]
