@@ -21,6 +21,7 @@ class LayerCache:
     key_mask: torch.Tensor | None = None  # (B, L) False for padding; None = no padding seen
     memory: MemoryState | None = None
     last_key: torch.Tensor | None = None  # (B, KVH, 1, dh) the last token's own key (attention_key_shift only)
+    conv_inputs: torch.Tensor | None = None  # (B, w - 1, C) the last projected q, k, v (attention_conv only)
 
 
 @dataclass
@@ -54,6 +55,8 @@ class LM2Cache:
                 layer.key_mask = layer.key_mask.index_select(0, beam_idx)
             if layer.last_key is not None:
                 layer.last_key = layer.last_key.index_select(0, beam_idx)
+            if layer.conv_inputs is not None:
+                layer.conv_inputs = layer.conv_inputs.index_select(0, beam_idx)
             if layer.memory is not None:
                 layer.memory = layer.memory.index_select(beam_idx)
 
@@ -64,6 +67,8 @@ class LM2Cache:
                 layer.keys, layer.values = layer.keys.detach(), layer.values.detach()
             if layer.last_key is not None:
                 layer.last_key = layer.last_key.detach()
+            if layer.conv_inputs is not None:
+                layer.conv_inputs = layer.conv_inputs.detach()
             if layer.memory is not None:
                 layer.memory = layer.memory.detach()
         return self
@@ -76,7 +81,7 @@ class LM2Cache:
         """Bytes held by the state's tensors (for checking that streaming memory stays flat)."""
         total = 0
         for layer in self.layers:
-            for t in (layer.keys, layer.values, layer.key_mask, layer.last_key):
+            for t in (layer.keys, layer.values, layer.key_mask, layer.last_key, layer.conv_inputs):
                 if t is not None:
                     total += t.numel() * t.element_size()
             if layer.memory is not None:

@@ -46,6 +46,9 @@ class LM2Config(LlamaConfig):
         times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
     attention_key_shift: smeared keys (off = Llama's attention): each self-attention key is a learned per-head mix
         of the token's key and the previous token's, k'_j = a k_j + (1 - a) k_(j-1), a = sigmoid(learned, 0 at init).
+    attention_conv: 0 (off = Llama's attention) or a width w >= 2: a causal depthwise convolution over the projected
+        queries, keys and values (Primer's multi-dconv-head attention), out_j = sum_(i<w) c_i * in_(j-i) per channel,
+        identity at initialisation; a key then carries the w - 1 tokens before it.
     sliding_window (W): self-attention sees the last W tokens (itself included); None = full causal attention.
     """
 
@@ -65,6 +68,7 @@ class LM2Config(LlamaConfig):
     memory_slot_keys: bool = False
     memory_write_shift: bool = False
     attention_key_shift: bool = False
+    attention_conv: int = 0
     sliding_window: Any = None
 
     def __post_init__(self, **kwargs):
@@ -110,6 +114,10 @@ class LM2Config(LlamaConfig):
         for name in ("memory_slot_keys", "memory_write_shift", "attention_key_shift"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: true or false.")
+        conv = self.attention_conv
+        if isinstance(conv, bool) or not isinstance(conv, int) or conv < 0 or conv == 1:
+            raise ValueError(f"LM2Config.attention_conv={conv!r} is invalid: use 0 (off) or a convolution width of "
+                             "at least 2 (tokens each query, key and value mixes, itself included).")
         scale = self.memory_read_scale
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
             raise ValueError(f"LM2Config.memory_read_scale={scale!r} is invalid: use null (the paper's 1/sqrt(d_head) "

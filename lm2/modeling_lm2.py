@@ -138,12 +138,22 @@ class LM2Attention(nn.Module):
             # a key that also says which token came before it makes "attend to the token after the last X"
             # (induction, and binding a value to its key) one attention step instead of two
             self.key_shift = nn.Parameter(torch.zeros(self.num_kv_heads))
+        if config.attention_conv:
+            # multi-dconv-head attention (Primer, So et al. 2021): a causal depthwise convolution of width w over the
+            # projected queries, keys and values, so a key (or query) can carry the tokens just before it ("the room
+            # that follows Mary" becomes one attention step). Row i weighs token j - i; identity at initialisation.
+            channels = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+            self.qkv_conv = nn.Parameter(torch.zeros(config.attention_conv, channels))
 
     def forward(self, x: torch.Tensor, cos, sin, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
-        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, KVH, T, dh)
-        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if hasattr(self, "qkv_conv"):
+            q, k, v = self.convolve_qkv(torch.cat([q, k, v], dim=-1), cache, key_valid).split(
+                [q.shape[-1], k.shape[-1], v.shape[-1]], dim=-1)
+        q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
+        k = k.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, KVH, T, dh)
+        v = v.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if hasattr(self, "key_shift"):
             k = self.smear_keys(k, cache, key_valid)
@@ -167,6 +177,21 @@ class LM2Attention(nn.Module):
         cache.key_mask = None if key_valid is None else key_valid[:, drop:]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
+
+    def convolve_qkv(self, qkv: torch.Tensor, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
+        """out_j = sum_i w_i * in_(j-i) per channel over (B, T, C) projections, zeros before a sequence start and
+        for padding; the last w - 1 inputs are carried in the cache, so streaming in pieces gives one call's output."""
+        b, t, c = qkv.shape
+        width = self.qkv_conv.shape[0]
+        if key_valid is not None:
+            qkv = qkv * key_valid[:, :, None].to(qkv.dtype)
+        past = qkv.new_zeros(b, width - 1, c) if cache.conv_inputs is None else cache.conv_inputs
+        full = torch.cat([past, qkv], dim=1)  # (B, w - 1 + T, C)
+        cache.conv_inputs = full[:, full.shape[1] - (width - 1):]
+        out = qkv * self.qkv_conv[0]
+        for i in range(1, width):
+            out = out + full[:, width - 1 - i : width - 1 - i + t] * self.qkv_conv[i]
+        return out
 
     def smear_keys(self, k: torch.Tensor, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
         """Mix each key with the previous token's own key (zeros at a sequence start and after padding); the
@@ -261,6 +286,10 @@ class LM2PreTrainedModel(PreTrainedModel):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
         elif isinstance(module, LM2Attention) and hasattr(module, "key_shift"):
             init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one
+        if isinstance(module, LM2Attention) and hasattr(module, "qkv_conv"):
+            identity = torch.zeros_like(module.qkv_conv)
+            identity[0] = 1.0
+            init.copy_(module.qkv_conv, identity)  # Llama's attention at initialisation
         elif isinstance(module, LM2Rotary):
             init.copy_(module.inv_freq, rope_frequencies(self.config)[0])
 

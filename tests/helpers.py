@@ -16,6 +16,7 @@ MEMORY_VARIANTS = {
     "top1": {"memory_write_route": "top1"},
     "shift": {"memory_write_shift": True},
     "key_shift": {"attention_key_shift": True},
+    "attention_conv": {"attention_conv": 3},
     "previous_address": {"memory_write_address": "previous", "memory_read_scale": 4.0, "memory_slot_keys": True},
     "all": {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
             "memory_write": "input", "memory_slot_keys": True, "memory_write_route": "top1",
@@ -32,7 +33,8 @@ def tiny_config(**overrides) -> LM2Config:
 
 
 def randomize_memory(model: torch.nn.Module, std: float = 0.3, seed: int = 0) -> None:
-    """Give every memory parameter a random non-zero value, so that memory visibly shapes the output.
+    """Give every memory parameter (and the attention convolution) a random non-zero value, so that memory visibly
+    shapes the output.
 
     At initialisation the read output projection is zero and memory changes nothing: a causality or
     streaming test on a fresh model could not fail.
@@ -40,7 +42,7 @@ def randomize_memory(model: torch.nn.Module, std: float = 0.3, seed: int = 0) ->
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if ".memory." in name and "initial_memory" not in name:
+            if (".memory." in name and "initial_memory" not in name) or "qkv_conv" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 

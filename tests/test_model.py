@@ -125,7 +125,8 @@ def test_causality_with_memory_in_every_block(interval, variant):
 def test_memory_is_visible_only_after_the_next_boundary(interval, variant):
     """With a window of 1 token, memory is the only path between positions. A change at t must not reach any
     token before the first boundary after t (those tokens read the bank from before t's write), and must
-    reach the tokens after it."""
+    reach the tokens after it. With attention_conv (width w) each block's convolution also passes the change w - 1
+    tokens on, so the (w - 1) * layers tokens after t see it, and nothing else before the boundary does."""
     model = memory_model(memory_update_interval=interval, sliding_window=1, **MEMORY_VARIANTS[variant])
     ids = torch.randint(0, 97, (1, 24))
     t = 9
@@ -134,9 +135,10 @@ def test_memory_is_visible_only_after_the_next_boundary(interval, variant):
     with torch.no_grad():
         a, b = model(ids).logits, model(changed).logits
     boundary = (t // interval + 1) * interval
+    reach = max(0, MEMORY_VARIANTS[variant].get("attention_conv", 0) - 1) * model.config.num_hidden_layers
     other = [i for i in range(24) if i != t]
-    unchanged = [i for i in other if i < boundary]
-    moved = [i for i in other if i >= boundary]
+    unchanged = [i for i in other if i < boundary and not t < i <= t + reach]
+    moved = [i for i in other if i >= boundary or t < i <= t + reach]
     assert (a[0, unchanged] - b[0, unchanged]).abs().max() == 0 if unchanged else True
     assert (a[0, moved] - b[0, moved]).abs().amax(-1).min() > 1e-6
 
@@ -313,6 +315,68 @@ def test_token_by_token_decoding_equals_full_forward(window):
             cache = out.past_key_values
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_attention_conv_equals_a_reference_written_from_the_formula(window):
+    """attention_conv (width w): q'_j = sum_(i<w) c_i * q_(j-i) per channel (zero before the start), the same for
+    keys and values, then rotary on q' and k' and causal windowed softmax attention, written with loops (no
+    scaled_dot_product_attention, no cache). Also: streaming the input in pieces through one cache gives the
+    same output."""
+    from lm2.cache import LayerCache
+    from lm2.modeling_lm2 import LM2Attention, LM2Rotary, apply_rotary
+
+    torch.manual_seed(0)
+    width, t = 3, 9
+    cfg = tiny_config(attention_conv=width, memory_layers=0, sliding_window=window)
+    attn = LM2Attention(cfg)
+    with torch.no_grad():
+        attn.qkv_conv.copy_(torch.randn_like(attn.qkv_conv))
+    x = torch.randn(2, t, 32)
+    cos, sin = LM2Rotary(cfg)(0, t, torch.float32)
+    h, kvh, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    with torch.no_grad():
+        out = attn(x, cos, sin, LayerCache(), None)
+        cache, pieces = LayerCache(), []
+        for lo, hi in ((0, 2), (2, 3), (3, 9)):
+            pieces.append(attn(x[:, lo:hi], cos[lo:hi], sin[lo:hi], cache, None))
+
+        def conv(y, first):  # y: (B, T, C) projections; the conv weights of channels first..first + C
+            c = attn.qkv_conv[:, first : first + y.shape[-1]]
+            return torch.stack([sum(c[i] * y[:, j - i] for i in range(width) if j - i >= 0) for j in range(t)], 1)
+
+        qc, kc = h * dh, kvh * dh
+        q = conv(attn.q_proj(x), 0).view(2, t, h, dh).transpose(1, 2)
+        k = conv(attn.k_proj(x), qc).view(2, t, kvh, dh).transpose(1, 2)
+        v = conv(attn.v_proj(x), qc + kc).view(2, t, kvh, dh).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        ref = torch.zeros(2, h, t, dh)
+        for hh in range(h):
+            g = hh // (h // kvh)
+            for i in range(t):
+                seen = [j for j in range(i + 1) if window is None or i - j < window]
+                scores = torch.stack([(q[:, hh, i] * k[:, g, j]).sum(-1) for j in seen], -1) / dh ** 0.5
+                ref[:, hh, i] = (scores.softmax(-1).unsqueeze(-1) * torch.stack([v[:, g, j] for j in seen], 1)).sum(1)
+        ref = attn.o_proj(ref.transpose(1, 2).reshape(2, t, -1))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(pieces, 1), out, atol=1e-5, rtol=0)
+
+
+def test_attention_conv_starts_as_llama_attention():
+    """At initialisation the convolution is the identity: the model's logits equal the same weights without it."""
+    torch.manual_seed(0)
+    with_conv = LM2ForCausalLM(tiny_config(attention_conv=4, memory_layers=0)).eval()
+    plain = LM2ForCausalLM(tiny_config(memory_layers=0)).eval()
+    plain.load_state_dict({k: v for k, v in with_conv.state_dict().items() if "qkv_conv" not in k})
+    ids = torch.randint(0, 97, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(with_conv(ids).logits, plain(ids).logits, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("value", [1, -2, 2.5, True])
+def test_attention_conv_rejects_bad_widths(value):
+    with pytest.raises(ValueError, match="attention_conv"):
+        tiny_config(attention_conv=value)
 
 
 @pytest.mark.parametrize("window", [None, 4])

@@ -358,8 +358,22 @@ def finetune_example(sample: BabilongSample, tokenizer: Any, add_bos: bool = Fal
     return prompt + answer, [-100] * len(prompt) + answer
 
 
+def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
+    """A qa1 question asked about every person its facts place ("<person> <verb ...> the <room>."), shuffled."""
+    if sample.task != "qa1":
+        raise ValueError(f"ask_everyone is defined for qa1 only (where is each person?), not {sample.task}")
+    last: dict[str, tuple[str, int]] = {}
+    for i, fact in enumerate(sample.facts):
+        words = fact.rstrip(".").split()
+        last[words[0]] = (words[-1], i)
+    people = sorted(last)
+    rng.shuffle(people)
+    return [BabiSample("qa1", sample.facts, f"Where is {person}?", last[person][0], [last[person][1]])
+            for person in people]
+
+
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
-                           fact_loss: bool = False) -> tuple[list[int], list[int]]:
+                           fact_loss: bool = False, ask_everyone: bool = False) -> tuple[list[int], list[int]]:
     """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
 
     The story's statements are hidden in background text as ``build_sample`` hides one sample's facts (the same
@@ -369,6 +383,9 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     not fit the length (``fits``) are dropped from the end of the story. With ``fact_loss`` the statements and the
     questions are language-modelled too (the background never is), ten times the supervised tokens; measured on
     qa1 it made the tiny model give one room to every question (RESULTS.md 1c), so it is off by default.
+    With ``ask_everyone`` (qa1 only) each question point asks where every person placed so far is, in random order,
+    instead of about one person: in bAbI's own questions the person of the last statement is the answer 45% of
+    the time, so "the last room mentioned" is a strong shortcut that these extra questions take away.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -376,6 +393,8 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     questions = [s for s in story_samples(story) if fits(s, length, None)]
     if not questions:
         raise ValueError(f"no question of this {story.task} story fits length {length_name(length)}")
+    if ask_everyone:
+        questions = [asked for q in questions for asked in _everyone(q, rng)]
     asked_after: dict[int, list[BabiSample]] = {}  # fact index -> the questions right after that fact
     for q in questions:
         asked_after.setdefault(len(q.facts) - 1, []).append(q)

@@ -56,6 +56,9 @@ class DataSection:
     fact_loss: bool = False
     """With supervise=story: also the language-model loss on the story's statements and questions (never on the
     background text)."""
+    ask_everyone: bool = False
+    """With supervise=story and qa1 only: every question point asks where each person placed so far is (about 3x the
+    answers per story), so that answering with the last room mentioned no longer pays."""
     babi_tasks: list = field(default_factory=lambda: ["qa1"])
     """bAbI tasks to mix (each sample draws one uniformly)."""
     babilong_path: str | None = None
@@ -262,6 +265,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if d.fact_loss and d.supervise != "story":
             raise ValueError("config field data.fact_loss=true needs data.supervise=story (the loss on a story's "
                              "statements and questions)")
+        if d.ask_everyone and (d.supervise != "story" or list(d.babi_tasks) != ["qa1"]):
+            raise ValueError("config field data.ask_everyone=true needs data.supervise=story and data.babi_tasks=[qa1] "
+                             "(it asks where each person is)")
         if not d.babi_tasks:
             raise ValueError("config field data.babi_tasks is empty: give at least one task, e.g. [qa1]")
         if d.babilong_path is not None and d.supervise != "answer":

@@ -132,7 +132,8 @@ class BabilongStream:
         length = rng.choice(stage["lengths"])
         if self.cfg.data.supervise == "story":
             story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
-            return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss)
+            return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss,
+                                          self.cfg.data.ask_everyone)
         if self.cfg.data.babilong_path is not None:
             sample = self.release.random_sample(task, length, rng)
         else:

@@ -17,9 +17,11 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:
-    """Norm weights, biases, embeddings and the learned initial memory bank get no weight decay: decaying them
-    pulls scales (norms), offsets (biases) and the identity-initialised bank toward zero for no benefit."""
-    return param.dim() < 2 or "embed_tokens" in name or "initial_memory" in name or "memory_embeddings" in name
+    """Norm weights, biases, embeddings, the learned initial memory bank and the attention convolution get no weight
+    decay: decaying them pulls scales (norms), offsets (biases) and identity-initialised weights (the bank, the
+    convolution) toward zero for no benefit."""
+    return (param.dim() < 2 or "embed_tokens" in name or "initial_memory" in name or "memory_embeddings" in name
+            or "qkv_conv" in name)
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas, fused: bool | None = None,

@@ -229,6 +229,38 @@ def test_story_example_answers_every_question_after_its_facts(task, length):
     assert len(supervised) < len(expected) + sum(len(q.question) + len(q.answer) + 20 for q in questions)
 
 
+@pytest.mark.parametrize("length", ["0k", "1k"])
+def test_ask_everyone_asks_each_placed_person_with_the_room_the_facts_give(length):
+    """ask_everyone: after each of the story's question points, one question per person placed so far (each once),
+    answered with that person's last room in the facts so far, worked out here from the facts by hand."""
+    from lm2.data.babi import generate_stories, story_samples
+
+    tok = gpt2_tokenizer()
+    story = generate_stories("qa1", 1, split="train", seed=7)[0]
+    points = [q for q in story_samples(story) if bl.fits(q, length)]
+    ids, labels = bl.story_finetune_example(story, length, "train", random.Random(1), tok, ask_everyone=True)
+    text = tok.decode(ids).replace(tok.eos_token, " ")
+    blocks = text.split(f"\n{bl.QUESTION_PREFIX} ")[1:]
+    asked = [(b.split("?")[0].split()[-1], b.split(f"\n{bl.ANSWER_MARKER} ")[1].split()[0]) for b in blocks]
+    expected: list[set] = []
+    for q in points:
+        rooms = {}
+        for fact in q.facts:  # "Mary went back to the kitchen." -> Mary: kitchen, the later fact winning
+            rooms[fact.split()[0]] = fact.rstrip(".").split()[-1]
+        expected.append(set(rooms.items()))
+    cursor = 0
+    for people in expected:  # each point's questions, in some order, then the next point's
+        assert set(asked[cursor : cursor + len(people)]) == people
+        cursor += len(people)
+    assert cursor == len(asked)
+    assert sum(len(p) for p in expected) > len(points)  # more answers than the story's own questions
+    supervised = [t for t, lab in zip(ids, labels) if lab != -100]
+    assert supervised.count(tok.eos_token_id) == len(asked)
+    with pytest.raises(ValueError, match="qa1"):
+        bl.story_finetune_example(generate_stories("qa2", 1, split="train", seed=7)[0], "0k", "train",
+                                  random.Random(1), tok, ask_everyone=True)
+
+
 def test_instruction_prompt_layout(test_samples):
     s = test_samples["1k"][0]
     text = bl.instruction_prompt(s)  # no tokenizer: plain text ending with the answer marker
