@@ -61,7 +61,7 @@ def main() -> None:
 
     def ours(model, interval):
         def run():
-            out = list(generate_tokens(model, prompt, args.new, memory_update_every=interval))
+            out = list(generate_tokens(model, prompt, args.new, memory_update_interval=interval))
             produced[id(run)] = len(out)
         return run
 

@@ -28,11 +28,11 @@ class LayerCache:
 class LM2Cache:
     """Per-layer window KV and memory state, plus the absolute position offset.
 
-    ``update_interval`` (U) is fixed for the life of the state: update boundaries are absolute positions.
+    ``memory_update_interval`` (U) is fixed for the life of the state: update boundaries are absolute positions.
     """
 
     num_layers: int
-    update_interval: int
+    memory_update_interval: int
     window: int | None = None
     offset: int = 0
     layers: list[LayerCache] = field(default_factory=list)

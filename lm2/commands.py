@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); e.g. 0.7 to sample")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep this much probability mass")
-    p.add_argument("--memory-update-every", type=positive_int, default=None, metavar="U",
+    p.add_argument("--memory-update-interval", type=positive_int, default=None, metavar="U",
                    help="write the memory every U tokens (default: the model's interval; 1 = the paper's "
                         "test-time update, one write per token)")
     p.add_argument("--segment-length", type=positive_int, default=None,
@@ -97,7 +97,7 @@ def run_generate(args) -> int:
     loaded = load_model(args.model, args.device, args.tokenizer)
     start = time.perf_counter()
     for piece in generate_stream(loaded.model, loaded.tokenizer, prompt, args.max_new_tokens, args.temperature,
-                                 args.top_p, args.memory_update_every, args.segment_length, args.seed,
+                                 args.top_p, args.memory_update_interval, args.segment_length, args.seed,
                                  chat_template=not args.no_chat_template):
         print(piece, end="", flush=True)
     print()

@@ -8,7 +8,7 @@ the attention window reaches the answer only through memory, at a flat cost per 
 logits as one call (docs/design.md section 1), hence the same tokens.
 
 Test-time memory updates (paper section 4.4, "one inference step is a forward pass for one token"):
-``memory_update_every=1`` writes the memory after every token, prompt and answer alike. The default is the
+``memory_update_interval=1`` writes the memory after every token, prompt and answer alike. The default is the
 model's configured interval U; it is fixed for the whole sequence, since update boundaries are absolute.
 
 Generation here is for one sequence at a time (batch 1); ``model.generate()`` does batches.
@@ -49,22 +49,23 @@ def sample(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # multinomial renormalises
 
 
-def new_state(model, memory_update_every: int | None = None):
+def new_state(model, memory_update_interval: int | None = None):
     """A fresh state for ``model``, or None to let the model make its default one on the first call.
 
-    ``memory_update_every`` (U) needs an LM2 model: U = 1 is the paper's test-time update.
+    ``memory_update_interval`` (U) needs an LM2 model: U = 1 is the paper's test-time update.
     """
     from lm2.modeling_lm2 import LM2ForCausalLM
 
-    if memory_update_every is None:
+    interval = memory_update_interval
+    if interval is None:
         return None
-    if isinstance(memory_update_every, bool) or not isinstance(memory_update_every, int) or memory_update_every < 1:
-        raise ValueError(f"memory_update_every={memory_update_every!r} is invalid: a positive number of tokens per "
-                         "memory write (1 = the paper's test-time update)")
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise ValueError(f"memory_update_interval={interval!r} is invalid: a positive number of tokens per memory "
+                         "write (1 = the paper's test-time update)")
     if not isinstance(model, LM2ForCausalLM):
-        raise ValueError(f"memory_update_every={memory_update_every}: {type(model).__name__} has no memory update "
+        raise ValueError(f"memory_update_interval={interval}: {type(model).__name__} has no memory update "
                          "interval; only LM2 models take it")
-    return model.new_cache(memory_update_every)
+    return model.new_cache(interval)
 
 
 def resolve_segment_length(model, segment_length: int | None) -> int:
@@ -123,7 +124,7 @@ def _device(model) -> torch.device:
 
 @torch.no_grad()
 def generate_tokens(model, input_ids: Sequence[int] | torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-                    top_p: float = 1.0, memory_update_every: int | None = None, segment_length: int | None = None,
+                    top_p: float = 1.0, memory_update_interval: int | None = None, segment_length: int | None = None,
                     seed: int | None = None, eos_token_ids: Iterable[int] = ()) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` token ids continuing ``input_ids``, each as soon as it is chosen.
 
@@ -138,7 +139,7 @@ def generate_tokens(model, input_ids: Sequence[int] | torch.Tensor, max_new_toke
     generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
     if max_new_tokens == 0:
         return
-    cache, logits = prefill(model, ids, new_state(model, memory_update_every), segment_length)
+    cache, logits = prefill(model, ids, new_state(model, memory_update_interval), segment_length)
     token = sample(logits, temperature, top_p, generator)  # (1,)
     for produced in range(1, max_new_tokens + 1):
         value = int(token)
@@ -190,7 +191,7 @@ def detokenize_stream(tokenizer, tokens: Iterable[int]) -> Iterator[str]:
 
 
 def generate_stream(model, tokenizer, prompt: str, max_new_tokens: int = 256, temperature: float = 0.0,
-                    top_p: float = 1.0, memory_update_every: int | None = None, segment_length: int | None = None,
+                    top_p: float = 1.0, memory_update_interval: int | None = None, segment_length: int | None = None,
                     seed: int | None = 0, chat_template: bool = True) -> Iterator[str]:
     """Yield the model's answer to ``prompt`` as text pieces, as the tokens are produced.
 
@@ -201,6 +202,6 @@ def generate_stream(model, tokenizer, prompt: str, max_new_tokens: int = 256, te
     from lm2.model_facts import eos_token_ids
 
     ids = encode_prompt(tokenizer, prompt, chat_template)
-    tokens = generate_tokens(model, ids, max_new_tokens, temperature, top_p, memory_update_every, segment_length,
+    tokens = generate_tokens(model, ids, max_new_tokens, temperature, top_p, memory_update_interval, segment_length,
                              seed, eos_token_ids(model, tokenizer))
     yield from detokenize_stream(tokenizer, tokens)

@@ -365,7 +365,7 @@ class LM2Memory(nn.Module):
         x_hat: torch.Tensor,
         state: MemoryState,
         start: int,
-        interval: int,
+        memory_update_interval: int,
         token_mask: torch.Tensor | None = None,
         return_weights: bool = False,
     ) -> tuple[torch.Tensor, MemoryState, torch.Tensor | None]:
@@ -404,7 +404,7 @@ class LM2Memory(nn.Module):
         reads, weights = [], []
         step = _compiled_chunk_step() if _COMPILE else chunk_step
         slot_keys, scale = getattr(self, "slot_keys", None), getattr(self, "read_scale", None)
-        for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], interval):
+        for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], memory_update_interval):
             piece = slice(offset, offset + length)
             h, w, memory, pending = step(
                 q[:, :, piece], None if q_address is None else q_address[:, :, piece], memory, pending,

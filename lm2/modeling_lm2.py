@@ -240,14 +240,16 @@ class LM2DecoderLayer(nn.Module):
         self.mlp = LM2MLP(config)
         self.memory = LM2Memory(config) if layer_idx in config.memory_layer_indices() else None
 
-    def forward(self, x, cos, sin, cache: LayerCache, start: int, interval: int, key_valid, return_weights=False):
+    def forward(self, x, cos, sin, cache: LayerCache, start: int, memory_update_interval: int, key_valid,
+                return_weights=False):
         x_hat = self.input_layernorm(x)
         out = x + self.self_attn(x_hat, cos, sin, cache, key_valid)
         weights = None
         if self.memory is not None:
             if cache.memory is None:
                 cache.memory = self.memory.initial_state(x.shape[0])
-            read, cache.memory, weights = self.memory(x_hat, cache.memory, start, interval, key_valid, return_weights)
+            read, cache.memory, weights = self.memory(x_hat, cache.memory, start, memory_update_interval, key_valid,
+                                                      return_weights)
             out = out + read
         out = out + self.mlp(self.post_attention_layernorm(out))
         return out, weights
@@ -303,9 +305,9 @@ class LM2Model(LM2PreTrainedModel):
         self.rotary_emb = LM2Rotary(config)
         self.post_init()
 
-    def new_cache(self, update_interval: int | None = None) -> LM2Cache:
-        """A fresh streaming state; ``update_interval`` overrides the config's U (e.g. 1 at test time)."""
-        interval = update_interval or self.config.memory_update_interval
+    def new_cache(self, memory_update_interval: int | None = None) -> LM2Cache:
+        """A fresh streaming state; ``memory_update_interval`` overrides the config's U (e.g. 1 at test time)."""
+        interval = memory_update_interval or self.config.memory_update_interval
         if interval < 1:
             raise ValueError(f"memory_update_interval={interval} is invalid: it must be a positive integer.")
         return LM2Cache(len(self.layers), interval, self.config.sliding_window)
@@ -326,10 +328,10 @@ class LM2Model(LM2PreTrainedModel):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         if cache is None:
             cache = self.new_cache(memory_update_interval)
-        elif memory_update_interval is not None and memory_update_interval != cache.update_interval:
+        elif memory_update_interval is not None and memory_update_interval != cache.memory_update_interval:
             raise ValueError(
                 f"memory_update_interval={memory_update_interval} differs from the state's U="
-                f"{cache.update_interval}: update boundaries are fixed for a sequence; start a new state."
+                f"{cache.memory_update_interval}: update boundaries are fixed for a sequence; start a new state."
             )
         b, t = x.shape[:2]
         key_valid = None
@@ -341,7 +343,7 @@ class LM2Model(LM2PreTrainedModel):
         cos, sin = self.rotary_emb(cache.offset, t, x.dtype)
         all_weights = []
         for layer, layer_cache in zip(self.layers, cache.layers):
-            x, w = layer(x, cos, sin, layer_cache, cache.offset, cache.update_interval, key_valid,
+            x, w = layer(x, cos, sin, layer_cache, cache.offset, cache.memory_update_interval, key_valid,
                          return_memory_weights)
             all_weights.append(w)
         cache.offset += t
@@ -358,8 +360,8 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def new_cache(self, update_interval: int | None = None) -> LM2Cache:
-        return self.model.new_cache(update_interval)
+    def new_cache(self, memory_update_interval: int | None = None) -> LM2Cache:
+        return self.model.new_cache(memory_update_interval)
 
     def forward(
         self,

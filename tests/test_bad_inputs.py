@@ -167,7 +167,7 @@ CASES = [
     (f"{E_H} --tasks arc_easy --include-path {{w}}/missing-tasks", "missing-tasks is not a folder", None),
     (f"{E_PPL} --out {{w}}/busy-eval", "is in use by lm2 (another run)", "busy-eval"),
     # ---- lm2 generate
-    (f"{G} --memory-update-every 0", "--memory-update-every: 0 is invalid", None),
+    (f"{G} --memory-update-interval 0", "--memory-update-interval: 0 is invalid", None),
     (f"{G} --max-new-tokens -1", "--max-new-tokens: -1 is invalid", None),
     (f"{G} --top-p 0", "top_p=0.0 is invalid", None),
     (f"{G} --temperature -1", "temperature=-1.0 is invalid", None),

@@ -33,7 +33,7 @@ def test_sample_greedy_nucleus_and_seed():
 def test_prompt_streamed_in_segments_gives_the_same_tokens(window, interval, temperature):
     model = memory_model(seed=1, sliding_window=window)
     prompt = torch.randint(0, 97, (29,), generator=torch.Generator().manual_seed(2))
-    kwargs = dict(max_new_tokens=10, temperature=temperature, top_p=0.9, memory_update_every=interval, seed=5)
+    kwargs = dict(max_new_tokens=10, temperature=temperature, top_p=0.9, memory_update_interval=interval, seed=5)
     whole = list(generate_tokens(model, prompt, segment_length=1000, **kwargs))
     for segment_length in (1, 5):
         assert list(generate_tokens(model, prompt, segment_length=segment_length, **kwargs)) == whole
@@ -46,7 +46,7 @@ def test_generate_tokens_equals_model_generate_greedy(interval):
     prompt = torch.randint(0, 97, (1, 17), generator=torch.Generator().manual_seed(4))
     expected = model.generate(prompt, max_new_tokens=12, do_sample=False, memory_update_interval=interval,
                               pad_token_id=0)[0, 17:].tolist()
-    assert list(generate_tokens(model, prompt, 12, memory_update_every=interval, segment_length=5)) == expected
+    assert list(generate_tokens(model, prompt, 12, memory_update_interval=interval, segment_length=5)) == expected
 
 
 def test_generation_stops_after_eos():

@@ -115,7 +115,7 @@ def test_vectorised_memory_equals_slow_reference(write, interval, options):
     x_hat = torch.randn(2, 12, 16)
     state = mem.initial_state(2)
     state = MemoryState(state.memory + 0.1 * torch.randn(2, 5, 16))  # distinct rows per batch
-    gated, new_state, _ = mem(x_hat, state, start=0, interval=interval)
+    gated, new_state, _ = mem(x_hat, state, start=0, memory_update_interval=interval)
     ref_reads, ref_bank = reference_memory(mem, x_hat, state.memory, start=0, interval=interval)
     torch.testing.assert_close(gated.double(), ref_reads, atol=1e-5, rtol=0)
     assert new_state.pending is None  # 12 tokens end on a boundary for U in {1, 3, 12}

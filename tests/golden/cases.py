@@ -419,7 +419,7 @@ def case_generate(ws: Workspace) -> dict:
         r["greedy_margin"] = round(_greedy_margin(model, prompt, greedy), 4)
         r["greedy_segments_3"] = list(generate_tokens(model, prompt, 12, segment_length=3))
         if name != "vanilla" and name != "rmt":
-            r["u1"] = list(generate_tokens(model, prompt, 12, memory_update_every=1))
+            r["u1"] = list(generate_tokens(model, prompt, 12, memory_update_interval=1))
         r["sampled"] = list(generate_tokens(model, prompt, 12, temperature=0.8, top_p=0.9, seed=5))
         r["eos_stop"] = list(generate_tokens(model, prompt, 12, eos_token_ids=[greedy[3]]))
         hf = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
@@ -595,7 +595,7 @@ def case_generate_cli(ws: Workspace) -> dict:
     common = ["--prompt", PROMPT, "--max-new-tokens", "10", "--no-chat-template"]
     return {
         "greedy": cli("generate", "--model", ckpt, *common),
-        "u1": cli("generate", "--model", ckpt, *common, "--memory-update-every", "1"),
+        "u1": cli("generate", "--model", ckpt, *common, "--memory-update-interval", "1"),
         "segments": cli("generate", "--model", ckpt, *common, "--segment-length", "7"),
         "sampled": cli("generate", "--model", ckpt, *common, "--temperature", "0.9", "--top-p", "0.8", "--seed", "3"),
         "rmt": cli("generate", "--model", ws.scrambled("lm_rmt"), *common),

@@ -89,7 +89,7 @@ def test_k_update_steps_are_the_state_of_per_token_updates():
         torch.testing.assert_close(updated.banks[layer], bank)
     # Beyond the prompt, the steps follow the greedy continuation, generated with U = 1.
     longer = update_at_test_time(model, PROMPT, steps=19 + 4)
-    assert longer.continuation == list(generate_tokens(model, PROMPT, 4, memory_update_every=1))
+    assert longer.continuation == list(generate_tokens(model, PROMPT, 4, memory_update_interval=1))
     state = model(torch.cat([PROMPT, torch.tensor([longer.continuation])], dim=1),
                   memory_update_interval=1).past_key_values
     for layer, bank in state.memory_banks().items():
@@ -164,8 +164,8 @@ def test_inspect_and_generate_commands(tmp_path, capsys):
 
     capsys.readouterr()
     assert main(["generate", "--model", str(tmp_path / "model"), "--prompt", prompt, "--max-new-tokens", "8",
-                 "--memory-update-every", "1"]) == 0
-    expected = "".join(generate_stream(model, tok, prompt, 8, memory_update_every=1))
+                 "--memory-update-interval", "1"]) == 0
+    expected = "".join(generate_stream(model, tok, prompt, 8, memory_update_interval=1))
     assert capsys.readouterr().out == expected + "\n"
 
     assert main(["inspect", "memory", "--model", str(tmp_path / "model"), "--prompt-file",
