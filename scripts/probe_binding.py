@@ -4,7 +4,9 @@ For each test sample, ask the same story about another person it mentions ("Wher
 John?") and compare the two greedy first answer tokens. A model that binds people to places changes its answer
 whenever the two people are in different places; a model that answers from the story alone (the last room
 mentioned, the most frequent one) gives the same answer to both questions. Prints the share of changed answers,
-the accuracy on the original questions and on the swapped ones, and the share of pairs whose true answers differ.
+the accuracy on the original questions and on the swapped ones, and the share of pairs whose true answers differ;
+then the accuracy by how many facts were stated after the person's last move (0: the last fact is about them,
+where "the last room mentioned" is right) and what the wrong answers were (the last room, the one before it).
 
     python scripts/probe_binding.py runs/babilong-tiny/ckpt-000680 [--length 0k] [--n 200] [--seed 0]
 
@@ -57,6 +59,30 @@ def probe(model, tokenizer, samples) -> dict[str, float]:
             "targets_differ": differ / n}
 
 
+def by_distance(model, tokenizer, samples) -> tuple[dict[int, list[int]], dict[str, int]]:
+    """Accuracy by facts stated after the person's last move ({distance: [right, asked]}, 4 = four or more) and a
+    count of the answers: right, the last room mentioned, the room before it, another room of the story, other."""
+    table: dict[int, list[int]] = {}
+    answers = {"right": 0, "last room": 0, "room before": 0, "other room of the story": 0, "other": 0}
+    for sample in samples:
+        person = sample.question.split()[-1].rstrip("?")
+        rooms = [fact.rstrip(".").split()[-1] for fact in sample.facts]
+        moved = max(i for i, fact in enumerate(sample.facts) if fact.split()[0] == person)
+        row = table.setdefault(min(4, len(sample.facts) - 1 - moved), [0, 0])
+        a = first_answer_token(model, tokenizer, sample)
+        row[0] += a == sample.target
+        row[1] += 1
+        if a == sample.target:
+            answers["right"] += 1
+        elif a == rooms[-1]:
+            answers["last room"] += 1
+        elif len(rooms) > 1 and a == rooms[-2]:
+            answers["room before"] += 1
+        else:
+            answers["other room of the story" if a in rooms else "other"] += 1
+    return dict(sorted(table.items())), answers
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a checkpoint folder trained on BABILong qa1")
@@ -70,6 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{r['pairs']} pairs ({args.length}, test seed {args.seed}): the answer changes with the person asked "
           f"about in {100 * r['answer_changed']:.1f}% (true answers differ in {100 * r['targets_differ']:.1f}%); "
           f"accuracy {100 * r['accuracy']:.1f}% asked as written, {100 * r['accuracy_swapped']:.1f}% swapped")
+    table, answers = by_distance(loaded.model, loaded.tokenizer, samples)
+    print("accuracy by facts since the person's last move: " + ", ".join(
+        f"{k}{'+' if k == 4 else ''}: {100 * right / asked:.0f}% of {asked}" for k, (right, asked) in table.items()))
+    print("answers: " + ", ".join(f"{name} {count}" for name, count in answers.items()))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@
 #               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
+#               Experiments 3 and 5 run on today's configs/babilong-tiny.yaml and data pipeline; RESULTS.md 3 and 5
+#               were measured with an earlier config and sampler (RESULTS.md says which), so expect other numbers.
 # Experiment 5  test-time updates: the memory figure of the experiment-1 LM2 on a prompt whose fact is far
 #               from the question.
 # Experiment 4  only with EXP4=1 (some 1-1.5 h on 2 CPU cores, estimated from RESULTS.md 4c; not in
