@@ -177,7 +177,6 @@ class LM2Attention(nn.Module):
         cache.key_mask = None if key_valid is None else key_valid[:, drop:]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
-
     def convolve_qkv(self, qkv: torch.Tensor, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
         """out_j = sum_i w_i * in_(j-i) per channel over (B, T, C) projections, zeros before a sequence start and
         for padding; the last w - 1 inputs are carried in the cache, so streaming in pieces gives one call's output."""
@@ -286,12 +285,13 @@ class LM2PreTrainedModel(PreTrainedModel):
                 init.eye_(module.shift_proj.weight)
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
-        elif isinstance(module, LM2Attention) and hasattr(module, "key_shift"):
-            init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one
-        if isinstance(module, LM2Attention) and hasattr(module, "qkv_conv"):
-            identity = torch.zeros_like(module.qkv_conv)
-            identity[0] = 1.0
-            init.copy_(module.qkv_conv, identity)  # Llama's attention at initialisation
+        elif isinstance(module, LM2Attention):
+            if hasattr(module, "key_shift"):
+                init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one
+            if hasattr(module, "qkv_conv"):
+                identity = torch.zeros_like(module.qkv_conv)
+                identity[0] = 1.0
+                init.copy_(module.qkv_conv, identity)  # Llama's attention at initialisation
         elif isinstance(module, LM2Rotary):
             init.copy_(module.inv_freq, rope_frequencies(self.config)[0])
 
