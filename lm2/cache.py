@@ -95,19 +95,32 @@ class LM2Cache:
 
 
 @torch.no_grad()
-def stream(model, input_ids: torch.Tensor, segment_length: int, cache=None, on_segment=None, **forward_kwargs):
-    """Feed ``input_ids`` (B, T) through ``model`` ``segment_length`` tokens at a time, carrying the state.
-
-    With a sliding window the cost per token and the state's size stay flat however long the input is. Returns
-    the final state and the logits of the last position (B, V). ``on_segment(cache, logits)`` is called after
-    every segment (progress bars, statistics). Any model with LM2's forward interface works (LM2, RMT).
-    """
+def segments(model, input_ids: torch.Tensor, segment_length: int, cache=None, attention_mask=None,
+             logits_to_keep: int = 1, **forward_kwargs):
+    """The one segment loop: feed ``input_ids`` (B, T) through ``model`` ``segment_length`` tokens at a time,
+    carrying the state, and yield ``(start, output)`` for each segment (``output.past_key_values`` is the state
+    after it). ``attention_mask`` (B, T) is cut with the input; ``logits_to_keep`` is the model's (0 = every
+    position). Any causal LM with a cache works (LM2, RMT, an HF Llama). With a sliding window the cost per token
+    and the state's size stay flat however long the input is. Training has its own loop (``lm2.train.loop``), which
+    also cuts gradients between segments."""
     if segment_length < 1:
         raise ValueError(f"segment_length={segment_length} is invalid: it must be a positive integer.")
-    last = None
     for start in range(0, input_ids.shape[1], segment_length):
-        out = model(input_ids[:, start : start + segment_length], cache=cache, use_cache=True, logits_to_keep=1,
-                    **forward_kwargs)
+        end = start + segment_length
+        mask = None if attention_mask is None else attention_mask[:, start:end]
+        # past_key_values: the name every causal LM takes (LM2 and RMT accept it as an alias of their state)
+        out = model(input_ids[:, start:end], attention_mask=mask, past_key_values=cache, use_cache=True,
+                    logits_to_keep=logits_to_keep, **forward_kwargs)
+        cache = out.past_key_values
+        yield start, out
+
+
+def stream(model, input_ids: torch.Tensor, segment_length: int, cache=None, on_segment=None, **forward_kwargs):
+    """Feed ``input_ids`` (B, T) through ``model`` in segments (``segments``) and return the final state and the
+    logits of the last position (B, V). ``on_segment(cache, logits)`` is called after every segment (progress
+    bars, statistics)."""
+    last = None
+    for _, out in segments(model, input_ids, segment_length, cache, **forward_kwargs):
         cache, last = out.past_key_values, out.logits[:, -1]
         if on_segment is not None:
             on_segment(cache, last)

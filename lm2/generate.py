@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from lm2.cache import stream
+
 # Segment length for prompts when the model has no attention window: long enough to keep the matrix products
 # efficient, short enough that one segment's attention scores stay small.
 DEFAULT_SEGMENT_LENGTH = 1024
@@ -93,11 +95,7 @@ def prefill(model, input_ids: torch.Tensor, cache=None, segment_length: int | No
     """
     if input_ids.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token")
-    segment_length = resolve_segment_length(model, segment_length)
-    logits = None
-    for start in range(0, input_ids.shape[1], segment_length):
-        cache, logits = _forward_last(model, input_ids[:, start : start + segment_length], cache)
-    return cache, logits
+    return stream(model, input_ids, resolve_segment_length(model, segment_length), cache)
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lm2.cache import segments
 from lm2.eval.common import LoadedModel, appended_records, write_json
 from lm2.model_facts import check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple
 
@@ -165,13 +166,10 @@ def greedy_streaming(model, prompts: Sequence[Sequence[int]], segment_length: in
     ids, mask = _left_pad(prompts, pad_id, device)
     padded = bool((mask == 0).any())
     state, logits = None, None
-    for start in range(0, ids.shape[1], segment_length):
-        piece = ids[:, start : start + segment_length]
-        out = model(piece, attention_mask=mask[:, start : start + segment_length] if padded else None,
-                    cache=state, use_cache=True, logits_to_keep=1)
+    for start, out in segments(model, ids, segment_length, attention_mask=mask if padded else None):
         state, logits = out.past_key_values, out.logits[:, -1]
         if on_tokens is not None:
-            on_tokens(piece.shape[1])
+            on_tokens(min(segment_length, ids.shape[1] - start))
     answers: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
     ones = torch.ones((len(prompts), 1), dtype=torch.long, device=device) if padded else None

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lm2.cache import segments
 from lm2.eval.common import LoadedModel, write_json
 from lm2.model_facts import check_fits, is_streaming
 from lm2.viz import save_figure
@@ -59,11 +60,9 @@ def window_nll(model, ids: torch.Tensor, segment_length: int = 512) -> torch.Ten
     if not is_streaming(model):
         logits = model(ids).logits.float()  # (B, T, V)
         return F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-    state, previous, losses = None, None, []
-    for start in range(0, ids.shape[1], segment_length):
-        piece = ids[:, start : start + segment_length]
-        out = model(piece, cache=state, use_cache=True)
-        state, logits = out.past_key_values, out.logits.float()  # (B, t, V)
+    previous, losses = None, []
+    for start, out in segments(model, ids, segment_length, logits_to_keep=0):
+        piece, logits = ids[:, start : start + segment_length], out.logits.float()  # (B, t, V)
         if previous is not None:
             logits = torch.cat([previous, logits], dim=1)
             piece = torch.cat([ids[:, start - 1 : start], piece], dim=1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from lm2.cache import segments
 from lm2.eval.common import LoadedModel
 from lm2.model_facts import is_streaming
 
@@ -36,12 +37,7 @@ def answer_logits(model, input_ids: torch.Tensor, segment_length: int) -> torch.
     """Logits (B, T, V) of every position; a streaming model gets ``segment_length`` tokens per call."""
     if not is_streaming(model):
         return model(input_ids).logits
-    cache, parts = None, []
-    for start in range(0, input_ids.shape[1], segment_length):
-        out = model(input_ids[:, start : start + segment_length], cache=cache, use_cache=True)
-        cache = out.past_key_values
-        parts.append(out.logits)
-    return torch.cat(parts, dim=1)
+    return torch.cat([out.logits for _, out in segments(model, input_ids, segment_length, logits_to_keep=0)], dim=1)
 
 
 @torch.no_grad()

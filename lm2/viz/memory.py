@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lm2.cache import segments
 from lm2.generate import decode_one_token, prefill, resolve_segment_length, sample
 from lm2.memory import MemoryState
 from lm2.viz import save_figure
@@ -84,11 +85,6 @@ def _prompt(model, input_ids) -> torch.Tensor:
     return ids.to(next(model.parameters()).device)
 
 
-def _segments(model, ids: torch.Tensor, segment_length: int | None):
-    step = resolve_segment_length(model, segment_length)
-    return (ids[:, start : start + step] for start in range(0, ids.shape[1], step))
-
-
 # ----------------------------------------------------------------------------- read weights: the probe
 
 
@@ -107,9 +103,8 @@ def read_weights(model, input_ids, banks: dict[int, torch.Tensor] | None = None,
         for i in layers:
             cache.layers[i].memory = MemoryState(banks[i])
     collected: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
-    for piece in _segments(model, ids, segment_length):
-        out = model(piece, cache=cache, use_cache=True, logits_to_keep=1, return_memory_weights=True)
-        cache = out.past_key_values
+    for _, out in segments(model, ids, resolve_segment_length(model, segment_length), cache,
+                           return_memory_weights=True):
         for i in layers:
             collected[i].append(out["memory_weights"][i][0])  # (t, N)
     return {i: torch.cat(w).float().cpu().numpy() for i, w in collected.items()}

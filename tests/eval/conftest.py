@@ -44,7 +44,9 @@ class ScriptedLM(nn.Module):
     def new_cache(self):
         return SimpleNamespace(tokens=None, prompt_len=None, offset=0)
 
-    def forward(self, input_ids, attention_mask=None, cache=None, use_cache=None, logits_to_keep=0, **kwargs):
+    def forward(self, input_ids, attention_mask=None, cache=None, past_key_values=None, use_cache=None,
+                logits_to_keep=0, **kwargs):
+        cache = cache if cache is not None else past_key_values  # LM2's and RMT's alias, as they take it
         state = cache if cache is not None else self.new_cache()
         b, t = input_ids.shape
         if state.tokens is None:
