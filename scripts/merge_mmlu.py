@@ -1,11 +1,11 @@
 """Merge `lm2 eval mmlu` results of disjoint subject sets (e.g. two halves run side by side, one thread each)
-into one Table 2 and one lm-evaluation-harness comparison.
+into one Table 2.
 
     python scripts/merge_mmlu.py --out runs/mmlu-full runs/mmlu-half-a runs/mmlu-half-b [--form letter --shots 0]
 
 Each folder holds mmlu_<form>_<shots>shot.json and its _predictions.jsonl. Category, level and average are
-recomputed from the per-question records (every question counts once); the lm-eval check, where every part has
-one, is summed over subjects. Writes the merged JSON and predictions to --out and prints the table.
+recomputed from the per-question records (every question counts once). Writes the merged JSON and predictions to
+--out and prints the table.
 """
 
 from __future__ import annotations
@@ -13,21 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lm2.eval.mmlu import format_check, overall_agreement, read_results, summarize, table2, write_results
-
-
-def merge_checks(checks: list[dict], records: list[dict]) -> dict:
-    subjects = {s: v for check in checks for s, v in check["subjects"].items()}
-    ours = sum(r["correct"] for r in records) * 100.0 / len(records)
-    return {
-        "form": checks[0]["form"], "shots": checks[0]["shots"], "limit": checks[0]["limit"],
-        **overall_agreement(subjects, ours, checks[0]["tolerance"]),
-        "prompt_mismatches": sum(c["prompt_mismatches"] for c in checks),
-        "prediction_mismatches": sum(c["prediction_mismatches"] for c in checks),
-        "max_loglikelihood_difference": max(c["max_loglikelihood_difference"] for c in checks),
-        "seconds": sum(c.get("seconds", 0.0) for c in checks),
-        "subjects": dict(sorted(subjects.items())),
-    }
+from lm2.eval.mmlu import read_results, summarize, table2, write_results
 
 
 def main() -> None:
@@ -58,21 +44,11 @@ def main() -> None:
               "seconds": sum(s["seconds"] for s in summaries),
               "seconds_per_question": sum(s["seconds"] for s in summaries) / len(records),
               **summarize(records)}
-    checks = [s.get("lm_eval_check") for s in summaries]
-    if all(checks):
-        merged["lm_eval_check"] = merge_checks(checks, records)
     write_results(args.out, merged, records)
 
     print(table2(merged, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {len(records)} questions"))
     print(f"macro average over {len(merged['subjects'])} subjects: {merged['macro_average']:.2f}")
-    check = merged.get("lm_eval_check")
-    if check:
-        print(format_check(check))
-    elif any(checks):
-        print("lm-eval check: only some parts have one; not merged")
     print(f"written to {args.out}/")
-    if check and not check["agree"]:
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

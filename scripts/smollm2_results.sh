@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # SmolLM2-135M-Instruct numbers for RESULTS.md (issue 5):
-#   * MMLU, all 57 subjects (14,042 questions), 0-shot, letter form and cloze form, scored by lm2 and by
-#     lm-evaluation-harness on the same questions and the same in-memory model (--check-lm-eval);
+#   * MMLU, all 57 subjects (14,042 questions), 0-shot, letter form and cloze form, scored through
+#     lm-evaluation-harness on the in-memory model;
 #   * BABILong qa1-qa5 at 0k, 1k, 2k, 4k, 100 samples each, instruction format (chat template, label rule).
 #
 # Usage: scripts/smollm2_results.sh [cpu|cuda] [OUT_DIR]     (defaults: cpu, results/smollm2)
 # Each command writes JSON (and CSVs / PNGs) under OUT_DIR and prints its table; machine.txt records where it ran.
 #
 # Time on the 2-core CPU machines (fp32): on CPU each MMLU form runs as two one-thread processes over subject
-# halves of equal prompt tokens, side by side; lm2's letter-form pass took 63 minutes per half (2026-11-26), and
-# lm-eval's pass takes about 1.2x lm2's, so the letter form needs some 2 h 20 min and the cloze form about
+# halves of equal prompt tokens, side by side; the letter form took 63 minutes per half with lm2's former own
+# scorer (2026-11-26) and lm-eval's pass takes about 1.2x that, so some 1 h 20 min, and the cloze form about
 # twice that. BABILong, one thread per process: about 1.4 / 4.3 / 10 s per sample at 0k / 1k / 2k (and some
 # 25 s at 4k). In all some 12 hours on CPU: a GPU job (cuda) is the way to run it whole.
 set -uo pipefail
@@ -30,9 +30,9 @@ mkdir -p "$OUT"
 cat "$OUT/machine.txt"
 
 status=0
-mmlu() {  # FORM [extra flags]: lm2's and lm-eval's scores of one MMLU form
+mmlu() {  # FORM [extra flags]: the scores of one MMLU form
   local form=$1; shift
-  lm2 eval mmlu --model smollm2-135m --form "$form" --shots 0 --check-lm-eval --device "$DEVICE" \
+  lm2 eval mmlu --model smollm2-135m --form "$form" --shots 0 --device "$DEVICE" \
       --batch-size "$MMLU_BATCH" --no-progress "$@"
 }
 for FORM in letter cloze; do

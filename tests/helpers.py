@@ -117,3 +117,23 @@ def write_release(samples, root, layout: str = "parquet-by-length"):
             datasets.DatasetDict({t: datasets.Dataset(table) for t, table in tables.items()}).save_to_disk(
                 str(root / length))
     return root
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-evaluation-harness's split of a (context, continuation) pair into token ids, written out as a reference:
+    trailing context spaces move to the continuation, and the continuation is what encoding the whole adds."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer.encode(context + continuation)
+    ctx = tokenizer.encode(context)
+    return list(ctx), list(whole[len(ctx) :])
+
+
+@torch.no_grad()
+def direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> float:
+    """log p(continuation | context) from one unbatched, unpadded forward pass."""
+    ctx, cont = encode_pair(tokenizer, context, continuation)
+    ids = torch.tensor([ctx + cont])
+    logp = torch.log_softmax(model(ids[:, :-1]).logits[0].float(), dim=-1)
+    return sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))

@@ -149,6 +149,8 @@ CASES = [
     (f"{E_PPL} --bin-size 0", "--bin-size: 0 is invalid", None),
     (f"{E_MMLU} --limit 0", "--limit: 0 is invalid", None),
     (f"{E_MMLU} --batch-size -1", "--batch-size: -1 is invalid", None),
+    (f"{E_MMLU} --check-lm-eval", "--check-lm-eval is gone: lm2 eval mmlu now scores through lm-evaluation-harness",
+     None),
     # ---- lm2 eval: input files and output folders
     (f"eval perplexity {M} --data {{w}}/missing.txt", "missing.txt", None),
     (f"eval perplexity {M} --data {{w}}/binary.bin", "binary.bin", None),

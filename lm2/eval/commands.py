@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or --resume, a folder holding answers is refused")
     p.set_defaults(func=run_babilong)
 
-    p = ev_sub.add_parser("mmlu", help="MMLU by log-likelihood, by category and level (LM2 paper, Table 2)")
+    p = ev_sub.add_parser("mmlu", help="MMLU through lm-evaluation-harness, by category and level (LM2 paper, "
+                                       "Table 2)")
     common(p, batch_size=8)
     p.add_argument("--shots", type=nonnegative_int, default=0,
                    help="solved examples (the subject's first other questions)")
@@ -57,11 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--form", default="letter", choices=["letter", "cloze"],
                    help="letter: log-likelihood of ' A'..' D'; cloze: each choice's text, per-character normalised")
     p.add_argument("--limit", type=positive_int, default=None, help="first N questions of each subject")
-    p.add_argument("--check-lm-eval", action="store_true",
-                   help="also run lm-evaluation-harness on the same questions and model, and compare")
+    p.add_argument("--check-lm-eval", nargs=0, action=RemovedFlag, help=argparse.SUPPRESS)
     p.add_argument("--reuse", action="store_true",
-                   help="take lm2's scores from an earlier run in --out with the same settings instead of scoring "
-                        "again (e.g. to add --check-lm-eval to a finished run)")
+                   help="take the scores of an earlier run in --out with the same settings instead of scoring "
+                        "again (its table printed again)")
     p.add_argument("--resume", action="store_true",
                    help="keep the subjects an interrupted run in --out finished and score only the rest (a run "
                         "that finished is taken as it is, as with --reuse)")
@@ -102,6 +102,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-length", type=positive_int, default=512)
     p.add_argument("--bin-size", type=positive_int, default=None, help="positions per point of the curve (seq_len/64)")
     p.set_defaults(func=run_perplexity)
+
+
+class RemovedFlag(argparse.Action):
+    """--check-lm-eval, gone since `lm2 eval mmlu` scores through lm-evaluation-harness itself: a clear error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is gone: lm2 eval mmlu now scores through lm-evaluation-harness itself, so "
+                     "there is nothing to check against; drop the flag")
 
 
 def harness_limit(text: str) -> int | float:
@@ -183,22 +191,20 @@ def run_recall(args) -> int:
 
 def run_mmlu(args) -> int:
     from lm2.eval.common import default_out_dir
-    from lm2.eval.mmlu import evaluate_mmlu, format_check, table2
+    from lm2.eval.lm_eval_adapter import require_lm_eval
+    from lm2.eval.mmlu import evaluate_mmlu, table2
 
+    if not args.reuse:
+        require_lm_eval()  # before the model loads
     loaded = _load(args)
     out = args.out or default_out_dir(loaded, "mmlu")
     with hold(out, "lm2 eval mmlu"):
         summary = evaluate_mmlu(loaded, shots=args.shots, subjects=args.subjects, form=args.form, limit=args.limit,
                                 batch_size=args.batch_size, out_dir=out, progress=not args.no_progress,
-                                check_lm_eval=args.check_lm_eval, reuse=args.reuse, resume=args.resume)
+                                reuse=args.reuse, resume=args.resume)
     print()
     print(table2(summary, f"MMLU accuracy (%), {args.form} form, {args.shots}-shot, {loaded.name}"))
     print(f"{summary['seconds_per_question']:.3f} s per question; written to {out}/")
-    check = summary.get("lm_eval_check")
-    if check:
-        print(format_check(check))
-        if not check["agree"]:
-            return 1
     return 0
 
 

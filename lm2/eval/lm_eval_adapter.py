@@ -14,8 +14,7 @@
 ``register_lm2`` makes lm2's loader the harness model type "lm2" (``simple_evaluate(model="lm2",
 model_args="pretrained=CKPT")``).
 
-The check that lm2's MMLU numbers equal the harness's (``lm2 eval mmlu --check-lm-eval``) is
-``lm2.eval.mmlu.check_mmlu_against_lm_eval``.
+``lm2 eval mmlu`` scores MMLU through ``hflm`` too (``lm2.eval.mmlu.run_lm_eval_mmlu``).
 """
 
 from __future__ import annotations

@@ -90,6 +90,13 @@ class LetterLM(nn.Module):
             logits[..., self.token] = 5.0
         return SimpleNamespace(logits=logits)
 
+    @property
+    def device(self) -> torch.device:  # lm-evaluation-harness's HFLM reads it, and calls tie_weights
+        return self.anchor.device
+
+    def tie_weights(self) -> None:
+        pass
+
 
 @pytest.fixture(scope="session")
 def scripted_lm():

@@ -10,8 +10,6 @@ import torch
 
 pytest.importorskip("lm_eval")
 
-from lm2.eval.mmlu import encode_pair  # noqa: E402  (lm-eval's split of a context and its continuation)
-
 TASKS = {  # two small multiple-choice tasks over local JSON-lines files
     "lm2_fixture_capitals": [
         ("What is the capital of France?", ["Paris", "Rome", "Berlin"], 0),
@@ -51,14 +49,12 @@ def write_tasks(folder):
 def direct_scores(model, tokenizer, name, limit=None):
     """Per item: each choice's log-likelihood after the prompt, one unbatched forward per choice, and whether the
     most likely choice is the answer."""
+    from helpers import direct_loglikelihood
+
     lls, right = [], []
     for question, choices, answer in TASKS[name][:limit]:
-        scores = []
-        for choice in choices:
-            ctx, cont = encode_pair(tokenizer, f"Question: {question}\nAnswer:", f" {choice}")
-            ids = torch.tensor([ctx + cont])
-            logp = torch.log_softmax(model(ids[:, :-1]).logits[0], dim=-1)
-            scores.append(sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont)))
+        scores = [direct_loglikelihood(model, tokenizer, f"Question: {question}\nAnswer:", f" {choice}")
+                  for choice in choices]
         lls.append(scores)
         right.append(max(range(len(scores)), key=scores.__getitem__) == answer)
     return lls, right

@@ -1,16 +1,20 @@
-"""MMLU scoring: rigged models on hand-made questions, the Table 2 grouping, the log-likelihood engine, and the
-agreement with lm-evaluation-harness."""
+"""MMLU through lm-evaluation-harness: the harness's records against log-likelihoods computed here one forward
+pass at a time, rigged models on hand-made questions, the Table 2 grouping, resuming and reusing runs, and the
+scripts over the results."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
 import pytest
-import torch
 
 from lm2.data.mmlu import CATEGORIES, LEVELS, SUBJECT_CATEGORY, SUBJECT_LEVEL, MMLUQuestion
-from lm2.eval.mmlu import context_text, encode_pair, loglikelihoods, score_questions, summarize, table2
+from lm2.eval.mmlu import summarize, table2
+
+needs_lm_eval = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None,
+                                   reason="scoring needs lm-evaluation-harness (pip install -e '.[eval]')")
 
 HAND_MADE = [
     MMLUQuestion("high_school_physics", "What falls faster in a vacuum?", ["a feather", "a stone", "both alike",
@@ -26,10 +30,72 @@ HAND_MADE = [
 ]
 
 
+def harness_records(model, tokenizer, questions, form, shots=0):
+    """lm2's records of ``questions`` (whole subjects) from the harness, in order."""
+    from lm2.eval.lm_eval_adapter import hflm
+    from lm2.eval.mmlu import run_lm_eval_mmlu
+
+    by_subject = run_lm_eval_mmlu(hflm(model, tokenizer, 8), questions, shots, form)
+    ordered = {subject: iter(records) for subject, records in by_subject.items()}
+    return [next(ordered[q.subject]) for q in questions]
+
+
+def reference_prompt(q, pool, shots, form):
+    """The MMLU prompt written out here: lm-eval's mmlu (letter) or mmlu_continuation (cloze) template, with the
+    subject's first ``shots`` other questions solved before it."""
+    def text(x):
+        if form == "letter":
+            return x.question.strip() + "".join(f"\n{k}. {c}" for k, c in zip("ABCD", x.choices)) + "\nAnswer:"
+        return f"Question: {x.question.strip()}\nAnswer:"
+
+    def target(x):
+        return "ABCD"[x.answer] if form == "letter" else x.choices[x.answer]
+
+    examples = [x for x in pool if x.subject == q.subject and x != q][:shots]
+    return (f"The following are multiple choice questions (with answers) about {q.subject.replace('_', ' ')}.\n\n"
+            + "".join(f"{text(x)} {target(x)}\n\n" for x in examples) + text(q))
+
+
+@needs_lm_eval
+@pytest.mark.parametrize(("form", "shots"), [("letter", 0), ("cloze", 1), ("letter", 2)])
+def test_records_equal_a_direct_log_likelihood_computation(form, shots, gpt2, tmp_path):
+    """The records `evaluate_mmlu` writes: each choice's log-likelihood is the one computed here with one
+    unbatched forward pass over the prompt written out here; the prediction is the letter form's most likely
+    choice, the cloze form's most likely per character."""
+    from helpers import direct_loglikelihood, memory_model
+
+    from lm2.data.mmlu import load_mmlu
+    from lm2.eval.common import LoadedModel
+    from lm2.eval.mmlu import evaluate_mmlu, read_results
+
+    model = memory_model(vocab_size=len(gpt2))
+    loaded = LoadedModel(model=model, tokenizer=gpt2, path=tmp_path, name="tiny")
+    subjects, limit = ["anatomy", "virology"], 2
+    summary = evaluate_mmlu(loaded, shots=shots, subjects=subjects, form=form, limit=limit, batch_size=3,
+                            out_dir=tmp_path / "out", progress=False)
+    _, records = read_results(tmp_path / "out", form, shots)
+    pool = load_mmlu(subjects)
+    questions = [q for i, q in enumerate(pool) if [x.subject for x in pool[:i]].count(q.subject) < limit]
+    assert len(records) == len(questions) == summary["average"]["n"] == 4
+    for q, r in zip(questions, records):
+        context = reference_prompt(q, pool, shots, form)
+        choices = "ABCD" if form == "letter" else q.choices
+        lls = [direct_loglikelihood(model, gpt2, context, " " + c) for c in choices]
+        per = [1] * 4 if form == "letter" else [len(c) for c in q.choices]
+        pred = max(range(4), key=lambda c: lls[c] / per[c])
+        assert list(r) == ["subject", "answer", "pred", "correct", "loglikelihoods"]
+        assert (r["subject"], r["answer"], r["pred"], r["correct"]) == (q.subject, q.answer, pred, pred == q.answer)
+        assert r["loglikelihoods"] == [round(x, 4) for x in r["loglikelihoods"]]  # written to 4 decimals
+        assert r["loglikelihoods"] == pytest.approx(lls, abs=2e-4)
+    assert summary["average"]["acc"] == pytest.approx(100.0 * sum(r["correct"] for r in records) / 4)
+    assert len(set(map(tuple, (r["loglikelihoods"] for r in records)))) == 4  # not a degenerate model
+
+
+@needs_lm_eval
 @pytest.mark.parametrize("letter", ["A", "B", "C", "D"])
 def test_a_model_that_prefers_one_letter_scores_that_letters_share(letter, gpt2, letter_lm):
     token = gpt2.encode(" " + letter)[0]
-    records = score_questions(letter_lm(len(gpt2), token), gpt2, HAND_MADE, form="letter", progress=False)
+    records = harness_records(letter_lm(len(gpt2), token), gpt2, HAND_MADE, "letter")
     assert all(r["pred"] == "ABCD".index(letter) for r in records)
     summary = summarize(records)
     expected = [q.answer == "ABCD".index(letter) for q in HAND_MADE]
@@ -42,24 +108,34 @@ def test_a_model_that_prefers_one_letter_scores_that_letters_share(letter, gpt2,
     assert "Category" in text and "Level" in text and "Average" in text
 
 
+@needs_lm_eval
 def test_cloze_form_normalises_by_characters(gpt2, letter_lm):
     """A uniform model gives each choice -(tokens * log V); the prediction maximises that per character."""
-    records = score_questions(letter_lm(len(gpt2)), gpt2, HAND_MADE, form="cloze", progress=False)
+    from helpers import encode_pair
+
+    records = harness_records(letter_lm(len(gpt2)), gpt2, HAND_MADE, "cloze")
     for q, r in zip(HAND_MADE, records):
-        context = context_text(q, HAND_MADE, 0, "cloze")
+        context = reference_prompt(q, HAND_MADE, 0, "cloze")
         lls = [-len(encode_pair(gpt2, context, " " + c)[1]) * math.log(len(gpt2)) for c in q.choices]
         assert r["loglikelihoods"] == pytest.approx(lls, abs=1e-3)
         assert r["pred"] == max(range(4), key=lambda c: lls[c] / len(q.choices[c]))
 
 
-def test_fewshot_prompt_uses_the_subjects_other_questions():
-    q = HAND_MADE[1]
-    text = context_text(q, HAND_MADE[:2], 1, "letter")
-    assert text.startswith("The following are multiple choice questions (with answers) about high school physics.")
-    assert "What falls faster in a vacuum?" in text and text.endswith("D. pascal\nAnswer:")
-    assert text.count("Answer:") == 2 and "Answer: C\n\n" in text  # the example is answered
-    with pytest.raises(ValueError, match="only 1 other"):
-        context_text(q, HAND_MADE[:2], 2, "letter")
+def test_bad_shots_and_forms_are_refused_before_scoring(gpt2, tmp_path):
+    from lm2.eval.common import LoadedModel
+    from lm2.eval.mmlu import check_settings, evaluate_mmlu
+
+    with pytest.raises(ValueError, match="high_school_physics has only 1 other"):
+        check_settings(HAND_MADE, 2, "letter")
+    check_settings(HAND_MADE[:2], 1, "letter")
+    with pytest.raises(ValueError, match="unknown MMLU form 'essay'"):
+        check_settings(HAND_MADE, 0, "essay")
+    with pytest.raises(ValueError, match="--shots -1"):
+        check_settings(HAND_MADE, -1, "letter")
+    loaded = LoadedModel(model=None, tokenizer=gpt2, path=tmp_path, name="none")  # never reached
+    with pytest.raises(ValueError, match="--shots 200: the subject anatomy has only 134 other"):
+        evaluate_mmlu(loaded, shots=200, subjects=["anatomy"], limit=1, out_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_table2_grouping_covers_all_57_subjects():
@@ -72,30 +148,7 @@ def test_table2_grouping_covers_all_57_subjects():
     assert sum(v["n"] for v in summary["levels"].values()) == 57
 
 
-def test_loglikelihoods_equal_a_direct_computation():
-    """Batched, de-duplicated, right-padded scoring equals one unpadded forward per request."""
-    from helpers import memory_model
-
-    model = memory_model(memory_update_interval=3)
-    gen = torch.Generator().manual_seed(0)
-    contexts = [torch.randint(1, 97, (n,), generator=gen).tolist() for n in (5, 9, 9, 14)]
-    requests = [(contexts[0], [3]), (contexts[0], [4]), (contexts[1], [7, 8, 9]), (contexts[2], [1]),
-                (contexts[3], [5, 6]), (contexts[3], [5, 2])]
-    with torch.no_grad():
-        expected = []
-        for ctx, cont in requests:
-            ids = torch.tensor([ctx + cont])
-            logp = torch.log_softmax(model(ids[:, :-1]).logits[0], dim=-1)
-            expected.append(sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont)))
-        for batch_size in (1, 2, 8):
-            fractions = []
-            assert loglikelihoods(model, requests, batch_size, on_batch=fractions.append) == pytest.approx(
-                expected, abs=1e-4)
-            # four distinct inputs (the two requests on contexts[0] share one, so do the two on contexts[3] + [5]),
-            # one call per batch
-            assert fractions == pytest.approx([min(1.0, (b + 1) * batch_size / 4) for b in range(-(-4 // batch_size))])
-
-
+@needs_lm_eval
 def test_mmlu_command_writes_the_table(gpt2, tmp_path, capsys):
     from helpers import memory_model
 
@@ -105,38 +158,21 @@ def test_mmlu_command_writes_the_table(gpt2, tmp_path, capsys):
     model.save_pretrained(tmp_path / "ckpt")
     gpt2.save_pretrained(str(tmp_path / "ckpt"))
     code = main(["eval", "mmlu", "--model", str(tmp_path / "ckpt"), "--subjects", "anatomy", "marketing",
-                 "--limit", "3", "--out", str(tmp_path / "out"), "--no-progress", "--check-lm-eval"])
+                 "--limit", "3", "--out", str(tmp_path / "out"), "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "STEM" in out and "Average" in out and "lm-evaluation-harness" in out
+    assert "STEM" in out and "Average" in out
     summary = json.loads((tmp_path / "out" / "mmlu_letter_0shot.json").read_text())
-    assert summary["average"]["n"] == 6 and summary["lm_eval_check"]["agree"]
+    assert summary["average"]["n"] == 6 and "lm_eval_check" not in summary
+    assert (tmp_path / "out" / "lm_eval.log").is_file()  # what the harness says (tests/eval/test_quiet.py)
     assert main(["eval", "mmlu", "--model", str(tmp_path / "ckpt"), "--subjects", "astrology", "--no-progress"]) == 2
+    assert main(["eval", "mmlu", "--model", str(tmp_path / "ckpt"), "--check-lm-eval"]) == 2
+    assert "--check-lm-eval is gone" in capsys.readouterr().err
 
 
-def test_scores_are_saved_before_the_lm_eval_check_runs(gpt2, tmp_path, monkeypatch):
-    """A check that fails (or is stopped) after lm2's pass must not lose lm2's scores."""
-    from helpers import memory_model
-
-    import lm2.eval.mmlu as mmlu
-    from lm2.eval.common import LoadedModel
-    from lm2.eval.mmlu import evaluate_mmlu
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mmlu, "compare_with_lm_eval", interrupted)
-    loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
-    with pytest.raises(KeyboardInterrupt):
-        evaluate_mmlu(loaded, subjects=["anatomy"], limit=3, out_dir=tmp_path / "out", progress=False,
-                      check_lm_eval=True)
-    summary = json.loads((tmp_path / "out" / "mmlu_letter_0shot.json").read_text())
-    assert summary["average"]["n"] == 3 and "lm_eval_check" not in summary
-    assert len((tmp_path / "out" / "mmlu_letter_0shot_predictions.jsonl").read_text().splitlines()) == 3
-
-
-def test_reuse_checks_saved_scores_without_scoring_again(gpt2, tmp_path, monkeypatch):
-    """--reuse hands the saved records to the lm-eval check and refuses a folder from other settings."""
+@needs_lm_eval
+def test_reuse_takes_saved_scores_without_scoring_again(gpt2, tmp_path, monkeypatch):
+    """--reuse returns the saved run's summary and refuses a folder from other settings."""
     from helpers import memory_model
 
     import lm2.eval.mmlu as mmlu
@@ -145,25 +181,14 @@ def test_reuse_checks_saved_scores_without_scoring_again(gpt2, tmp_path, monkeyp
     loaded = LoadedModel(model=memory_model(vocab_size=len(gpt2)), tokenizer=gpt2, path=tmp_path, name="tiny")
     first = mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=3, out_dir=tmp_path / "out",
                                progress=False)
-    saved = [json.loads(line) for line in (tmp_path / "out" / "mmlu_letter_0shot_predictions.jsonl").open()]
 
     def no_scoring(*args, **kwargs):
         raise AssertionError("--reuse scored the questions again")
 
-    checked = {}
-
-    def fake_check(model, tokenizer, pool, records, *args):
-        checked["records"] = records
-        return {"lm2": 0.0, "lm_eval": 0.0, "agree": True}
-
-    monkeypatch.setattr(mmlu, "score_questions", no_scoring)
-    monkeypatch.setattr(mmlu, "compare_with_lm_eval", fake_check)
+    monkeypatch.setattr(mmlu, "run_lm_eval_mmlu", no_scoring)
     again = mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=3, out_dir=tmp_path / "out",
-                               progress=False, check_lm_eval=True, reuse=True)
-    assert checked["records"] == saved
-    assert again["average"] == json.loads(json.dumps(first["average"])) and again["lm_eval_check"]["agree"]
-    written = json.loads((tmp_path / "out" / "mmlu_letter_0shot.json").read_text())
-    assert written["lm_eval_check"]["agree"] and written["average"]["n"] == 6
+                               progress=False, reuse=True)
+    assert again == json.loads(json.dumps(first))
     with pytest.raises(ValueError, match="limit"):
         mmlu.evaluate_mmlu(loaded, subjects=["anatomy", "virology"], limit=2, out_dir=tmp_path / "out",
                            progress=False, reuse=True)
@@ -175,38 +200,16 @@ def test_reuse_checks_saved_scores_without_scoring_again(gpt2, tmp_path, monkeyp
                            reuse=True)
 
 
-@pytest.mark.parametrize("form", ["letter", "cloze"])
-def test_agrees_with_lm_evaluation_harness_on_a_tiny_model(form, gpt2):
-    pytest.importorskip("lm_eval")
-    from helpers import memory_model
+def test_harness_calls_group_subjects_up_to_a_number_of_questions():
+    from lm2.eval.mmlu import harness_calls
 
-    from lm2.data.mmlu import load_mmlu
-    from lm2.eval.mmlu import check_mmlu_against_lm_eval
-
-    model = memory_model(vocab_size=len(gpt2))
-    check = check_mmlu_against_lm_eval(model, gpt2, load_mmlu(["anatomy", "virology"]), shots=1, form=form,
-                                       limit=4, batch_size=3)
-    assert check["questions"] == 8 and check["prompt_mismatches"] == 0
-    assert check["prediction_mismatches"] == 0 and check["max_loglikelihood_difference"] < 1e-3
-    assert check["agree"]
+    sizes = {"a": 3, "b": 3, "c": 60, "d": 1, "e": 2}
+    assert harness_calls(list(sizes), sizes, 5) == [["a", "b"], ["c"], ["d", "e"]]
+    assert harness_calls(list(sizes), sizes, 1) == [[s] for s in sizes]
+    assert harness_calls(["d", "e"], sizes, 50) == [["d", "e"]] and harness_calls([], sizes, 5) == []
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("form", ["letter", "cloze"])
-def test_agrees_with_lm_evaluation_harness_on_smollm2(form):
-    """The issue's check on a real model: SmolLM2-135M-Instruct, three subjects, both harnesses within 0.5."""
-    pytest.importorskip("lm_eval")
-    from lm2.data.mmlu import load_mmlu
-    from lm2.eval.common import load_model
-    from lm2.eval.mmlu import check_mmlu_against_lm_eval
-
-    loaded = load_model("smollm2-135m")
-    questions = load_mmlu(["high_school_geography", "college_biology", "world_religions"])
-    check = check_mmlu_against_lm_eval(loaded.model, loaded.tokenizer, questions, shots=0, form=form, limit=30)
-    assert check["prompt_mismatches"] == 0
-    assert abs(check["difference"]) <= 0.5, check
-
-
+@needs_lm_eval
 def test_merging_subject_halves_equals_one_run(gpt2, tmp_path):
     """scripts/merge_mmlu.py on two disjoint runs gives the table of one run over both subject sets."""
     import subprocess
@@ -232,23 +235,6 @@ def test_merging_subject_halves_equals_one_run(gpt2, tmp_path):
     overlap = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "m2"), str(tmp_path / "a"),
                               str(tmp_path / "a")], capture_output=True, text=True)
     assert overlap.returncode != 0 and "disjoint" in overlap.stderr
-
-
-def test_merged_lm_eval_checks_weigh_subjects_by_questions():
-    """merge_checks: lm-eval's overall accuracy is the question-weighted mean of the parts' subjects; lm2's comes
-    from the records; counts add up, the largest difference is kept."""
-    merge_mmlu = load_script("merge_mmlu")
-    part = {"form": "letter", "shots": 0, "limit": None, "tolerance": 0.5, "prompt_mismatches": 0,
-            "prediction_mismatches": 1, "max_loglikelihood_difference": 1e-5, "seconds": 2.0}
-    checks = [{**part, "subjects": {"anatomy": {"lm2": 50.0, "lm_eval": 50.0, "n": 2}}},
-              {**part, "max_loglikelihood_difference": 3e-5,
-               "subjects": {"virology": {"lm2": 25.0, "lm_eval": 0.0, "n": 4}}}]
-    records = [{"correct": c} for c in (True, False, True, False, False, False)]
-    merged = merge_mmlu.merge_checks(checks, records)
-    assert merged["questions"] == 6 and merged["lm2"] == pytest.approx(200 / 6)
-    assert merged["lm_eval"] == pytest.approx(100 / 6) and merged["difference"] == pytest.approx(100 / 6)
-    assert not merged["agree"] and merged["prediction_mismatches"] == 2
-    assert merged["max_loglikelihood_difference"] == 3e-5 and merged["seconds"] == 4.0
 
 
 def load_script(name: str):
@@ -292,6 +278,7 @@ def test_compare_mmlu_counts_changes_question_by_question():
         compare_mmlu.common_subjects(base, [{**r, "subject": "virology"} for r in other])
 
 
+@needs_lm_eval
 def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, monkeypatch):
     """Each finished subject is saved as it ends; --resume scores only the others and ends with the records and
     table of one uninterrupted run, and refuses saved scores it cannot use."""
@@ -307,15 +294,16 @@ def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, m
     whole = (tmp_path / "whole" / "mmlu_letter_0shot_predictions.jsonl").read_text()
     assert not (tmp_path / "whole" / "mmlu_letter_0shot.partial.jsonl").exists()  # removed once written
 
-    real, scored = mmlu.score_questions, []
+    monkeypatch.setattr(mmlu, "CALL_QUESTIONS", 1)  # one subject per harness call
+    real, scored = mmlu.run_lm_eval_mmlu, []
 
-    def dies_on_the_third_subject(model, tokenizer, questions, *args, **kwargs):
+    def dies_on_the_third_subject(lm, questions, *args, **kwargs):
         if len(scored) == 2:
             raise KeyboardInterrupt
         scored.append(questions[0].subject)
-        return real(model, tokenizer, questions, *args, **kwargs)
+        return real(lm, questions, *args, **kwargs)
 
-    monkeypatch.setattr(mmlu, "score_questions", dies_on_the_third_subject)
+    monkeypatch.setattr(mmlu, "run_lm_eval_mmlu", dies_on_the_third_subject)
     out = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
         mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, **run)
@@ -331,8 +319,8 @@ def test_an_interrupted_run_resumes_from_its_finished_subjects(gpt2, tmp_path, m
     with pytest.raises(ValueError, match="choose one"):
         mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, reuse=True, **run)
     scored.clear()
-    monkeypatch.setattr(mmlu, "score_questions", lambda model, tokenizer, questions, *args, **kw: (
-        scored.append(questions[0].subject), real(model, tokenizer, questions, *args, **kw))[1])
+    monkeypatch.setattr(mmlu, "run_lm_eval_mmlu", lambda lm, questions, *args, **kw: (
+        scored.append(questions[0].subject), real(lm, questions, *args, **kw))[1])
     with open(partial, "a") as f:
         f.write('{"subject": "viro')  # the torn last line of a run killed while writing it
     summary = mmlu.evaluate_mmlu(loaded, subjects=subjects, out_dir=out, resume=True, **run)

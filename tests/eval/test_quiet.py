@@ -24,7 +24,7 @@ def test_commands_running_lm_eval_print_nothing_on_stderr(command, tmp_path):
     LM2ForCausalLM(tiny_config()).save_pretrained(tmp_path / "model")
     char_tokenizer().save_pretrained(str(tmp_path / "model"))
     if command == "mmlu":
-        args, printed = ["--subjects", "anatomy", "--limit", "1", "--check-lm-eval"], "predictions differing: 0"
+        args, printed = ["--subjects", "anatomy", "--limit", "1"], "Average"
     else:  # a task over a local file, as the harness's offline use goes
         (tmp_path / "tasks").mkdir()
         (tmp_path / "rooms.jsonl").write_text('{"question": "Where is Mary?", "choices": ["kitchen", "garden"], '
