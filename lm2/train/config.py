@@ -104,6 +104,10 @@ class TrainSection:
     skip_nonfinite: int = 0
     """A step whose loss or gradient norm is NaN or infinite is never applied. 0: the run stops at the first one;
     K: up to K such steps in the run are skipped (logged with skipped: true), the run stops at the next."""
+    memory_after: int = 0
+    """LM2 only: optimizer steps during which the memory parameters stay at their initialisation (their gradients
+    are dropped): with the memory's read projection at zero the model is exactly its backbone until then, so the
+    backbone learns the task first and the memory joins after. 0 = from the first step."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; for GPUs: a bf16 step is ~35x slower than fp32 on these CPUs)."""
     seed: int = 0
@@ -353,6 +357,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _positive("train.weight_decay", t.weight_decay, zero_ok=True)
     _positive("train.grad_clip", t.grad_clip, zero_ok=True)
     _positive("train.skip_nonfinite", t.skip_nonfinite, zero_ok=True)
+    _positive("train.memory_after", t.memory_after, zero_ok=True)
+    if t.memory_after and (m.kind != "lm2" or m.freeze_backbone):
+        raise ValueError(f"config field train.memory_after={t.memory_after} needs model.kind=lm2 with a trained "
+                         f"backbone (it holds LM2's .memory. parameters still while the backbone trains; "
+                         f"model.kind={m.kind!r}, model.freeze_backbone={m.freeze_backbone})")
     if len(t.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in t.betas):
         raise ValueError(f"config field train.betas={t.betas!r} is invalid: two numbers in [0, 1)")
     if t.micro_batch_size and t.batch_size % t.micro_batch_size:

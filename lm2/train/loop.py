@@ -350,6 +350,10 @@ def train_step(run: Run) -> dict:
         loss_sum += loss.item()
         tokens += batch_tokens(batch)
     mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
+    if run.step < cfg.train.memory_after:  # the memory waits at its initialisation: AdamW skips a None gradient
+        for name, param in run.model.named_parameters():
+            if ".memory." in name:
+                param.grad = None
     grad_norm = torch.nn.utils.clip_grad_norm_(
         [p for p in run.model.parameters() if p.requires_grad], cfg.train.grad_clip or float("inf"))
     grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)

@@ -131,6 +131,24 @@ def test_freeze_backbone_trains_only_memory(lm_config):
     assert changed and all(".memory." in n for n in changed)
 
 
+def test_memory_after_holds_the_memory_at_its_initialisation_until_that_step(lm_config):
+    """train.memory_after=2: steps 1-2 move the backbone only (with weight decay on, so a decayed-but-not-trained
+    memory would show) and leave the model equal to its backbone; step 3 moves the memory too."""
+    run = loop.setup(lm_config(train={"memory_after": 2, "weight_decay": 0.1, "warmup_steps": 1}))
+    start = {n: p.detach().clone() for n, p in run.model.named_parameters()}
+    ids = torch.randint(0, run.model.config.vocab_size, (2, 40))
+    backbone_only = loop.setup(lm_config(model={"kind": "vanilla"})).model
+    for _ in range(2):
+        loop.train_step(run)
+    changed = {n for n, p in run.model.named_parameters() if not torch.equal(p, start[n])}
+    assert changed and not any(".memory." in n for n in changed)
+    backbone_only.load_state_dict({n: p for n, p in run.model.state_dict().items() if ".memory." not in n})
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(ids).logits, backbone_only(ids).logits, atol=1e-5, rtol=0)
+    loop.train_step(run)
+    assert any(".memory." in n and not torch.equal(p, start[n]) for n, p in run.model.named_parameters())
+
+
 def test_backbone_lr_moves_the_backbone_at_its_own_rate(lm_config):
     """train.backbone_lr: the memory at train.lr, every other parameter at backbone_lr (Adam's first step moves
     each weight by about the lr), each parameter in exactly one group."""

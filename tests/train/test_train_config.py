@@ -41,6 +41,8 @@ def test_overrides_are_nested_and_typed():
     ({"data": {"task": "babilong", "supervise": "story", "ask_everyone": True, "babi_tasks": ["qa1", "qa2"]}},
      "data.ask_everyone"),
     ({"model": {"config": {"attention_conv": 1}}}, "model.config"),
+    ({"train": {"memory_after": -1}}, "train.memory_after"),
+    ({"train": {"memory_after": 5}, "model": {"kind": "vanilla"}}, "train.memory_after"),
     ({"data": {"task": "recall", "recall": {"pairz": 4}}}, "data.recall"),
     ({"data": {"task": "recall", "recall": {"pairs": 9, "segment_length": 16}}}, "data.recall"),
     ({"data": {"task": "recall", "curriculum": [{"steps": 5, "lengths": ["0k"]}]}}, r"data.curriculum[0]"),
