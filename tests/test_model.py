@@ -336,10 +336,11 @@ def test_attention_conv_equals_a_reference_written_from_the_formula(window):
     cos, sin = LM2Rotary(cfg)(0, t, torch.float32)
     h, kvh, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     with torch.no_grad():
-        out = attn(x, cos, sin, LayerCache(), None)
+        out, _ = attn(x, cos, sin, LayerCache(), None)
         cache, pieces = LayerCache(), []
         for lo, hi in ((0, 2), (2, 3), (3, 9)):
-            pieces.append(attn(x[:, lo:hi], cos[lo:hi], sin[lo:hi], cache, None))
+            piece, cache = attn(x[:, lo:hi], cos[lo:hi], sin[lo:hi], cache, None)
+            pieces.append(piece)
 
         def conv(y, first):  # y: (B, T, C) projections; the conv weights of channels first..first + C
             c = attn.qkv_conv[:, first : first + y.shape[-1]]
@@ -394,7 +395,7 @@ def test_smeared_keys_equal_a_reference_written_from_the_formula(window):
     x = torch.randn(2, 9, 32)
     cos, sin = LM2Rotary(cfg)(0, 9, torch.float32)
     with torch.no_grad():
-        out = attn(x, cos, sin, LayerCache(), None)
+        out, _ = attn(x, cos, sin, LayerCache(), None)
         h, kvh, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         q = apply_rotary(attn.q_proj(x).view(2, 9, h, dh).transpose(1, 2), cos, sin)
         k = apply_rotary(attn.k_proj(x).view(2, 9, kvh, dh).transpose(1, 2), cos, sin)
