@@ -9,6 +9,7 @@ N processes with B/N sequences each compute exactly the gradient of one process 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +72,8 @@ def apply_parallelism(model: torch.nn.Module, runner: torch.nn.Module, strategy:
         # one they are given, so the copy is harmless. reshard_after_forward=False: a fresh memory state is a view
         # (expand) of the block's initial-memory parameter and outlives the forward; resharding would free the
         # storage under it. Parameters, gradients and optimizer state stay sharded at rest.
+        # The state's tensors are views (window slices, the expanded initial memory) that nothing updates in place.
+        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
         for module in model.modules():
             if type(module).__name__ in (model._no_split_modules or ()):
                 fully_shard(module, reshard_after_forward=False)
