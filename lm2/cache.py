@@ -29,6 +29,8 @@ class LM2Cache:
     """Per-layer window KV and memory state, plus the absolute position offset.
 
     ``memory_update_interval`` (U) is fixed for the life of the state: update boundaries are absolute positions.
+    A forward returns a new state and leaves the one it was given as it was; ``reorder_cache`` and ``detach``
+    change this object in place (its holder's own edits).
     """
 
     num_layers: int

@@ -8,6 +8,8 @@ under ``model.layers.<i>.memory.`` (see ``lm2/memory.py`` for the memory math). 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -145,18 +147,21 @@ class LM2Attention(nn.Module):
             channels = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
             self.qkv_conv = nn.Parameter(torch.zeros(config.attention_conv, channels))
 
-    def forward(self, x: torch.Tensor, cos, sin, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos, sin, cache: LayerCache,
+                key_valid: torch.Tensor | None) -> tuple[torch.Tensor, LayerCache]:
+        """The output (B, T, D) and the layer's new state; ``cache`` itself is left as it was."""
         b, t, _ = x.shape
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        carried = {}  # the new last_key and conv_inputs, when this attention has them
         if hasattr(self, "qkv_conv"):
-            q, k, v = self.convolve_qkv(torch.cat([q, k, v], dim=-1), cache, key_valid).split(
-                [q.shape[-1], k.shape[-1], v.shape[-1]], dim=-1)
+            qkv, carried["conv_inputs"] = self.convolve_qkv(torch.cat([q, k, v], dim=-1), cache.conv_inputs, key_valid)
+            q, k, v = qkv.split([q.shape[-1], k.shape[-1], v.shape[-1]], dim=-1)
         q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
         k = k.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, KVH, T, dh)
         v = v.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if hasattr(self, "key_shift"):
-            k = self.smear_keys(k, cache, key_valid)
+            k, carried["last_key"] = self.smear_keys(k, cache.last_key, key_valid)
 
         num_past = 0 if cache.keys is None else cache.keys.shape[2]
         if num_past:
@@ -173,38 +178,41 @@ class LM2Attention(nn.Module):
 
         # Keep what the next call needs: the last W - 1 keys with a window (flat memory), all of them without.
         drop = 0 if self.window is None else max(0, k.shape[2] - (self.window - 1))
-        cache.keys, cache.values = k[:, :, drop:], v[:, :, drop:]
-        cache.key_mask = None if key_valid is None else key_valid[:, drop:]
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+        state = replace(cache, keys=k[:, :, drop:], values=v[:, :, drop:],
+                        key_mask=None if key_valid is None else key_valid[:, drop:], **carried)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1)), state
 
-    def convolve_qkv(self, qkv: torch.Tensor, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
+    def convolve_qkv(self, qkv: torch.Tensor, past: torch.Tensor | None,
+                     key_valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """out_j = sum_i w_i * in_(j-i) per channel over (B, T, C) projections, zeros before a sequence start and
-        for padding; the last w - 1 inputs are carried in the cache, so streaming in pieces gives one call's output."""
+        for padding. ``past`` (None at the start) is the last w - 1 inputs of the previous call and the new one is
+        returned with the output, so streaming in pieces gives one call's output."""
         b, t, c = qkv.shape
         width = self.qkv_conv.shape[0]
         if key_valid is not None:
             qkv = qkv * key_valid[:, :, None].to(qkv.dtype)
-        past = qkv.new_zeros(b, width - 1, c) if cache.conv_inputs is None else cache.conv_inputs
+        past = qkv.new_zeros(b, width - 1, c) if past is None else past
         full = torch.cat([past, qkv], dim=1)  # (B, w - 1 + T, C)
-        cache.conv_inputs = full[:, full.shape[1] - (width - 1):]
         out = qkv * self.qkv_conv[0]
         for i in range(1, width):
             out = out + full[:, width - 1 - i : width - 1 - i + t] * self.qkv_conv[i]
-        return out
+        return out, full[:, full.shape[1] - (width - 1):]
 
-    def smear_keys(self, k: torch.Tensor, cache: LayerCache, key_valid: torch.Tensor | None) -> torch.Tensor:
-        """Mix each key with the previous token's own key (zeros at a sequence start and after padding); the
-        last own key is carried in the cache, so streaming in pieces gives the keys of one call."""
+    def smear_keys(self, k: torch.Tensor, first: torch.Tensor | None,
+                   key_valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix each key with the previous token's own key (zeros at a sequence start and after padding). ``first``
+        (None at the start) is the previous call's last own key and this call's is returned with the keys, so
+        streaming in pieces gives the keys of one call."""
         b, kvh, t, dh = k.shape
-        first = k.new_zeros(b, kvh, 1, dh) if cache.last_key is None else cache.last_key
+        first = k.new_zeros(b, kvh, 1, dh) if first is None else first
         before = torch.cat([first, k[:, :, :-1]], dim=2)  # (B, KVH, T, dh)
         if key_valid is not None:
             prev_valid = torch.cat([key_valid.new_ones(b, 1), key_valid[:, :-1]], dim=1)
             before = before * prev_valid[:, None, :, None].to(k.dtype)
         last = k[:, :, -1:]
-        cache.last_key = last if key_valid is None else last * key_valid[:, None, -1:, None].to(k.dtype)
+        last = last if key_valid is None else last * key_valid[:, None, -1:, None].to(k.dtype)
         a = torch.sigmoid(self.key_shift).view(1, kvh, 1, 1)
-        return a * k + (1 - a) * before
+        return a * k + (1 - a) * before, last
 
 
 class LM2MLP(nn.Module):
@@ -227,7 +235,8 @@ class LM2DecoderLayer(nn.Module):
         x_hat = RMSNorm(x)
         x = x + SelfAttn(x_hat) + g_out * E_mem(x_hat, M)      eq. (1)-(3)
         x = x + MLP(RMSNorm(x))
-    and every U tokens M is rewritten by the gates (eq. 4-6).
+    and every U tokens M is rewritten by the gates (eq. 4-6). The block returns its new state (window keys and
+    values, memory) and never changes the one it is given, so wrappers may copy it (FSDP hooks its tensors).
     """
 
     def __init__(self, config: LM2Config, layer_idx: int):
@@ -240,18 +249,20 @@ class LM2DecoderLayer(nn.Module):
         self.memory = LM2Memory(config) if layer_idx in config.memory_layer_indices() else None
 
     def forward(self, x, cos, sin, cache: LayerCache, start: int, memory_update_interval: int, key_valid,
-                return_weights=False):
+                return_weights=False) -> tuple[torch.Tensor, LayerCache, torch.Tensor | None]:
+        """The output (B, T, D), the layer's new state and, if asked, the memory read weights (B, T, N)."""
         x_hat = self.input_layernorm(x)
-        out = x + self.self_attn(x_hat, cos, sin, cache, key_valid)
+        attended, cache = self.self_attn(x_hat, cos, sin, cache, key_valid)
+        out = x + attended
         weights = None
         if self.memory is not None:
-            if cache.memory is None:
-                cache.memory = self.memory.initial_state(x.shape[0])
-            read, cache.memory, weights = self.memory(x_hat, cache.memory, start, memory_update_interval, key_valid,
-                                                      return_weights)
+            memory = cache.memory if cache.memory is not None else self.memory.initial_state(x.shape[0])
+            read, memory, weights = self.memory(x_hat, memory, start, memory_update_interval, key_valid,
+                                                return_weights)
+            cache = replace(cache, memory=memory)
             out = out + read
         out = out + self.mlp(self.post_attention_layernorm(out))
-        return out, weights
+        return out, cache, weights
 
 
 # ----------------------------------------------------------------------------- model
@@ -321,8 +332,8 @@ class LM2Model(LM2PreTrainedModel):
         return_memory_weights: bool = False,
         memory_update_interval: int | None = None,
     ) -> tuple[torch.Tensor, LM2Cache, list | None]:
-        """Returns the final hidden states (B, T, D), the updated state and, if asked, each memory layer's read
-        weights (B, T, N) (None for layers without memory)."""
+        """Returns the final hidden states (B, T, D), the new state (``cache`` is left as it was) and, if asked,
+        each memory layer's read weights (B, T, N) (None for layers without memory)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
@@ -341,12 +352,13 @@ class LM2Model(LM2PreTrainedModel):
             mask = attention_mask[:, -t:].bool()  # generate() passes the mask of the whole sequence so far
             key_valid = None if bool(mask.all()) else mask
         cos, sin = self.rotary_emb(cache.offset, t, x.dtype)
-        all_weights = []
+        all_weights, states = [], []
         for layer, layer_cache in zip(self.layers, cache.layers):
-            x, w = layer(x, cos, sin, layer_cache, cache.offset, cache.memory_update_interval, key_valid,
-                         return_memory_weights)
+            x, state, w = layer(x, cos, sin, layer_cache, cache.offset, cache.memory_update_interval, key_valid,
+                                return_memory_weights)
+            states.append(state)
             all_weights.append(w)
-        cache.offset += t
+        cache = replace(cache, offset=cache.offset + t, layers=states)
         return self.norm(x), cache, (all_weights if return_memory_weights else None)
 
 

@@ -1,5 +1,7 @@
 """LM2ForCausalLM against references: transformers' Llama/Mistral logits, causality, streaming, generation."""
 
+import copy
+import dataclasses
 import json
 
 import pytest
@@ -336,10 +338,11 @@ def test_attention_conv_equals_a_reference_written_from_the_formula(window):
     cos, sin = LM2Rotary(cfg)(0, t, torch.float32)
     h, kvh, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
     with torch.no_grad():
-        out = attn(x, cos, sin, LayerCache(), None)
+        out, _ = attn(x, cos, sin, LayerCache(), None)
         cache, pieces = LayerCache(), []
         for lo, hi in ((0, 2), (2, 3), (3, 9)):
-            pieces.append(attn(x[:, lo:hi], cos[lo:hi], sin[lo:hi], cache, None))
+            piece, cache = attn(x[:, lo:hi], cos[lo:hi], sin[lo:hi], cache, None)
+            pieces.append(piece)
 
         def conv(y, first):  # y: (B, T, C) projections; the conv weights of channels first..first + C
             c = attn.qkv_conv[:, first : first + y.shape[-1]]
@@ -394,7 +397,7 @@ def test_smeared_keys_equal_a_reference_written_from_the_formula(window):
     x = torch.randn(2, 9, 32)
     cos, sin = LM2Rotary(cfg)(0, 9, torch.float32)
     with torch.no_grad():
-        out = attn(x, cos, sin, LayerCache(), None)
+        out, _ = attn(x, cos, sin, LayerCache(), None)
         h, kvh, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         q = apply_rotary(attn.q_proj(x).view(2, 9, h, dh).transpose(1, 2), cos, sin)
         k = apply_rotary(attn.k_proj(x).view(2, 9, kvh, dh).transpose(1, 2), cos, sin)
@@ -410,3 +413,39 @@ def test_smeared_keys_equal_a_reference_written_from_the_formula(window):
                 ref[:, hh, i] = (scores.softmax(-1).unsqueeze(-1) * torch.stack([v[:, g, j] for j in seen], 1)).sum(1)
         ref = attn.o_proj(ref.transpose(1, 2).reshape(2, 9, -1))
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def _same(a, b) -> bool:
+    """Equal values, through the state's dataclasses (LayerCache, MemoryState, ChunkStats)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
+                                            for f in dataclasses.fields(a))
+    return a == b
+
+
+def test_blocks_return_their_new_state_and_leave_the_given_one_unchanged():
+    """Functional blocks (FSDP may hand a block a copy of its state): a call returns a new LayerCache and leaves
+    the one it was given, and the model the LM2Cache it was given, exactly as they were. The state carries
+    every field (window keys, padding mask, smeared key, convolution inputs, memory with an unfinished chunk)."""
+    model = memory_model(sliding_window=4, memory_write_shift=True, **MEMORY_VARIANTS["attention_conv"],
+                         **MEMORY_VARIANTS["key_shift"])
+    ids, mask = torch.randint(0, 97, (2, 11)), torch.ones(2, 11, dtype=torch.long)
+    mask[1, :2] = 0
+    with torch.no_grad():
+        state = model(ids[:, :6], attention_mask=mask[:, :6]).past_key_values  # 6 tokens: a chunk of U=4 is open
+        given, before = state.layers[0], copy.deepcopy(state)
+        fields = {f.name: getattr(given, f.name) for f in dataclasses.fields(given)}
+        assert all(v is not None for v in fields.values())
+        x = model.model.embed_tokens(ids[:, 6:])
+        cos, sin = model.model.rotary_emb(state.offset, 5, x.dtype)
+        _, new, _ = model.model.layers[0](x, cos, sin, given, state.offset, state.memory_update_interval,
+                                          mask[:, 6:].bool())
+        assert all(getattr(given, name) is value for name, value in fields.items())
+        assert _same(given, before.layers[0])
+        assert new is not given and not _same(new, given)
+
+        after = model(ids[:, 6:], attention_mask=mask, past_key_values=state).past_key_values
+        assert after is not state and after.offset == 11
+        assert state.offset == before.offset and all(_same(a, b) for a, b in zip(state.layers, before.layers))

@@ -38,7 +38,6 @@ from lm2.train.data import (
 from lm2.train.optim import build_optimizer, build_scheduler
 from lm2.train.parallel import (
     Dist,
-    OpaqueState,
     all_reduce_sum,
     apply_parallelism,
     barrier,
@@ -100,7 +99,6 @@ class SegmentedLM(nn.Module):
     def __init__(self, model: nn.Module, segment_length: int, bptt_segments: int = 0):
         super().__init__()
         self.model, self.segment_length, self.bptt_segments = model, segment_length, bptt_segments
-        self.opaque_state = False  # set by parallel.apply_parallelism under FSDP
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
@@ -111,8 +109,6 @@ class SegmentedLM(nn.Module):
                 cache.detach()  # truncated BPTT: no gradient reaches earlier segments through the state
             end = start + self.segment_length
             mask = None if attention_mask is None else attention_mask[:, start:end]
-            if cache is None and self.opaque_state:
-                cache = OpaqueState(self.model.new_cache())
             out = self.model(input_ids[:, start:end], attention_mask=mask, cache=cache, use_cache=True)
             cache, tgt = out.past_key_values, targets[:, start:end]
             if (tgt != -100).any():
@@ -429,7 +425,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, comm
     ctx, total = run.ctx, cfg.total_steps()
     val_batches = validation_batches(cfg, run.tokenizer, run.micro)
     unwrapped = SegmentedLM(run.model, cfg.data.segment_length)  # evaluation needs no DDP
-    unwrapped.opaque_state = cfg.distributed.strategy == "fsdp" and ctx.enabled
     log = MetricLog(run.out_dir, ctx.is_main, resume_step=run.step if resume else None)
     bar = tqdm(total=total, initial=run.step, disable=not (progress and ctx.is_main), dynamic_ncols=True)
     start, last_stage = time.perf_counter(), None

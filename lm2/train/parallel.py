@@ -9,6 +9,7 @@ N processes with B/N sequences each compute exactly the gradient of one process 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -66,35 +67,19 @@ def apply_parallelism(model: torch.nn.Module, runner: torch.nn.Module, strategy:
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        # One FSDP unit for the whole model, not one per decoder block, for two reasons (both measured):
-        # * FSDP2 rebuilds dataclass inputs that hold tensors requiring grad (to hook their backward), and a
-        #   block updates its LayerCache in place: the update would land on FSDP's copy and the next segment
-        #   would see the old memory. The root's own `cache` argument is hidden in an opaque holder instead
-        #   (see SegmentedLM and OpaqueState), which blocks never see.
-        # * reshard_after_forward=False: a fresh memory state is a view (expand) of the initial-memory
-        #   parameter and outlives the segment's forward; resharding would free the storage under it.
-        # Parameters, gradients and optimizer state stay sharded at rest; the full model is gathered for a
-        # micro-batch's forward and backward.
+        # One FSDP unit per decoder block, then the root (embeddings, final norm and the tied head). FSDP2 rebuilds
+        # a block's dataclass inputs to hook their tensors; the blocks return their new state and never change the
+        # one they are given, so the copy is harmless. reshard_after_forward=False: a fresh memory state is a view
+        # (expand) of the block's initial-memory parameter and outlives the forward; resharding would free the
+        # storage under it. Parameters, gradients and optimizer state stay sharded at rest.
+        # The state's tensors are views (window slices, the expanded initial memory) that nothing updates in place.
+        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+        for module in model.modules():
+            if type(module).__name__ in (model._no_split_modules or ()):
+                fully_shard(module, reshard_after_forward=False)
         fully_shard(model, reshard_after_forward=False)
-        runner.opaque_state = True
         return runner
     raise ValueError(f"distributed.strategy={strategy!r} is invalid: choose none, ddp or fsdp")
-
-
-class OpaqueState:
-    """Wraps the model's streaming state so that wrappers which copy dataclass inputs (FSDP2's backward hooks,
-    device moves) pass it through untouched: the model reads and updates the real state through it."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state):
-        object.__setattr__(self, "_state", state)
-
-    def __getattr__(self, name):
-        return getattr(object.__getattribute__(self, "_state"), name)
-
-    def __setattr__(self, name, value):
-        setattr(object.__getattribute__(self, "_state"), name, value)
 
 
 def no_sync(module: torch.nn.Module, enabled: bool):

@@ -19,13 +19,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, values: dict) -> None:
+def _join(rank: int, world_size: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+
+
+def _worker(rank: int, world_size: int, port: int, values: dict) -> None:
+    _join(rank, world_size, port)
     from lm2.train.loop import train
 
     train(from_dict(values), progress=False)
+
+
+def _wrap_worker(rank: int, world_size: int, port: int, values: dict) -> None:
+    _join(rank, world_size, port)
+    from torch.distributed.fsdp import FSDPModule
+
+    from lm2.train.loop import SegmentedLM, build_model
+    from lm2.train.parallel import apply_parallelism, init_distributed, shutdown
+
+    ctx, cfg = init_distributed("cpu", "gloo"), from_dict(values)
+    model = build_model(cfg, vocab_size=300)
+    apply_parallelism(model, SegmentedLM(model, cfg.data.segment_length), "fsdp", ctx)
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    assert units == [model, *model.model.layers], [type(m).__name__ for m in units]
+    shutdown(ctx)
 
 
 def _losses(out_dir):
@@ -52,3 +71,11 @@ def test_two_processes_match_one(strategy, lm_config, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=0, msg=name)
+
+
+@pytest.mark.distributed
+def test_fsdp_shards_every_decoder_block_as_its_own_unit(lm_config):
+    """The blocks return their new state, so FSDP2 may copy the state it hooks: each block is one unit."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_wrap_worker, args=(2, _free_port(), lm_config().to_dict()), nprocs=2, join=True)
