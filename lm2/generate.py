@@ -80,12 +80,6 @@ def resolve_segment_length(model, segment_length: int | None) -> int:
     return segment_length
 
 
-def _forward_last(model, ids: torch.Tensor, cache) -> tuple[Any, torch.Tensor]:
-    # past_key_values is the name every causal LM takes (LM2 and RMT accept it as an alias of their state).
-    out = model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return out.past_key_values, out.logits[:, -1]
-
-
 @torch.no_grad()
 def prefill(model, input_ids: torch.Tensor, cache=None, segment_length: int | None = None):
     """Feed a prompt (B, T) ``segment_length`` tokens at a time, carrying the state.
@@ -102,7 +96,7 @@ def prefill(model, input_ids: torch.Tensor, cache=None, segment_length: int | No
 def decode_one_token(model, token: torch.Tensor, cache, temperature: float = 0.0, top_p: float = 1.0,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
     """Feed one token per row (B,) and sample the next one: returns (next token (B,), state)."""
-    cache, logits = _forward_last(model, token[:, None], cache)
+    cache, logits = stream(model, token[:, None], 1, cache)
     return sample(logits, temperature, top_p, generator), cache
 
 

@@ -20,7 +20,7 @@ import dataclasses
 
 import torch
 
-from lm2.data.babilong import build_samples, finetune_example
+from lm2.data.babilong import build_samples, finetune_example, qa1_places
 from lm2.eval.common import load_model
 
 
@@ -33,22 +33,17 @@ def first_answer_token(model, tokenizer, sample) -> str:
     return tokenizer.decode([int(logits.argmax())]).strip()
 
 
-def last_place(facts: list[str], person: str) -> str | None:
-    """Where the qa1 facts last put ``person`` ("<person> <verb ...> the <room>.")."""
-    places = [fact.rstrip(".").split()[-1] for fact in facts if fact.split()[0] == person]
-    return places[-1] if places else None
-
-
-def probe(model, tokenizer, samples) -> dict[str, float]:
+def probe(model, tokenizer, samples, answers: list[str]) -> dict[str, float]:
+    """The counterfactual probe; ``answers`` are the first answer tokens of ``samples`` as asked."""
     changed = right = right_swapped = differ = n = 0
-    for sample in samples:
+    for sample, a in zip(samples, answers):
         person = sample.question.split()[-1].rstrip("?")
-        others = sorted({fact.split()[0] for fact in sample.facts} - {person})
+        places = qa1_places(sample.facts)
+        others = sorted(set(places) - {person})
         if not others:  # a story about one person has no other question to ask
             continue
         other = others[0]
-        swapped = dataclasses.replace(sample, question=f"Where is {other}?", target=last_place(sample.facts, other))
-        a = first_answer_token(model, tokenizer, sample)
+        swapped = dataclasses.replace(sample, question=f"Where is {other}?", target=places[other][0])
         b = first_answer_token(model, tokenizer, swapped)
         n += 1
         changed += a != b
@@ -59,28 +54,27 @@ def probe(model, tokenizer, samples) -> dict[str, float]:
             "targets_differ": differ / n}
 
 
-def by_distance(model, tokenizer, samples) -> tuple[dict[int, list[int]], dict[str, int]]:
+def by_distance(samples, answers: list[str]) -> tuple[dict[int, list[int]], dict[str, int]]:
     """Accuracy by facts stated after the person's last move ({distance: [right, asked]}, 4 = four or more) and a
     count of the answers: right, the last room mentioned, the room before it, another room of the story, other."""
     table: dict[int, list[int]] = {}
-    answers = {"right": 0, "last room": 0, "room before": 0, "other room of the story": 0, "other": 0}
-    for sample in samples:
+    kinds = {"right": 0, "last room": 0, "room before": 0, "other room of the story": 0, "other": 0}
+    for sample, a in zip(samples, answers):
         person = sample.question.split()[-1].rstrip("?")
         rooms = [fact.rstrip(".").split()[-1] for fact in sample.facts]
-        moved = max(i for i, fact in enumerate(sample.facts) if fact.split()[0] == person)
+        moved = qa1_places(sample.facts)[person][1]
         row = table.setdefault(min(4, len(sample.facts) - 1 - moved), [0, 0])
-        a = first_answer_token(model, tokenizer, sample)
         row[0] += a == sample.target
         row[1] += 1
         if a == sample.target:
-            answers["right"] += 1
+            kinds["right"] += 1
         elif a == rooms[-1]:
-            answers["last room"] += 1
+            kinds["last room"] += 1
         elif len(rooms) > 1 and a == rooms[-2]:
-            answers["room before"] += 1
+            kinds["room before"] += 1
         else:
-            answers["other room of the story" if a in rooms else "other"] += 1
-    return dict(sorted(table.items())), answers
+            kinds["other room of the story" if a in rooms else "other"] += 1
+    return dict(sorted(table.items())), kinds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,14 +86,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     loaded = load_model(args.model)
     samples = build_samples("qa1", args.length, args.n, split="test", seed=args.seed)
-    r = probe(loaded.model, loaded.tokenizer, samples)
+    answers = [first_answer_token(loaded.model, loaded.tokenizer, s) for s in samples]  # each sample asked once
+    r = probe(loaded.model, loaded.tokenizer, samples, answers)
     print(f"{r['pairs']} pairs ({args.length}, test seed {args.seed}): the answer changes with the person asked "
           f"about in {100 * r['answer_changed']:.1f}% (true answers differ in {100 * r['targets_differ']:.1f}%); "
           f"accuracy {100 * r['accuracy']:.1f}% asked as written, {100 * r['accuracy_swapped']:.1f}% swapped")
-    table, answers = by_distance(loaded.model, loaded.tokenizer, samples)
+    table, kinds = by_distance(samples, answers)
     print("accuracy by facts since the person's last move: " + ", ".join(
         f"{k}{'+' if k == 4 else ''}: {100 * right / asked:.0f}% of {asked}" for k, (right, asked) in table.items()))
-    print("answers: " + ", ".join(f"{name} {count}" for name, count in answers.items()))
+    print("answers: " + ", ".join(f"{name} {count}" for name, count in kinds.items()))
 
 
 if __name__ == "__main__":

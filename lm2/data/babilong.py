@@ -358,14 +358,21 @@ def finetune_example(sample: BabilongSample, tokenizer: Any, add_bos: bool = Fal
     return prompt + answer, [-100] * len(prompt) + answer
 
 
-def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
-    """A qa1 question asked about every person its facts place ("<person> <verb ...> the <room>."), shuffled."""
-    if sample.task != "qa1":
-        raise ValueError(f"ask_everyone is defined for qa1 only (where is each person?), not {sample.task}")
+def qa1_places(facts: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """{person: (room, index of the fact)} of each person's last move in qa1 facts
+    ("<person> <verb ...> the <room>.")."""
     last: dict[str, tuple[str, int]] = {}
-    for i, fact in enumerate(sample.facts):
+    for i, fact in enumerate(facts):
         words = fact.rstrip(".").split()
         last[words[0]] = (words[-1], i)
+    return last
+
+
+def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
+    """A qa1 question asked about every person its facts place, shuffled."""
+    if sample.task != "qa1":
+        raise ValueError(f"ask_everyone is defined for qa1 only (where is each person?), not {sample.task}")
+    last = qa1_places(sample.facts)
     people = sorted(last)
     rng.shuffle(people)
     return [BabiSample("qa1", sample.facts, f"Where is {person}?", last[person][0], [last[person][1]])
