@@ -404,13 +404,18 @@ class LM2Memory(nn.Module):
         reads, weights = [], []
         step = _compiled_chunk_step() if _COMPILE else chunk_step
         slot_keys, scale = getattr(self, "slot_keys", None), getattr(self, "read_scale", None)
-        for offset, length, ends_chunk in chunk_pieces(start, x_hat.shape[1], memory_update_interval):
-            piece = slice(offset, offset + length)
-            h, w, memory, pending = step(
-                q[:, :, piece], None if q_address is None else q_address[:, :, piece], memory, pending,
-                write_input[:, piece], None if token_mask is None else token_mask[:, piece],
-                None if strength is None else strength[:, piece], fused, slot_keys, scale, self.num_heads,
-                self.write_route, self.write_mode, self.update, ends_chunk)
+        pieces = chunk_pieces(start, x_hat.shape[1], memory_update_interval)
+        sizes = [length for _, length, _ in pieces]
+
+        def split(t: torch.Tensor | None, dim: int = 1) -> list:
+            # one split, not a slice per piece: the backward of a split is one concatenation, where each slice's
+            # backward would fill a zero tensor of the full length and add into it (quadratic in the pieces)
+            return [None] * len(sizes) if t is None else t.split(sizes, dim=dim)
+
+        for (_, _, ends_chunk), q_i, qa_i, x_i, m_i, s_i in zip(
+                pieces, split(q, 2), split(q_address, 2), split(write_input), split(token_mask), split(strength)):
+            h, w, memory, pending = step(q_i, qa_i, memory, pending, x_i, m_i, s_i, fused, slot_keys, scale,
+                                         self.num_heads, self.write_route, self.write_mode, self.update, ends_chunk)
             reads.append(h)  # (B, l, D)
             if return_weights:
                 weights.append(w)  # (B, l, N)
