@@ -1,6 +1,7 @@
 """Correctness checks of LM2 on an accelerator (CUDA): the CPU test suite's key equivalences, run on the GPU.
 
     python benchmarks/device_check.py            # exits non-zero if a check fails
+    python benchmarks/device_check.py --stream-tokens 4096   # a quicker CPU run of the same checks
 
 fp32 checks use TF32 off so that they compare like for like; the bf16 check only asks for finite values and a
 loss close to fp32's.
@@ -8,6 +9,7 @@ loss close to fp32's.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import torch
@@ -18,6 +20,9 @@ from lm2 import LM2Config, LM2ForCausalLM
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stream-tokens", type=int, default=65536, help="length of the long-stream checks")
+    args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -77,14 +82,29 @@ def main() -> int:
           f"bf16 {loss_bf16.item():.4f} fp32 {loss_fp32.item():.4f}")
 
     big = LM2ForCausalLM(LM2Config.from_preset("small", sliding_window=512)).to(device).eval()
-    long_ids = torch.randint(0, 8192, (1, 65536), device=device)
+    long_ids = torch.randint(0, 8192, (1, args.stream_tokens), device=device)
     from lm2.cache import stream
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     cache, _ = stream(big, long_ids, 4096)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
-    check("64K tokens streamed through the small preset", cache.offset == 65536, f"peak {peak:.0f} MiB")
+    check(f"{args.stream_tokens} tokens streamed through the small preset", cache.offset == args.stream_tokens, f"peak {peak:.0f} MiB")
+
+    # the same stream in bf16 autocast: the bank's recurrence stays fp32 and ends close to the fp32 bank
+    with torch.no_grad():
+        for p_name, p in big.named_parameters():
+            if ".memory." in p_name and "initial_memory" not in p_name:
+                p.copy_(torch.randn_like(p) * 0.05)
+        cache32, last32 = stream(big, long_ids, 4096)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            cache16, last16 = stream(big, long_ids, 4096)
+    worst = max(((a.memory.memory - b.memory.memory.float()).abs().max() / a.memory.memory.abs().max()).item()
+                for a, b in zip(cache32.layers, cache16.layers) if a.memory is not None)
+    fp32_banks = all(layer.memory.memory.dtype == torch.float32 for layer in cache16.layers if layer.memory)
+    cosine = torch.nn.functional.cosine_similarity(last32.float(), last16.float()).min().item()
+    check(f"{args.stream_tokens}-token stream in bf16 autocast vs fp32", fp32_banks and worst <= 0.02 and cosine > 0.999,
+          f"banks fp32 {fp32_banks}, worst relative bank diff {worst:.2e}, last-logit cosine {cosine:.5f}")
     print("all checks passed" if not failures else f"FAILED: {failures}")
     return 1 if failures else 0
 
