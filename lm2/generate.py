@@ -11,7 +11,9 @@ Test-time memory updates (paper section 4.4, "one inference step is a forward pa
 ``memory_update_interval=1`` writes the memory after every token, prompt and answer alike. The default is the
 model's configured interval U; it is fixed for the whole sequence, since update boundaries are absolute.
 
-Generation here is for one sequence at a time (batch 1); ``model.generate()`` does batches.
+``generate_tokens`` and ``generate_stream`` are for one sequence at a time (batch 1); ``prefill`` and
+``decode_one_token`` take left-padded batches (BABILong's greedy answers use them), and ``model.generate()`` does
+batches too.
 """
 
 from __future__ import annotations
@@ -75,28 +77,31 @@ def resolve_segment_length(model, segment_length: int | None) -> int:
     ``DEFAULT_SEGMENT_LENGTH``."""
     if segment_length is None:
         segment_length = getattr(model.config, "sliding_window", None) or DEFAULT_SEGMENT_LENGTH
-    if segment_length < 1:
-        raise ValueError(f"segment_length={segment_length} is invalid: it must be a positive integer")
-    return segment_length
+    return segment_length  # lm2.cache.segments refuses a length below 1
 
 
 @torch.no_grad()
-def prefill(model, input_ids: torch.Tensor, cache=None, segment_length: int | None = None):
+def prefill(model, input_ids: torch.Tensor, cache=None, segment_length: int | None = None,
+            attention_mask: torch.Tensor | None = None, on_segment=None):
     """Feed a prompt (B, T) ``segment_length`` tokens at a time, carrying the state.
 
     Returns the state and the logits of the prompt's last position (B, V). ``segment_length`` None: see
-    ``resolve_segment_length``.
+    ``resolve_segment_length``. ``attention_mask`` (B, T): 0 for the left padding of a batch.
+    ``on_segment(cache, logits)``: called after every segment (progress).
     """
     if input_ids.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token")
-    return stream(model, input_ids, resolve_segment_length(model, segment_length), cache)
+    return stream(model, input_ids, resolve_segment_length(model, segment_length), cache, on_segment,
+                  attention_mask=attention_mask)
 
 
 @torch.no_grad()
 def decode_one_token(model, token: torch.Tensor, cache, temperature: float = 0.0, top_p: float = 1.0,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
-    """Feed one token per row (B,) and sample the next one: returns (next token (B,), state)."""
-    cache, logits = stream(model, token[:, None], 1, cache)
+                     generator: torch.Generator | None = None,
+                     attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+    """Feed one token per row (B,) and sample the next one: returns (next token (B,), state).
+    ``attention_mask`` (B, 1): ones, needed once the prompt's attention mask had padding."""
+    cache, logits = stream(model, token[:, None], 1, cache, attention_mask=attention_mask)
     return sample(logits, temperature, top_p, generator), cache
 
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lm2.cache import segments
 from lm2.eval.common import LoadedModel, appended_records, write_json
+from lm2.generate import decode_one_token, prefill
 from lm2.model_facts import check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple
 
 FORMATS = ("auto", "finetune", "instruction")
@@ -160,21 +160,23 @@ def greedy_streaming(model, prompts: Sequence[Sequence[int]], segment_length: in
     the answers unchanged only when it is a multiple of ``padding_multiple(model)`` (``plan_batches`` groups
     prompts that way).
     """
-    if segment_length < 1:
-        raise ValueError(f"segment_length={segment_length} is invalid: it must be a positive integer")
     device = device if device is not None else next(model.parameters()).device
     ids, mask = _left_pad(prompts, pad_id, device)
     padded = bool((mask == 0).any())
-    state, logits = None, None
-    for start, out in segments(model, ids, segment_length, attention_mask=mask if padded else None):
-        state, logits = out.past_key_values, out.logits[:, -1]
+    fed = 0
+
+    def progress(cache, logits):
+        nonlocal fed
         if on_tokens is not None:
-            on_tokens(min(segment_length, ids.shape[1] - start))
+            on_tokens(min(segment_length, ids.shape[1] - fed))
+        fed += segment_length
+
+    state, logits = prefill(model, ids, None, segment_length, mask if padded else None, progress)
+    tokens = logits.argmax(-1)  # (B,)
     answers: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
     ones = torch.ones((len(prompts), 1), dtype=torch.long, device=device) if padded else None
-    for _ in range(max_new_tokens):
-        tokens = logits.argmax(-1)  # (B,)
+    for step in range(max_new_tokens):
         for row, token in enumerate(tokens.tolist()):
             if finished[row]:
                 continue
@@ -183,10 +185,9 @@ def greedy_streaming(model, prompts: Sequence[Sequence[int]], segment_length: in
             else:
                 answers[row].append(token)
                 finished[row] = done(answers[row])
-        if all(finished):
+        if all(finished) or step == max_new_tokens - 1:
             break
-        out = model(tokens[:, None], attention_mask=ones, cache=state, use_cache=True, logits_to_keep=1)
-        state, logits = out.past_key_values, out.logits[:, -1]
+        tokens, state = decode_one_token(model, tokens, state, attention_mask=ones)
     return answers
 
 
