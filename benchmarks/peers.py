@@ -11,8 +11,11 @@ default 4 residual streams (hyper-connections) and once with one ("1s", a plain 
     PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/peers.py --threads 1
     PYTHONPATH=$PWD:$PWD/benchmarks python benchmarks/peers.py --device cuda --seq 2048 --batch 8
 
-Prints each row's parameters, ms per step, tokens/s and tokens/s relative to HF Llama, then the target of issue
-"Memory at GPU speed": lm2 with memory / lucidrains RMT tokens/s >= 1.0.
+Prints each row's parameters, ms per step, tokens/s and tokens/s relative to HF Llama, FLOPs per step (torch's
+FlopCounterMode: matmuls and attention) and their ratio to HF Llama's, and the FLOP rate; then the target of issue
+"Memory at GPU speed": lm2 with memory / lucidrains RMT tokens/s >= 1.0. A model that does less work per token
+(RMT attends within segments; 16 memory tokens per 512 cost little) can be faster at the same FLOP rate: the
+FLOP columns tell speed of the code from amount of work.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import argparse
 
 import torch
 
-from common import add_runtime_args, hf_llama, interleaved_times, start
+from common import add_runtime_args, flops_of, hf_llama, interleaved_times, start
 
 from lm2 import LM2Config, LM2ForCausalLM
 
@@ -119,15 +122,18 @@ def main() -> None:
         fns[PEER] = train_step(peer, make(ids))
         models[PEER_ONE_STREAM], make = peer_step(without, args, streams=1)
         fns[PEER_ONE_STREAM] = train_step(models[PEER_ONE_STREAM], make(ids))
+    flops = {name: flops_of(fn) for name, fn in fns.items()}
     times = interleaved_times(fns, args.repeats, args.warmup, device=args.device)
     tokens = args.batch * args.seq
-    header = f"{'model':16} {'params':>8} {'ms/step':>9} {'tok/s':>8} {'tok/s vs HF':>11}"
+    header = (f"{'model':17} {'params':>8} {'ms/step':>9} {'tok/s':>8} {'tok/s vs HF':>11} {'GFLOP/step':>10} "
+              f"{'FLOPs vs HF':>11} {'GFLOP/s':>8}")
     print(header)
     print("-" * len(header))
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:16} {params / 1e6:7.2f}M {times[name] * 1e3:9.1f} {tokens / times[name]:8.0f} "
-              f"{times[HF] / times[name]:11.3f}")
+        print(f"{name:17} {params / 1e6:7.2f}M {times[name] * 1e3:9.1f} {tokens / times[name]:8.0f} "
+              f"{times[HF] / times[name]:11.3f} {flops[name] / 1e9:10.1f} {flops[name] / flops[HF]:11.3f} "
+              f"{flops[name] / times[name] / 1e9:8.1f}")
     if peer is not None:
         print()
         for name in (PEER, PEER_ONE_STREAM):
