@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lm2.cli import PositiveInt, UserError, no_progress_bars
-from lm2.train.config import load_config, shipped_config_names, shipped_configs_dir
+from lm2.train.config import shipped_config_names, shipped_configs_dir
 
 DEMO_CONFIG = "babilong-tiny.yaml"  # shipped in the package: lm2/configs (lm2.train.config.shipped_configs_dir)
 
@@ -34,6 +34,7 @@ def run_train(config: str, /, *overrides: str, resume: bool = False, overwrite: 
               init_from: str | None = None, no_progress: bool = False, count_tokens: bool = False,
               threads: PositiveInt | None = None, _argv: list[str] | None = None) -> int:
     """train or fine-tune a model from a YAML config, with --section.field VALUE overrides"""
+    from lm2.train.config import load_config
     from lm2.train.loop import TrainingDiverged, train
     from lm2.train.model_card import command_line
 
