@@ -14,6 +14,7 @@ import argparse
 import importlib
 import inspect
 import os
+import re
 import sys
 import types
 import typing
@@ -124,9 +125,6 @@ def no_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
-THREADS_HELP = "CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this process may use)"
-
-
 def command_function(name: str):
     """The function ``COMMANDS[name]`` names."""
     module, _, function = COMMANDS[name].partition(":")
@@ -137,14 +135,7 @@ def _docs(func) -> tuple[str, str | None, dict[str, str]]:
     """(first line, the text before ``Args:``, {parameter: help}) of a command's docstring."""
     text, _, args = (inspect.getdoc(func) or "").partition("\nArgs:\n")
     summary, _, description = text.partition("\n\n")
-    helps: dict[str, str] = {}
-    name = None
-    for line in args.splitlines():
-        if line.startswith("    ") and not line.startswith("     ") and ": " in line:
-            name, _, line = line.strip().partition(": ")
-            helps[name] = line
-        elif name and line.strip():
-            helps[name] += " " + line.strip()
+    helps = {name: " ".join(text.split()) for name, text in re.findall(r"^    (\w+): (.*(?:\n     +.*)*)", args, re.M)}
     return " ".join(summary.split()), description.strip() or None, helps
 
 
@@ -183,7 +174,8 @@ def _add_command(sub, name: str, func) -> None:
             kw.pop("required", None)
             p.add_argument(param.name, help=helps.get(param.name), **kw)
     if "threads" not in params:  # every command takes it, so none can be added without it
-        p.add_argument("--threads", type=PositiveInt.__metadata__[0], default=None, help=THREADS_HELP)
+        p.add_argument("--threads", type=PositiveInt.__metadata__[0], default=None,
+                       help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores it may use)")
     p.set_defaults(_func=func, _command=name)
 
 

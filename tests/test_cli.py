@@ -46,3 +46,11 @@ def test_an_unknown_flag_is_one_line(capsys):
     assert main(["data", "babi", "--task", "qa1", "--tsk", "qa2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unrecognized arguments: --tsk qa2" in err
+
+
+def test_every_flag_has_help():
+    for name in COMMANDS:
+        func = command_function(name)
+        documented = set(re.findall(r"^    (\w+): ", inspect.getdoc(func).partition("\nArgs:\n")[2], re.M))
+        flags = {p for p in inspect.signature(func).parameters if not p.startswith("_") and p != "overrides"}
+        assert flags <= documented, (name, flags - documented)

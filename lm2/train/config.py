@@ -204,9 +204,7 @@ SECTIONS = ("model", "data", "train", "eval", "checkpoint", "distributed")
 # ----------------------------------------------------------------------------- building and checking
 
 
-@functools.cache
-def _adapter() -> TypeAdapter:
-    return TypeAdapter(TrainConfig)
+_ADAPTER = TypeAdapter(TrainConfig)
 
 
 def _build(values: Any) -> TrainConfig:
@@ -215,7 +213,7 @@ def _build(values: Any) -> TrainConfig:
     if isinstance(values, dict):  # an empty section (`train:` with nothing under it) is the defaults
         values = {k: {} if v is None and k in SECTIONS else v for k, v in values.items()}
     try:
-        return _adapter().validate_json(json.dumps(values, default=str), strict=True)
+        return _ADAPTER.validate_json(json.dumps(values, default=str), strict=True)
     except ValidationError as err:
         error = err.errors()[0]
         name = ".".join(map(str, error["loc"])) or "<root>"
