@@ -1,24 +1,49 @@
-"""`lm2 <command>`: a thin argparse front end.
+"""`lm2 <command>`: the command line, generated from the typed signatures of the functions in ``COMMANDS``.
 
-Each area of the package registers its own sub-commands in a small ``commands.py`` (``register(sub)``), and
-each command calls library functions. Heavy imports (torch, transformers) happen inside the handlers, so
-``lm2 --help`` is instant.
+Each command is a function; its keyword-only parameters are the flags (``max_new_tokens`` -> ``--max-new-tokens``),
+its other parameters the positional arguments, the annotation the type (``bool``: a switch; ``Literal``: choices;
+``list``: one or more values; ``Annotated[T, parse]``: ``parse`` checks the text), the default the default, and
+the docstring the help (first line, text, then ``Args:`` with one ``name: help`` each). A ``*overrides`` parameter
+takes the ``--section.field VALUE`` options no flag claims (``lm2 train``). Heavy imports (torch, transformers)
+happen inside the commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
+import re
 import sys
+import types
+import typing
+from typing import Annotated, Literal
 
-# Modules that contribute sub-commands; each has ``register(subparsers)``.
-COMMAND_MODULES = [
-    "lm2.data.commands",
-    "lm2.train.commands",
-    "lm2.eval.commands",
-    "lm2.commands",
-]
+# Each command and the function that runs it (README.md, "Commands", lists the library functions they call).
+COMMANDS = {
+    "data babi": "lm2.data.commands:run_babi",
+    "data babilong": "lm2.data.commands:run_babilong",
+    "data tokenizer": "lm2.data.commands:run_tokenizer",
+    "score babilong": "lm2.data.commands:run_score_babilong",
+    "train": "lm2.train.commands:run_train",
+    "demo": "lm2.train.commands:run_demo",
+    "eval babilong": "lm2.eval.commands:run_babilong",
+    "eval mmlu": "lm2.eval.commands:run_mmlu",
+    "eval harness": "lm2.eval.commands:run_harness",
+    "eval recall": "lm2.eval.commands:run_recall",
+    "eval perplexity": "lm2.eval.commands:run_perplexity",
+    "generate": "lm2.commands:run_generate",
+    "inspect memory": "lm2.commands:run_inspect_memory",
+    "model stream": "lm2.commands:run_stream",
+}
+GROUPS = {
+    "data": "generate bAbI / BABILong data, train a tokenizer",
+    "score": "score model outputs",
+    "eval": "evaluate a model: BABILong, MMLU, any lm-eval task, perplexity",
+    "inspect": "look inside a model",
+    "model": "build and inspect LM2 models",
+}
 
 
 class UserError(Exception):
@@ -46,10 +71,10 @@ def _int_at_least(low: int):
     return parse
 
 
-positive_int = _int_at_least(1)
-"""An argparse type: an integer >= 1 (counts, sizes, lengths)."""
-nonnegative_int = _int_at_least(0)
-"""An argparse type: an integer >= 0."""
+PositiveInt = Annotated[int, _int_at_least(1)]
+"""An integer >= 1 (counts, sizes, lengths)."""
+NonNegativeInt = Annotated[int, _int_at_least(0)]
+"""An integer >= 0."""
 
 
 def one_line(err: BaseException) -> str:
@@ -100,32 +125,70 @@ def no_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _leaf_parsers(parser: argparse.ArgumentParser):
-    """The parsers of the commands that run something (``lm2 eval babilong``, ...), not their groups."""
-    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not groups:
-        yield parser
-    for group in groups:
-        for child in dict.fromkeys(group.choices.values()):  # aliases map to the same parser
-            yield from _leaf_parsers(child)
+def command_function(name: str):
+    """The function ``COMMANDS[name]`` names."""
+    module, _, function = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _docs(func) -> tuple[str, str | None, dict[str, str]]:
+    """(first line, the text before ``Args:``, {parameter: help}) of a command's docstring."""
+    text, _, args = (inspect.getdoc(func) or "").partition("\nArgs:\n")
+    summary, _, description = text.partition("\n\n")
+    helps = {name: " ".join(text.split()) for name, text in re.findall(r"^    (\w+): (.*(?:\n     +.*)*)", args, re.M)}
+    return " ".join(summary.split()), description.strip() or None, helps
+
+
+def _argument(tp, default) -> dict:
+    """argparse's keywords for a parameter of type ``tp`` with ``default`` (``inspect.Parameter.empty``: none)."""
+    kw: dict = {"required": True} if default is inspect.Parameter.empty else {"default": default}
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # X | None: X
+        tp = next(t for t in typing.get_args(tp) if t is not type(None))
+    if tp is bool:
+        return {**kw, "action": "store_true"}
+    if typing.get_origin(tp) is Annotated:
+        return {**kw, "type": tp.__metadata__[0]}
+    if typing.get_origin(tp) is Literal:
+        return {**kw, "choices": list(typing.get_args(tp))}
+    if typing.get_origin(tp) is list:
+        return {**kw, "nargs": "+", "type": typing.get_args(tp)[0]}
+    return {**kw, "type": tp}
+
+
+def _add_command(sub, name: str, func) -> None:
+    summary, description, helps = _docs(func)
+    p = sub.add_parser(name, help=summary, description=description,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = typing.get_type_hints(func, include_extras=True)
+    params = inspect.signature(func).parameters
+    for param in params.values():
+        if param.name.startswith("_"):  # given by main, not the user (_argv)
+            continue
+        if param.kind is param.VAR_POSITIONAL:
+            p.set_defaults(_overrides=param.name)
+            continue
+        kw = _argument(hints[param.name], param.default)
+        if param.kind is param.KEYWORD_ONLY:
+            p.add_argument("--" + param.name.replace("_", "-"), dest=param.name, help=helps.get(param.name), **kw)
+        else:
+            kw.pop("required", None)
+            p.add_argument(param.name, help=helps.get(param.name), **kw)
+    if "threads" not in params:  # every command takes it, so none can be added without it
+        p.add_argument("--threads", type=PositiveInt.__metadata__[0], default=None,
+                       help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores it may use)")
+    p.set_defaults(_func=func, _command=name)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="lm2", description="LM2: Large Memory Models")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # that area is not there (yet); the others still work
-                continue
-            raise
-        module.register(sub)
-    for command in _leaf_parsers(parser):  # every command, so none can be added without it
-        command.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                             help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this "
-                                  "process may use)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name in COMMANDS:
+        group, _, leaf = name.rpartition(" ")
+        if group and group not in groups:
+            groups[group] = sub.add_parser(group, help=GROUPS[group]).add_subparsers(
+                dest=f"{group}_command", metavar="SUBCOMMAND", required=True)
+        _add_command(groups[group] if group else sub, leaf, command_function(name))
     return parser
 
 
@@ -133,28 +196,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
-        if unknown and hasattr(args, "overrides"):
-            # lm2 demo --out_dir X: argparse leaves an unknown option before the overrides (REMAINDER) unparsed;
-            # the overrides start right after it, so the order is kept
-            args.overrides = [*unknown, *(args.overrides or [])]
-        elif unknown:
+        if unknown and not hasattr(args, "_overrides"):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:  # --help, or a malformed command line (already reported in one line)
         return int(done.code or 0)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (a checkpoint's model card names it)
+    kwargs = vars(args)
+    func, command = kwargs.pop("_func"), kwargs.pop("_command")
+    params = inspect.signature(func).parameters
+    positional = [kwargs.pop(p.name) for p in params.values() if p.kind is p.POSITIONAL_ONLY]
+    if kwargs.pop("_overrides", None):
+        positional += unknown  # in the order typed
+    if "_argv" in params:
+        kwargs["_argv"] = list(sys.argv[1:] if argv is None else argv)  # as typed (a model card names it)
+    kwargs = {k: v for k, v in kwargs.items() if k in params}
     from lm2.wheels import MissingWheelError
 
     try:
         set_threads(args.threads)  # before any work (lm2 train applies train.threads too: lm2/train/commands.py)
         if getattr(args, "no_progress", False):
             no_progress_bars()
-        result = args.func(args)
+        result = func(*positional, **kwargs)
     except (UserError, ValueError, OSError, KeyError, MissingWheelError) as err:
         # Errors meant for the user (OSError: a path that is a file, unwritable, a full disk): one clear line, no
         # traceback. Set LM2_DEBUG=1 to see the traceback.
         if os.environ.get("LM2_DEBUG"):
             raise
-        print(f"lm2 {args.command}: error: {one_line(err)}", file=sys.stderr)
+        print(f"lm2 {command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     return int(result or 0)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lm2.commands
-from lm2.cli import available_cores, build_parser, main, set_threads
+from lm2.cli import COMMANDS, available_cores, build_parser, main, set_threads
 
 
 @pytest.fixture(autouse=True)
@@ -37,18 +37,23 @@ def test_default_is_omp_num_threads_else_the_cpu_affinity(monkeypatch):
 
 
 def test_every_command_takes_threads():
-    from lm2.cli import _leaf_parsers
+    import argparse
 
-    commands = {parser.prog: parser for parser in _leaf_parsers(build_parser())}
+    def leaves(parser):  # the parsers of the commands that run something, not their groups
+        groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return [leaf for g in groups for child in g.choices.values() for leaf in leaves(child)] or [parser]
+
+    commands = {parser.prog: parser for parser in leaves(build_parser())}
     assert {"lm2 train", "lm2 demo", "lm2 eval babilong", "lm2 eval mmlu", "lm2 generate", "lm2 inspect memory",
             "lm2 model stream", "lm2 score babilong"} <= set(commands)
+    assert set(commands) == {f"lm2 {name}" for name in COMMANDS}  # the table is every command
     for prog, parser in commands.items():
         assert "--threads" in parser._option_string_actions, prog
 
 
 def test_the_flag_and_the_default_reach_torch_before_the_work(monkeypatch):
     seen = []
-    monkeypatch.setattr(lm2.commands, "run_stream", lambda args: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(lm2.commands, "run_stream", lambda: seen.append(torch.get_num_threads()))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     torch.set_num_threads(1)
     assert main(["model", "stream", "--threads", "2"]) == 0

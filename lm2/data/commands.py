@@ -4,53 +4,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Literal
 
-from lm2.cli import nonnegative_int, positive_int
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="generate bAbI / BABILong data, train a tokenizer")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    data_sub.required = True
-
-    p = data_sub.add_parser("babi", help="generate bAbI questions (qa1-qa10)")
-    p.add_argument("--task", required=True, help="qa1 ... qa10")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--n", type=nonnegative_int, default=1000, help="number of questions")
-    p.add_argument("--format", default="babi", choices=["babi", "jsonl"],
-                   help="babi: the bAbI text format (whole stories, the last one cut after the n-th question); "
-                        "jsonl: one question with its facts per line")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--out", help="output file (default: stdout)")
-    p.set_defaults(func=run_babi)
-
-    p = data_sub.add_parser("babilong", help="build BABILong samples (bAbI facts hidden in book text)")
-    p.add_argument("--task", required=True, help="qa1 ... qa10")
-    p.add_argument("--length", required=True, help="0k, 1k, 2k, 4k, ..., 128k (1k = 1000 GPT-2 tokens)")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--n", type=positive_int, default=100, help="number of samples")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--out", help="output .jsonl file (default: stdout)")
-    p.set_defaults(func=run_babilong)
-
-    p = data_sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer and save it in HF format")
-    p.add_argument("--corpus", required=True,
-                   help="a .txt/.jsonl/.parquet file, a folder, a glob, or 'books' (the TRAIN background books)")
-    p.add_argument("--vocab-size", type=positive_int, required=True)
-    p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=run_tokenizer)
-
-    score = sub.add_parser("score", help="score model outputs")
-    score_sub = score.add_subparsers(dest="score_command", metavar="SUBCOMMAND")
-    score_sub.required = True
-    p = score_sub.add_parser("babilong", help="accuracy of a CSV with columns target, output, question")
-    p.add_argument("csv", help="CSV file of model outputs")
-    p.add_argument("--task", required=True, help="qa1 ... qa10")
-    p.add_argument("--rule", default="label", choices=["label", "exact"],
-                   help="label: BABILong's published rule for generated text; exact: exact match")
-    p.set_defaults(func=run_score_babilong)
+from lm2.cli import NonNegativeInt, PositiveInt
 
 
 def _cut_stories(stories, n: int):
@@ -72,26 +29,36 @@ def _cut_stories(stories, n: int):
     return out
 
 
-def run_babi(args) -> int:
+def run_babi(*, task: str, split: Literal["train", "test"] = "test", n: NonNegativeInt = 1000,
+             format: Literal["babi", "jsonl"] = "babi", seed: NonNegativeInt = 0, out: str | None = None) -> int:
+    """generate bAbI questions (qa1-qa10)
+
+    Args:
+        task: qa1 ... qa10
+        split: train or test
+        n: number of questions
+        format: babi: the bAbI text format (whole stories, the last one cut after the n-th question); jsonl: one
+            question with its facts per line
+        seed: seed of the generator
+        out: output file (default: stdout)
+    """
     import json
     from dataclasses import asdict
 
     from lm2.data import babi
 
-    task = babi.check_task(args.task)
-    if args.n < 0:
-        raise ValueError(f"--n must be non-negative, got {args.n}")
-    if args.format == "jsonl":
-        text = "".join(json.dumps(asdict(s)) + "\n" for s in babi.generate_samples(task, args.n, args.split, args.seed))
+    task = babi.check_task(task)
+    if format == "jsonl":
+        text = "".join(json.dumps(asdict(s)) + "\n" for s in babi.generate_samples(task, n, split, seed))
     else:
-        count = max(1, args.n // 5)  # bAbI stories hold at least one question; grow until there are n
+        count = max(1, n // 5)  # bAbI stories hold at least one question; grow until there are n
         while True:
-            stories = babi.generate_stories(task, count, args.split, args.seed)
-            if sum(line.answer is not None for s in stories for line in s.lines) >= args.n:
+            stories = babi.generate_stories(task, count, split, seed)
+            if sum(line.answer is not None for s in stories for line in s.lines) >= n:
                 break
             count *= 2
-        text = babi.format_babi(_cut_stories(stories, args.n))
-    _write_lines([text], args.out)
+        text = babi.format_babi(_cut_stories(stories, n))
+    _write_lines([text], out)
     return 0
 
 
@@ -105,7 +72,18 @@ def _write_lines(lines, out: str | None) -> None:
         f.writelines(lines)
 
 
-def run_babilong(args) -> int:
+def run_babilong(*, task: str, length: str, split: Literal["train", "test"] = "test", n: PositiveInt = 100,
+                 seed: NonNegativeInt = 0, out: str | None = None) -> int:
+    """build BABILong samples (bAbI facts hidden in book text)
+
+    Args:
+        task: qa1 ... qa10
+        length: 0k, 1k, 2k, 4k, ..., 128k (1k = 1000 GPT-2 tokens)
+        split: train or test
+        n: number of samples
+        seed: seed of the samples
+        out: output .jsonl file (default: stdout)
+    """
     import json
     from dataclasses import asdict
 
@@ -114,32 +92,46 @@ def run_babilong(args) -> int:
     from lm2.data.babi import check_task
     from lm2.data.babilong import iter_samples, length_name
 
-    check_task(args.task)  # the samples are made lazily: a bad task or length must fail before the file is made
-    length = length_name(args.length)
-    samples = iter_samples(args.task, length, args.n, split=args.split, seed=args.seed)
+    check_task(task)  # the samples are made lazily: a bad task or length must fail before the file is made
+    length = length_name(length)
+    samples = iter_samples(task, length, n, split=split, seed=seed)
 
     def lines():  # the bar (on stderr) starts with the first line, once the output is open
-        for sample in tqdm(samples, total=args.n, desc=f"{args.task} {length} {args.split}", unit="sample"):
+        for sample in tqdm(samples, total=n, desc=f"{task} {length} {split}", unit="sample"):
             yield json.dumps(asdict(sample), ensure_ascii=False) + "\n"
 
-    _write_lines(lines(), args.out)
-    if args.out is not None:
-        print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
+    _write_lines(lines(), out)
+    if out is not None:
+        print(f"wrote {n} samples to {out}", file=sys.stderr)
     return 0
 
 
-def run_tokenizer(args) -> int:
+def run_tokenizer(*, corpus: str, vocab_size: PositiveInt, out: str) -> int:
+    """train a byte-level BPE tokenizer and save it in HF format
+
+    Args:
+        corpus: a .txt/.jsonl/.parquet file, a folder, a glob, or 'books' (the TRAIN background books)
+        vocab_size: tokens in the vocabulary
+        out: output folder
+    """
     from lm2.data.tokenizers import train_bpe_tokenizer
 
-    tokenizer = train_bpe_tokenizer(args.corpus, args.vocab_size, out_dir=args.out)
-    short = "" if len(tokenizer) == args.vocab_size else f" (of {args.vocab_size} asked: the corpus has no more merges)"
-    print(f"trained a byte-level BPE with {len(tokenizer)} tokens{short}; saved to {args.out}")
+    tokenizer = train_bpe_tokenizer(corpus, vocab_size, out_dir=out)
+    short = "" if len(tokenizer) == vocab_size else f" (of {vocab_size} asked: the corpus has no more merges)"
+    print(f"trained a byte-level BPE with {len(tokenizer)} tokens{short}; saved to {out}")
     return 0
 
 
-def run_score_babilong(args) -> int:
+def run_score_babilong(csv: str, /, *, task: str, rule: Literal["label", "exact"] = "label") -> int:
+    """accuracy of a CSV with columns target, output, question
+
+    Args:
+        csv: CSV file of model outputs
+        task: qa1 ... qa10
+        rule: label: BABILong's published rule for generated text; exact: exact match
+    """
     from lm2.data.babilong_scoring import score_csv
 
-    accuracy = score_csv(args.csv, args.task, rule=args.rule)
-    print(f"{args.task}: {accuracy:.2f}% ({args.rule} rule)")
+    accuracy = score_csv(csv, task, rule=rule)
+    print(f"{task}: {accuracy:.2f}% ({rule} rule)")
     return 0

@@ -4,105 +4,77 @@ evaluated, plotted). NAME is a config shipped in the package (lm2/configs: babil
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from lm2.cli import positive_int
+from lm2.cli import PositiveInt, UserError, no_progress_bars
+from lm2.train.config import shipped_config_names, shipped_configs_dir
 
 DEMO_CONFIG = "babilong-tiny.yaml"  # shipped in the package: lm2/configs (lm2.train.config.shipped_configs_dir)
 
-_EPILOG = """Overrides set any config field: --train.lr 3e-4 --model.config.sliding_window 64
---data.curriculum '[{steps: 50, lengths: [0k]}]' (values are YAML). Under torchrun:
-torchrun --nproc-per-node 2 -m lm2 train CONFIG --distributed.strategy fsdp"""
+_TRAIN_DOC = """
+
+    Overrides set any config field: --train.lr 3e-4 --model.config.sliding_window 64
+    --data.curriculum '[{{steps: 50, lengths: [0k]}}]' (values are YAML). Under torchrun:
+    torchrun --nproc-per-node 2 -m lm2 train CONFIG --distributed.strategy fsdp
+
+    Args:
+        config: a YAML config file, or the name of one shipped with lm2 (a file of that name in the current folder
+            wins): {shipped}
+        resume: continue from the last complete checkpoint in out_dir
+        overwrite: delete the run already in out_dir (checkpoints, best/, metrics) and start over; without it or
+            --resume, an out_dir holding a run is refused
+        init_from: an HF Llama folder or smollm2-135m (sets model.init_from)
+        no_progress: no progress bar
+        count_tokens: print the tokens the config trains on (its budget) and exit, without training
+        threads: CPU threads for torch, saved as train.threads (default: the config's train.threads, else
+            OMP_NUM_THREADS if set, else the cores this process may use)"""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from lm2.train.config import shipped_config_names  # light (no torch)
-
-    p = sub.add_parser("train", help="train or fine-tune a model from a YAML config", epilog=_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="a YAML config file, or the name of one shipped with lm2 (a file of that name in "
-                                   f"the current folder wins): {', '.join(shipped_config_names())}")
-    p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in out_dir")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the run already in out_dir (checkpoints, best/, metrics) and start over; without it "
-                        "or --resume, an out_dir holding a run is refused")
-    p.add_argument("--init-from", default=None, help="an HF Llama folder or smollm2-135m (sets model.init_from)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--count-tokens", action="store_true",
-                   help="print the tokens the config trains on (its budget) and exit, without training")
-    p.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.field VALUE ... (see below)")
-    p.set_defaults(func=run_train)
-
-    d = sub.add_parser("demo", help=f"train a tiny LM2 on generated BABILong (the shipped config "
-                                    f"{DEMO_CONFIG.removesuffix('.yaml')}), evaluate it, "
-                                    "print a results table and write a plot; about 10 minutes on 2 CPU cores",
-                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("--config", default=None,
-                   help=f"a YAML config file or a shipped config's name (default: the shipped {DEMO_CONFIG})")
-    d.add_argument("--resume", action="store_true")
-    d.add_argument("--overwrite", action="store_true")
-    d.add_argument("--no-progress", action="store_true")
-    d.add_argument("overrides", nargs=argparse.REMAINDER, help="--section.field VALUE ...")
-    d.set_defaults(func=run_train, init_from=None)
-
-
-def _take_flags(args) -> list[str]:
-    """Flags given after the config land among the overrides (argparse REMAINDER): pick ours out."""
-    rest, items = [], list(getattr(args, "overrides", None) or [])
-    while items:
-        item = items.pop(0)
-        name, eq, value = item.partition("=")
-        if item in ("--resume", "--overwrite"):
-            setattr(args, item[2:], True)
-        elif item == "--no-progress":
-            args.no_progress = True
-        elif item == "--count-tokens":
-            args.count_tokens = True
-        elif name in ("--init-from", "--threads") and (eq or items):
-            setattr(args, name[2:].replace("-", "_"), value if eq else items.pop(0))
-        else:
-            rest.append(item)
-    return rest
-
-
-def run_train(args) -> int:
-    from lm2.cli import UserError, no_progress_bars
+def run_train(config: str, /, *overrides: str, resume: bool = False, overwrite: bool = False,
+              init_from: str | None = None, no_progress: bool = False, count_tokens: bool = False,
+              threads: PositiveInt | None = None, _argv: list[str] | None = None) -> int:
+    """train or fine-tune a model from a YAML config, with --section.field VALUE overrides"""
     from lm2.train.config import load_config
     from lm2.train.loop import TrainingDiverged, train
     from lm2.train.model_card import command_line
 
-    overrides = _take_flags(args)
-    if args.config is None:  # lm2 demo: the shipped config, whatever the current folder holds
-        from lm2.train.config import shipped_configs_dir
-
-        args.config = str(shipped_configs_dir() / DEMO_CONFIG)
-    if args.init_from:
-        overrides += ["--model.init_from", args.init_from]
-    if args.threads is not None:  # the same as --train.threads N, and it wins over the config's value
-        try:
-            threads = positive_int(str(args.threads))
-        except argparse.ArgumentTypeError as err:
-            raise UserError(f"--threads: {err}") from None
+    overrides = list(overrides)
+    if init_from:
+        overrides += ["--model.init_from", init_from]
+    if threads is not None:  # the same as --train.threads N, and it wins over the config's value
         overrides += ["--train.threads", str(threads)]
-    cfg = load_config(args.config, overrides)  # validated before any work starts
-    if getattr(args, "count_tokens", False):
+    cfg = load_config(config, overrides)  # validated before any work starts
+    if count_tokens:
         from lm2.train.data import budget_tokens, task_tokenizer
 
-        tokens = budget_tokens(cfg, task_tokenizer(cfg), progress=not args.no_progress)
-        print(f"{args.config}: {tokens:,} tokens in {cfg.total_steps()} steps of {cfg.train.batch_size} sequences "
+        tokens = budget_tokens(cfg, task_tokenizer(cfg), progress=not no_progress)
+        print(f"{config}: {tokens:,} tokens in {cfg.total_steps()} steps of {cfg.train.batch_size} sequences "
               "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
         return 0
-    if args.no_progress:  # given after the config, it is only known here
+    if no_progress:
         no_progress_bars()
     try:
-        run = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
-                    command=command_line(getattr(args, "argv", None)))
+        run = train(cfg, resume=resume, progress=not no_progress, overwrite=overwrite, command=command_line(_argv))
     except TrainingDiverged as err:
         raise UserError(str(err)) from None
     if run.ctx.is_main:
         report(run)
     return 0
+
+
+def run_demo(*overrides: str, config: str | None = None, resume: bool = False, overwrite: bool = False,
+             init_from: str | None = None, no_progress: bool = False, count_tokens: bool = False,
+             threads: PositiveInt | None = None, _argv: list[str] | None = None) -> int:
+    """train a tiny LM2 on generated BABILong (the shipped config babilong-tiny), evaluate it, print a results
+    table and write a plot; about 10 minutes on 2 CPU cores"""
+    return run_train(config or str(shipped_configs_dir() / DEMO_CONFIG), *overrides, resume=resume,
+                     overwrite=overwrite, init_from=init_from, no_progress=no_progress, count_tokens=count_tokens,
+                     threads=threads, _argv=_argv)
+
+
+run_train.__doc__ += _TRAIN_DOC.format(shipped=", ".join(shipped_config_names()))
+run_demo.__doc__ += _TRAIN_DOC.replace("config: a YAML", "config: (default: the shipped babilong-tiny) a YAML").format(
+    shipped=", ".join(shipped_config_names()))
 
 
 def report(run) -> None:

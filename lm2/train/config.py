@@ -7,12 +7,17 @@ saved with every checkpoint, so a run can always be reproduced from its checkpoi
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
-import types
+import functools
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
@@ -20,6 +25,7 @@ PRECISIONS = ("fp32", "bf16")
 STRATEGIES = ("none", "ddp", "fsdp")
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class ModelSection:
     kind: str = "lm2"
@@ -36,6 +42,7 @@ class ModelSection:
     """Extra keyword arguments for the RMT baseline (e.g. num_memory_tokens)."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class DataSection:
     task: str = "babilong"
@@ -81,6 +88,7 @@ class DataSection:
     """Tokens per packed pretraining sequence (split into segments of segment_length)."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class TrainSection:
     steps: int = 0
@@ -118,6 +126,7 @@ class TrainSection:
     """auto (cuda if available) | cpu | cuda."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class EvalSection:
     interval: int = 100
@@ -136,6 +145,7 @@ class EvalSection:
     """Prompts decoded together in the BABILong accuracy evaluation."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class CheckpointSection:
     interval: int = 0
@@ -147,6 +157,7 @@ class CheckpointSection:
     """A metric of the eval record; *loss is minimised, anything else maximised."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class DistributedSection:
     strategy: str = "none"
@@ -155,6 +166,7 @@ class DistributedSection:
     """auto (nccl on GPU, gloo on CPU) | gloo | nccl."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class TrainConfig:
     out_dir: str = "runs/default"
@@ -186,49 +198,31 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+SECTIONS = ("model", "data", "train", "eval", "checkpoint", "distributed")
+
+
 # ----------------------------------------------------------------------------- building and checking
 
 
-def _type_ok(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, t) for t in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, origin or tp)
+_ADAPTER = TypeAdapter(TrainConfig)
 
 
-def _build(cls, values: dict, prefix: str):
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown config field {prefix}{unknown[0]}: the fields of "
-                         f"{prefix.rstrip('.') or 'the config'} are {sorted(names)}")
-    kwargs = {}
-    for name, value in values.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value or {}, f"{prefix}{name}.")
-            continue
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not _type_ok(value, tp):
-            raise ValueError(f"config field {prefix}{name}={value!r} is invalid: expected {_type_name(tp)}")
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(t) for t in typing.get_args(tp))
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+def _build(values: Any) -> TrainConfig:
+    """The config from nested dicts, each field checked against its annotation by pydantic (strictly, as JSON: an
+    int is no float's string, a bool no int); an error names the field and the value."""
+    if isinstance(values, dict):  # an empty section (`train:` with nothing under it) is the defaults
+        values = {k: {} if v is None and k in SECTIONS else v for k, v in values.items()}
+    try:
+        return _ADAPTER.validate_json(json.dumps(values, default=str), strict=True)
+    except ValidationError as err:
+        error = err.errors()[0]
+        name = ".".join(map(str, error["loc"])) or "<root>"
+        if error["type"] == "unexpected_keyword_argument":
+            section = functools.reduce(lambda cls, part: typing.get_type_hints(cls)[part], error["loc"][:-1],
+                                       TrainConfig)
+            raise ValueError(f"unknown config field {name}: the fields of {'.'.join(error['loc'][:-1]) or 'the config'}"
+                             f" are {sorted(f.name for f in dataclasses.fields(section))}") from None
+        raise ValueError(f"config field {name}={error['input']!r} is invalid: {error['msg'].lower()}") from None
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
@@ -411,29 +405,30 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> tuple[int, int]:
     return micro, per_rank // micro
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` -> nested dict; values parsed as YAML."""
-    out: dict = {}
-    i = 0
-    while i < len(items):
-        item = items[i]
+def apply_overrides(values: dict, items: list[str]) -> dict:
+    """Set ``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` in the nested dict ``values`` (a copy);
+    each value is read as YAML, and one that looks like a number is a number (YAML 1.1 reads "3e-4" as a string)."""
+    values, items = copy.deepcopy(values), list(items)
+    while items:
+        item = items.pop(0)
         if not item.startswith("--") or len(item) < 3:
             raise ValueError(f"override {item!r} is invalid: use --section.field VALUE (e.g. --train.lr 3e-4)")
-        key, eq, value = item[2:].partition("=")
+        key, eq, text = item[2:].partition("=")
         if not eq:
-            if i + 1 >= len(items):
+            if not items:
                 raise ValueError(f"override --{key} has no value")
-            value = items[i + 1]
-            i += 1
-        i += 1
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
+            text = items.pop(0)
+        value = _yaml(text, f"override --{key}")
+        with contextlib.suppress(ValueError, TypeError):
+            value = float(value) if isinstance(value, str) else value
+        *path, name = key.split(".")
+        node = values
+        for part in path:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override --{key}: {part} is given a value by another override")
-        node[parts[-1]] = _number_or_value(_yaml(value, f"override --{key}"))
-    return out
+                raise ValueError(f"override --{key}: {part} is not a section of fields")
+        node[name] = value
+    return values
 
 
 def _yaml(text: str, where: str) -> Any:
@@ -449,28 +444,8 @@ def _yaml(text: str, where: str) -> Any:
         raise ValueError(f"{where} is not valid YAML{place}: {problem}") from None
 
 
-def _number_or_value(value: Any) -> Any:
-    """YAML 1.1 reads "3e-4" (no dot) as a string; an override that looks like a number is one."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _merge(base: dict, over: dict) -> dict:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "curriculum":
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def from_dict(values: dict) -> TrainConfig:
-    return validate(_build(TrainConfig, values, ""))
+    return validate(_build(values))
 
 
 def shipped_configs_dir() -> Path:
@@ -502,7 +477,7 @@ def resolve_config(path: str | Path) -> Path:
                             f"`lm2 train babilong-tiny`: {', '.join(shipped_config_names())})")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config (or start from the defaults), apply overrides, build and validate it.
 
     ``path`` is a YAML file or the bare name of a shipped config (``resolve_config``)."""
@@ -519,9 +494,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
                              f"(see the shipped configs in {shipped_configs_dir()})")
         if not isinstance(values, dict):
             raise ValueError(f"config file {path}: a config is a YAML mapping of sections (model, data, train, ...)")
-    if overrides:
-        values = _merge(values, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
-    return from_dict(values)
+    return from_dict(apply_overrides(values, overrides or []))
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

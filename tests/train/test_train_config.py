@@ -6,14 +6,45 @@ import re
 
 import pytest
 
-from lm2.train.config import accumulation_steps, from_dict, load_config, parse_overrides
+from lm2.train.config import accumulation_steps, apply_overrides, from_dict, load_config
 from lm2.train.optim import lr_factor
 
 
 def test_overrides_are_nested_and_typed():
     overrides = ["--train.lr", "3e-4", "--model.config.sliding_window=64", "--data.babi_tasks", "[qa1, qa2]"]
-    assert parse_overrides(overrides) == {
+    assert apply_overrides({}, overrides) == {
         "train": {"lr": 3e-4}, "model": {"config": {"sliding_window": 64}}, "data": {"babi_tasks": ["qa1", "qa2"]}}
+    base = {"model": {"config": {"memory_slots": 4}}, "data": {"curriculum": [{"steps": 1, "lengths": ["0k"]}]}}
+    merged = apply_overrides(base, ["--model.config.sliding_window", "8", "--data.curriculum",
+                                    "[{steps: 100, lengths: [0k]}]"])
+    assert merged == {"model": {"config": {"memory_slots": 4, "sliding_window": 8}},  # dicts merge, lists replace
+                      "data": {"curriculum": [{"steps": 100, "lengths": ["0k"]}]}}
+    assert base["model"]["config"] == {"memory_slots": 4}  # the config read is left as it was
+    cfg = load_config(None, ["--data.task", "lm", "--train.steps", "3", "--train.lr", "3e-4", "--train.warmup_steps",
+                             "1", "--model.config.sliding_window", "64"])
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float) and cfg.model.config == {"sliding_window": 64}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["--train.batch_size", "eight"], "config field train.batch_size='eight' is invalid: input should be a valid int"),
+    (["--train.batch_size", "8.0"], "config field train.batch_size=8.0 is invalid"),
+    (["--train.batch_size", "true"], "config field train.batch_size=True is invalid"),
+    (["--data.tokenizer", "[gpt2]"], "config field data.tokenizer=['gpt2'] is invalid: input should be a valid str"),
+    (["--train.backbone_lr", "fast"], "config field train.backbone_lr='fast' is invalid"),
+    (["--train", "3"], "config field train=3 is invalid: input should be an object"),
+    (["--train.lrr", "1"], "unknown config field train.lrr: the fields of train are ['backbone_lr', 'batch_size'"),
+    (["--optimizer.lr", "1"], "unknown config field optimizer: the fields of the config are ['checkpoint'"),
+    (["--train.lr", "1", "--train.lr.x", "1"], "override --train.lr.x: lr is not a section of fields"),
+])
+def test_a_wrong_type_is_one_line_naming_the_field(overrides, message):
+    """The annotations of the config's dataclasses are the types (checked by pydantic); the error is one line."""
+    with pytest.raises(ValueError) as err:
+        load_config(None, ["--data.task", "lm", "--train.steps", "3", *overrides])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_empty_section_is_the_defaults():
+    assert from_dict({"data": {"task": "lm"}, "train": {"steps": 1}, "eval": None}).eval.interval == 100
 
 
 @pytest.mark.parametrize("values, field", [
