@@ -11,6 +11,8 @@
 #               were measured and not shipped.
 # Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
 #               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
+#               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
+#               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 #               Experiments 3 and 5 run on today's configs/babilong-tiny.yaml and data pipeline; RESULTS.md 3 and 5
@@ -112,6 +114,23 @@ for KIND in lm2 vanilla rmt; do
 done
 python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"
+
+if [[ ${SEEDS:-0} == 1 && $QUICK == 0 ]]; then
+  echo "== experiment 1c, seeds: does the backbone bind a person to a room? (smeared keys, every question supervised)"
+  # 750 steps of a 1,500-step schedule per run (about 10-15 minutes of one core each), seeds 0-5, probed at 0k
+  STORY=(--model.config.attention_key_shift true --data.supervise story --data.curriculum '[{steps: 1500, lengths: [0k]}]'
+         --eval.lengths '[0k]' --eval.interval 250 --checkpoint.interval 250 --train.lr 4e-3 --train.stop_after 750)
+  for SEED in 0 1 2 3 4 5; do
+    for KIND in vanilla lm2; do
+      RUN="$OUT/story-$KIND-seed$SEED"
+      EXTRA=()
+      [[ $KIND == vanilla ]] && EXTRA=("${WIDER[@]}")
+      done_already "$RUN" || lm2 train configs/babilong-tiny.yaml --out_dir "$RUN" --model.kind "$KIND" \
+          --train.seed "$SEED" "${STORY[@]}" "${EXTRA[@]}" --no-progress
+      python scripts/probe_binding.py "$RUN/ckpt-000750" --n 200
+    done
+  done
+fi
 
 echo "== experiment 2: memory in 0, 1, 2, 4 of 4 blocks (pretraining), seeds: $EXP2_SEEDS"
 EXP2_RUNS=()

@@ -48,7 +48,8 @@ def run_train(config: str, /, *overrides: str, resume: bool = False, overwrite: 
         from lm2.train.data import budget_tokens, task_tokenizer
 
         tokens = budget_tokens(cfg, task_tokenizer(cfg), progress=not no_progress)
-        print(f"{config}: {tokens:,} tokens in {cfg.total_steps()} steps of {cfg.train.batch_size} sequences "
+        of = f" (of a {cfg.total_steps()}-step schedule)" if cfg.train.stop_after else ""
+        print(f"{config}: {tokens:,} tokens in {cfg.last_step()} steps{of} of {cfg.train.batch_size} sequences "
               "(padding not counted; the same for every model kind, RMT's memory tokens aside)")
         return 0
     if no_progress:

@@ -116,6 +116,9 @@ class TrainSection:
     """LM2 only: optimizer steps during which the memory parameters stay at their initialisation (their gradients
     are dropped): with the memory's read projection at zero the model is exactly its backbone until then, so the
     backbone learns the task first and the memory joins after. 0 = from the first step."""
+    stop_after: int = 0
+    """Stop after this optimizer step (validating and saving a checkpoint there) while keeping the learning-rate
+    schedule of the whole run, so that ``--resume`` without it continues the same run. 0 = run to the end."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; for GPUs: a bf16 step is ~35x slower than fp32 on these CPUs)."""
     seed: int = 0
@@ -183,6 +186,10 @@ class TrainConfig:
         if self.train.steps:
             return self.train.steps
         return sum(int(stage["steps"]) for stage in self.data.curriculum)
+
+    def last_step(self) -> int:
+        """The step this run stops at: ``train.stop_after``, or the end of its schedule (``total_steps``)."""
+        return self.train.stop_after or self.total_steps()
 
     def stage_at(self, step: int) -> tuple[int, dict]:
         """The curriculum stage (index, stage) that optimizer step ``step`` (0-based) belongs to; after the last
@@ -352,6 +359,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _positive("train.grad_clip", t.grad_clip, zero_ok=True)
     _positive("train.skip_nonfinite", t.skip_nonfinite, zero_ok=True)
     _positive("train.memory_after", t.memory_after, zero_ok=True)
+    _positive("train.stop_after", t.stop_after, zero_ok=True)
+    if t.stop_after > cfg.total_steps():
+        raise ValueError(f"config field train.stop_after={t.stop_after} is past the run's last step "
+                         f"({cfg.total_steps()}): give at most that, or 0 to run to the end")
     if t.memory_after and (m.kind != "lm2" or m.freeze_backbone):
         raise ValueError(f"config field train.memory_after={t.memory_after} needs model.kind=lm2 with a trained "
                          f"backbone (it holds LM2's .memory. parameters still while the backbone trains; "

@@ -226,12 +226,12 @@ def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
 
 
 def budget_tokens(cfg: TrainConfig, tokenizer, progress: bool = False) -> int:
-    """The tokens a config trains on in its ``total_steps()`` steps (padding not counted), read from the same
+    """The tokens a config trains on up to its ``last_step()`` (padding not counted), read from the same
     deterministic stream as training without building the model: ``lm2 train CONFIG --count-tokens``."""
     from tqdm import tqdm
 
     stream = make_stream(cfg, tokenizer, 0, 1, cfg.train.batch_size)
-    return sum(batch_tokens(batch) for step in tqdm(range(cfg.total_steps()), desc="counting", unit="step",
+    return sum(batch_tokens(batch) for step in tqdm(range(cfg.last_step()), desc="counting", unit="step",
                                                     disable=not progress)
                for batch in stream.micro_batches(step))
 

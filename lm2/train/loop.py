@@ -423,6 +423,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, comm
     run = setup(cfg, resume, overwrite)
     run.command = command
     ctx, total = run.ctx, cfg.total_steps()
+    end = cfg.last_step()  # with train.stop_after the schedule still spans all `total` steps
     val_batches = validation_batches(cfg, run.tokenizer, run.micro)
     unwrapped = SegmentedLM(run.model, cfg.data.segment_length)  # evaluation needs no DDP
     log = MetricLog(run.out_dir, ctx.is_main, resume_step=run.step if resume else None)
@@ -441,7 +442,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, comm
     try:
         if cfg.eval.at_start and run.step == 0:
             validate()
-        while run.step < total:
+        while run.step < end:
             curriculum = cfg.data.task in ("babilong", "recall")
             stage = cfg.stage_at(run.step)[0] if curriculum else 0
             if stage != last_stage and ctx.is_main and curriculum:
@@ -457,7 +458,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, comm
             run.history.append({"step": run.step, "kind": "train", **record})
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tok_per_s']:.0f}")
             bar.update(1)
-            last = run.step == total
+            last = run.step == end
             if (cfg.eval.interval and run.step % cfg.eval.interval == 0) or last:
                 metrics = validate()
                 value = metrics.get(cfg.checkpoint.best_metric)

@@ -55,6 +55,26 @@ def test_killed_and_resumed_run_ends_identical(lm_config, tmp_path, monkeypatch)
     assert resumed.tokens == full.tokens == 6 * per_step and isinstance(full.tokens, int) and full.seconds > 0
 
 
+def test_stop_after_keeps_the_schedule_and_resume_finishes_the_same_run(lm_config, tmp_path):
+    """train.stop_after=3 of 6 steps: a checkpoint at step 3 with the full run's learning rates so far, and
+    --resume without stop_after ends with the full run's weights."""
+    full = train(lm_config(out_dir=str(tmp_path / "full")), progress=False)
+    stopped = train(lm_config(out_dir=str(tmp_path / "stopped"), train={"stop_after": 3}), progress=False)
+    assert stopped.step == 3 and ckpt.latest(tmp_path / "stopped").name == "ckpt-000003"
+    lrs = lambda run: [r["lr"] for r in run.history if r["kind"] == "train"]  # noqa: E731
+    assert lrs(stopped) == lrs(full)[:3] and lrs(full)[2] != lrs(full)[-1]
+    resumed = train(lm_config(out_dir=str(tmp_path / "stopped")), resume=True, progress=False)
+    assert resumed.step == 6
+    a, b = weights(tmp_path / "full" / "ckpt-000006"), weights(tmp_path / "stopped" / "ckpt-000006")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_stop_after_past_the_end_is_refused(lm_config):
+    with pytest.raises(ValueError, match=r"train.stop_after=7 is past the run's last step \(6\)"):
+        lm_config(train={"stop_after": 7})
+
+
 def test_kill_during_save_leaves_last_complete_checkpoint(lm_config, tmp_path, monkeypatch):
     cfg = lm_config()
     real_replace = ckpt.os.replace
