@@ -4,6 +4,8 @@ Importing the package registers the ``lm2`` model type with transformers' Auto c
 ``AutoModelForCausalLM.from_pretrained(folder)`` loads a saved LM2 model; it does nothing else.
 """
 
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
 from lm2.configuration_lm2 import PRESETS, LM2Config
 from lm2.modeling_lm2 import LM2ForCausalLM, LM2Model
 
@@ -12,8 +14,6 @@ __all__ = ["LM2Config", "LM2ForCausalLM", "LM2Model", "PRESETS"]
 
 
 def _register() -> None:
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
     AutoConfig.register("lm2", LM2Config, exist_ok=True)
     AutoModel.register(LM2Config, LM2Model, exist_ok=True)
     AutoModelForCausalLM.register(LM2Config, LM2ForCausalLM, exist_ok=True)

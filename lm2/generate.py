@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from lm2.cache import stream
+from lm2.model_facts import eos_token_ids
+from lm2.modeling_lm2 import LM2ForCausalLM
 
 # Segment length for prompts when the model has no attention window: long enough to keep the matrix products
 # efficient, short enough that one segment's attention scores stay small.
@@ -58,8 +60,6 @@ def new_state(model, memory_update_interval: int | None = None):
 
     ``memory_update_interval`` (U) needs an LM2 model: U = 1 is the paper's test-time update.
     """
-    from lm2.modeling_lm2 import LM2ForCausalLM
-
     interval = memory_update_interval
     if interval is None:
         return None
@@ -196,8 +196,6 @@ def generate_stream(model, tokenizer, prompt: str, max_new_tokens: int = 256, te
     raw text); generation stops at an end-of-sequence token of the tokenizer or of the model's generation
     config, or after ``max_new_tokens``. See ``generate_tokens`` for the other arguments.
     """
-    from lm2.model_facts import eos_token_ids
-
     ids = encode_prompt(tokenizer, prompt, chat_template)
     tokens = generate_tokens(model, ids, max_new_tokens, temperature, top_p, memory_update_interval, segment_length,
                              seed, eos_token_ids(model, tokenizer))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from lm2.modeling_lm2 import LM2ForCausalLM
+from lm2.rmt import RMTForCausalLM
+
 
 def model_kind(model: Any) -> str:
     """"lm2" (memory blocks), "vanilla" (LM2 code, no memory), "rmt", "streaming" (another model with the
     streaming interface), or "hf" (any other causal LM)."""
-    from lm2.modeling_lm2 import LM2ForCausalLM
-    from lm2.rmt import RMTForCausalLM
-
     if isinstance(model, RMTForCausalLM):
         return "rmt"
     if isinstance(model, LM2ForCausalLM):

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoConfig, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
@@ -422,8 +422,6 @@ class LM2ForCausalLM(LM2PreTrainedModel, GenerationMixin):
             # The memory is new here: transformers' load report need not list its (initialised) parameters as
             # missing. Only the report changes; from_pretrained on an LM2 checkpoint still lists them.
             # Reading the Llama's config ourselves spares transformers' "model of type llama" warning.
-            from transformers import AutoConfig
-
             config = AutoConfig.from_pretrained(source)
             if isinstance(config, LM2Config):
                 kwargs = memory_fields

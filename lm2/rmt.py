@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import GenerationMixin
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -231,8 +231,6 @@ class RMTForCausalLM(LM2PreTrainedModel, GenerationMixin):
 
 
 def _register() -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     AutoConfig.register(RMTConfig.model_type, RMTConfig, exist_ok=True)
     AutoModelForCausalLM.register(RMTConfig, RMTForCausalLM, exist_ok=True)
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from lm2.data.corpora import BOOKS, BOOKS_WHEEL, background_books
 from lm2.data.tokenizers import TokenCounter, count_tokens, token_counter
+from lm2.wheels import cache_dir
 
 MIN_SENTENCE_TOKENS = 10  # shorter background sentences (headings, "Yes, sir.") are dropped
 
@@ -47,7 +49,7 @@ class _Haystack:
 
 
 def _sentence_splitter():
-    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer  # heavy: nltk takes 0.8 s to import
 
     params = PunktParameters()
     params.abbrev_types = set(_ABBREVIATIONS)
@@ -55,8 +57,6 @@ def _sentence_splitter():
 
 
 def _book_sentences(split: str) -> list[str]:
-    from lm2.data.corpora import background_books
-
     splitter = _sentence_splitter()
     sentences = []
     for book in background_books(split):
@@ -66,9 +66,6 @@ def _book_sentences(split: str) -> list[str]:
 
 
 def _disk_cache_path(split: str) -> Path:
-    from lm2.data.corpora import BOOKS, BOOKS_WHEEL
-    from lm2.wheels import cache_dir
-
     key = json.dumps([_CACHE_VERSION, BOOKS_WHEEL, sorted(_ABBREVIATIONS), MIN_SENTENCE_TOKENS,
                       [(b.key, b.split, b.files) for b in BOOKS], split])
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

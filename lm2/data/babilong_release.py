@@ -33,7 +33,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from lm2.data.babilong import BabilongSample, length_name, parse_length
+from lm2.data.tokenizers import count_tokens
 
 FIELDS = ("input", "question", "target")
 DATASETS = ("RMT-team/babilong", "RMT-team/babilong-1k-samples", "RMT-team/babilong-train-5k-samples")
@@ -227,8 +231,6 @@ def _records(split: Split, limit: int | None = None) -> Iterator[dict]:
 def _reading(path: Path, kind: str):
     """Open ``path`` only if it is not a Git LFS pointer, and turn pyarrow's and the OS's errors into one
     ValueError naming the file."""
-    import pyarrow as pa
-
     _refuse_lfs_pointer(path)
     try:
         yield
@@ -240,8 +242,6 @@ def _check_file(path: Path, kind: str) -> None:
     """ValueError unless the file opens and has the three fields (a JSON file: its first sample has them)."""
     with _reading(path, kind):
         if kind == "parquet":
-            import pyarrow.parquet as pq
-
             _check_columns(path, pq.ParquetFile(path).schema_arrow.names)
         elif kind == "arrow":
             _check_columns(path, _arrow_reader(path).schema.names)
@@ -261,8 +261,6 @@ def _count(split: Split, limit: int) -> int:
     for path in split.files:
         with _reading(path, split.kind):
             if split.kind == "parquet":
-                import pyarrow.parquet as pq
-
                 count += pq.ParquetFile(path).metadata.num_rows
             elif split.kind == "arrow":
                 count += sum(batch.num_rows for batch in _arrow_reader(path))
@@ -296,8 +294,6 @@ def _file_records(path: Path, kind: str) -> Iterator[dict]:
             yield from _json_records(path)
             return
         if kind == "parquet":
-            import pyarrow.parquet as pq
-
             file = pq.ParquetFile(path)
             _check_columns(path, file.schema_arrow.names)
             batches = file.iter_batches(columns=list(FIELDS), batch_size=64)
@@ -314,8 +310,6 @@ def _file_records(path: Path, kind: str) -> Iterator[dict]:
 
 def _arrow_reader(path: Path):
     """save_to_disk writes the Arrow stream format; the file format is read too."""
-    import pyarrow as pa
-
     source = pa.memory_map(str(path))
     try:
         return pa.ipc.open_stream(source)
@@ -385,8 +379,6 @@ def _checked(record, path: Path, index: int) -> dict:
 
 
 def _to_sample(record: dict, split: Split) -> BabilongSample:
-    from lm2.data.tokenizers import count_tokens
-
     context = record["input"].strip()
     return BabilongSample(task=split.task, length=split.length, context=context, question=record["question"].strip(),
                           target=record["target"].strip(), facts=[], n_tokens=count_tokens([context])[0])

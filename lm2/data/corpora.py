@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import torch
 import yaml
 
 from lm2.wheels import MissingWheelError, wheel_member
@@ -296,8 +298,6 @@ def _iter_file(path: Path, text_field: str) -> Iterator[str]:
 
 
 def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:
-    import pyarrow.parquet as pq
-
     try:
         file = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises ArrowInvalid and others for damaged files
@@ -316,7 +316,7 @@ def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:
 
 def _iter_hf(name: str, text_field: str, split: str, config: str | None) -> Iterator[str]:
     try:
-        import datasets
+        import datasets  # optional: not a dependency of lm2
     except ImportError:
         raise ValueError(f"{name!r} is no local file or folder, and the `datasets` package for Hugging Face "
                          f"datasets is not installed") from None
@@ -430,8 +430,6 @@ class TokenBlocks:
             yield from self.tokenizer(batch, add_special_tokens=False)["input_ids"]
 
     def __iter__(self) -> Iterator[Any]:
-        import torch
-
         for index, block in enumerate(pack_tokens(self._token_lists(), self.block_size, self.sep_id)):
             if index < self.block:
                 continue

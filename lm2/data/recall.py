@@ -22,6 +22,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
 PAD, EOS, QUERY = "<pad>", "<eos>", "?"
 # Training draws its seeds from random.Random(f"recall/{train seed}/{step}/{index}"): an integer seed this large
 # is never produced there, and evaluation uses it alone.
@@ -110,9 +113,6 @@ def encode(sample: RecallSample, tokenizer) -> tuple[list[int], list[int]]:
 
 def build_tokenizer(spec: RecallSpec, out_dir: str | Path | None = None):
     """A word-level fast tokenizer over the spec's vocabulary (whitespace-separated words, no unknowns)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {w: i for i, w in enumerate(spec.vocabulary())}
     core = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

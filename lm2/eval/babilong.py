@@ -24,16 +24,25 @@ import json
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from tqdm import tqdm
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from lm2.data.babi import TASKS, check_task
+from lm2.data.babilong import LENGTHS, build_samples, finetune_example, instruction_prompt, length_name, parse_length
+from lm2.data.babilong_release import BabilongRelease, open_release
+from lm2.data.babilong_scoring import exact_match, label_score, read_predictions
 from lm2.eval.common import LoadedModel, appended_records, write_json
 from lm2.generate import decode_one_token, prefill
 from lm2.model_facts import check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple
+from lm2.viz.babilong import format_table, plot_heatmap
 
 FORMATS = ("auto", "finetune", "instruction")
 RULES = {"finetune": "exact", "instruction": "label"}  # the scoring rule of each format
@@ -48,8 +57,6 @@ ANSWER_FILE = re.compile(r"qa\d+_\d+k\.(csv|partial\.jsonl)")  # what a run writ
 
 def parse_tasks(spec: str | Sequence[str]) -> list[str]:
     """Task names from "qa1-qa5", "qa1,qa3,qa7", "1-5", "all" (qa1-qa10), or a list; unknown tasks raise."""
-    from lm2.data.babi import TASKS, check_task
-
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for item in (i.strip() for i in items):
@@ -74,8 +81,6 @@ def parse_tasks(spec: str | Sequence[str]) -> list[str]:
 def parse_lengths(spec: str | Sequence[str], known: bool = True) -> list[str]:
     """Length names from "0k,1k,4k" or a list; each must be one of BABILong's lengths (0k ... 128k) unless
     ``known`` is False (the official release also has 256k, 512k and 1M)."""
-    from lm2.data.babilong import LENGTHS, length_name, parse_length
-
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for item in (str(i).strip() for i in items):
@@ -100,8 +105,6 @@ def resolve_format(loaded: LoadedModel, fmt: str) -> str:
         return fmt
     config_file = loaded.path / "train_config.yaml"
     if config_file.is_file():
-        import yaml
-
         try:
             task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task")
         except (yaml.YAMLError, AttributeError):
@@ -116,8 +119,6 @@ def resolve_format(loaded: LoadedModel, fmt: str) -> str:
 
 def prompt_ids(sample, tokenizer: Any, fmt: str, shots: int = 0) -> list[int]:
     """The token ids the model continues with its answer."""
-    from lm2.data.babilong import finetune_example, instruction_prompt
-
     if fmt == "finetune":
         ids, labels = finetune_example(sample, tokenizer)
         first = next(i for i, label in enumerate(labels) if label != -100)  # where the answer starts
@@ -195,8 +196,6 @@ def greedy_streaming(model, prompts: Sequence[Sequence[int]], segment_length: in
 def greedy_hf(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos: set[int], pad_id: int,
               done: Callable[[list[int]], bool], device=None) -> list[list[int]]:
     """Greedy answers of a non-streaming causal LM through ``generate()`` (left-padded batch, KV cache)."""
-    from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
-
     device = device if device is not None else next(model.parameters()).device
     ids, mask = _left_pad(prompts, pad_id, device)
     width = ids.shape[1]
@@ -258,8 +257,6 @@ def plan_batches(lengths: Sequence[int], batch_size: int, multiple: int = 1) -> 
 
 
 def score(outputs: Sequence[str], samples: Sequence[Any], rule: str) -> list[bool]:
-    from lm2.data.babilong_scoring import exact_match, label_score
-
     if rule == "exact":
         return [exact_match(o, s.target) for o, s in zip(outputs, samples)]
     if rule == "label":
@@ -335,8 +332,6 @@ def saved_answers(out_dir: Path, task: str, length: str, samples: Sequence[Any])
     """Answers already in ``out_dir`` for ``samples`` (sample index -> output): the CSV's rows (row i answers
     sample i), then the partial file's records. Raises ValueError if a saved answer belongs to another sample
     or the CSV holds more samples than asked for (rewriting it would drop them)."""
-    from lm2.data.babilong_scoring import read_predictions
-
     found: dict[int, tuple[str, str, str]] = {}  # index -> (target, question, output)
     csv_path = out_dir / f"{task}_{length}.csv"
     if csv_path.is_file():
@@ -362,8 +357,6 @@ def saved_answers(out_dir: Path, task: str, length: str, samples: Sequence[Any])
 def summarize(accuracy: dict[str, dict[str, float]], tasks: Sequence[str], lengths: Sequence[str]) -> dict:
     """Means over tasks and lengths: the qa1-qa5 mean per length (when all five were run), the mean over the
     tasks run, and per task the aggregate over lengths >= 8k (the LM2 paper's "8k and more")."""
-    from lm2.data.babilong import parse_length
-
     def mean(values):
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
@@ -387,8 +380,6 @@ def summarize(accuracy: dict[str, dict[str, float]], tasks: Sequence[str], lengt
 
 def results_table(summary: dict) -> str:
     """The terminal table of a summary (tasks x lengths, the means, the >= 8k aggregate)."""
-    from lm2.viz.babilong import format_table
-
     tasks, lengths = summary["tasks"], summary["lengths"]
     extra_rows = {}
     if "mean_qa1_qa5" in summary:
@@ -409,10 +400,6 @@ def majority_baseline(out_dir: str | os.PathLike) -> dict[str, float]:
     reading, fairer than 1 / (number of places) when a task's answers are not all places or not equally likely
     (qa2, qa5). Chosen with the targets in view, it is an upper bound on such guessing: with 100 samples per task,
     sampling noise alone lifts the largest of six equal shares to about 21%."""
-    from collections import Counter
-
-    from lm2.data.babilong_scoring import read_predictions
-
     targets: dict[str, Counter] = {}
     for path in sorted(Path(out_dir).glob("qa*_*k.csv")):
         task = path.name.split("_")[0]
@@ -448,11 +435,6 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
     Without ``resume``, a folder that already holds answers is refused unless ``overwrite`` (which deletes them
     first, every task and length), so that one folder never mixes answers made with different settings.
     """
-    from tqdm import tqdm
-
-    from lm2.data.babilong import build_samples, parse_length
-    from lm2.data.babilong_release import BabilongRelease, open_release
-
     release = data if isinstance(data, BabilongRelease) or data is None else open_release(data)
     tasks, lengths = parse_tasks(tasks), parse_lengths(lengths, known=release is None)
     if release is not None:
@@ -566,8 +548,6 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
     summary.update(summarize(summary["accuracy"], tasks, lengths))
     if out_dir is not None:
         write_json(out_dir / "summary.json", summary)
-        from lm2.viz.babilong import plot_heatmap
-
         source = "official release, " if release is not None else ""
         title = f"BABILong, {loaded.name} ({source}{fmt} format, {rule} rule, n={n or 'all'})"
         plot_heatmap(summary["accuracy"], tasks, lengths, out_dir / "babilong.png", title)

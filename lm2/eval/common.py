@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import SafetensorError
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
+
+import lm2  # noqa: F401  (registers the lm2 model type with the Auto classes)
+import lm2.rmt  # noqa: F401  (registers lm2-rmt)
+from lm2.data.tokenizers import load_tokenizer
 from lm2.model_facts import model_kind
+from lm2.pretrained import resolve_pretrained
 
 
 @dataclass
@@ -29,10 +40,8 @@ class LoadedModel:
         return model_kind(self.model)
 
 
-def resolve_device(name: str | None) -> "torch.device":  # noqa: F821
+def resolve_device(name: str | None) -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... as a torch.device; ValueError for a device this machine lacks."""
-    import torch
-
     name = name or "cpu"
     try:
         device = torch.device(name)
@@ -57,14 +66,6 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "cpu",
     ``tokenizer`` overrides the folder's own tokenizer ("gpt2", "smollm2" or a folder). Raises ValueError with
     the reason when the folder is not a model lm2 can load.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    import lm2  # noqa: F401  (registers the lm2 model type with the Auto classes)
-    import lm2.rmt  # noqa: F401  (registers lm2-rmt)
-    from lm2.data.tokenizers import load_tokenizer
-    from lm2.pretrained import resolve_pretrained
-
     path = resolve_pretrained(name_or_path)  # ValueError for a name it does not know or a folder without config
     device = resolve_device(device)
     try:
@@ -72,8 +73,6 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "cpu",
     except (ValueError, OSError, KeyError) as err:
         raise ValueError(f"{path} is not a model folder lm2 can load: its config.json is not a transformers "
                          f"config ({str(err).splitlines()[0]})") from None
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # a bar per load would bury the command's own output (and its errors)
     try:
         with damaged_weights_error(path):
@@ -95,8 +94,6 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "cpu",
 @contextlib.contextmanager
 def damaged_weights_error(path: Path):
     """Turn safetensors' complaint about a truncated or garbled weights file into a ValueError naming the file."""
-    from safetensors import SafetensorError
-
     try:
         yield
     except SafetensorError as err:
@@ -110,9 +107,6 @@ def quiet_lm_eval(log: str | os.PathLike | None):
     """Keep lm-evaluation-harness quiet while the body runs (``--no-progress``): its warnings are raised to errors
     only (it resets its logger's level from LMEVAL_LOG_LEVEL), and whatever still reaches the process's stderr,
     such as the "fatal: not a git repository" of the git it runs, goes to ``log`` (None: change nothing)."""
-    import logging
-    import sys
-
     if log is None:
         yield
         return

@@ -3,7 +3,7 @@
 ``hflm(model, tokenizer)`` wraps any loaded causal LM (LM2, vanilla, RMT or a plain HF model) as lm-eval's
 ``HFLM``, in process: lm2's model types need no ``trust_remote_code`` and no hub access::
 
-    from lm_eval import simple_evaluate
+    from lm_eval import simple_evaluate  # optional: lm_eval (the eval extra)
     from lm2.eval.common import load_model
     from lm2.eval.lm_eval_adapter import hflm
 
@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lm2.eval.common import load_model
+
 
 def hflm(model: Any, tokenizer: Any, batch_size: int = 8, **kwargs: Any):
     """lm-eval's ``HFLM`` around an in-memory causal LM (its device is the model's)."""
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # optional: lm_eval (the eval extra)
 
     return HFLM(pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size, **kwargs)
 
@@ -38,7 +40,7 @@ LM_EVAL_VERSION = "0.4.13"  # the version lm2 is tested with (pyproject.toml's e
 def require_lm_eval() -> None:
     """ValueError with the install command when lm-evaluation-harness is missing (it is an optional extra)."""
     try:
-        import lm_eval  # noqa: F401
+        import lm_eval  # noqa: F401  (optional: lm_eval, the eval extra)
     except ImportError:
         raise ValueError(f"this needs lm-evaluation-harness: pip install lm_eval=={LM_EVAL_VERSION} (or "
                          f"pip install -e \".[eval]\" in lm2's checkout)") from None
@@ -49,8 +51,8 @@ def register_lm2() -> None:
     model_args="pretrained=CKPT,device=cpu,batch_size=8")`` then loads any checkpoint ``lm2.eval.common.load_model``
     loads (LM2, vanilla, RMT, plain HF; ``tokenizer=`` overrides its tokenizer), in process, as ``hflm`` wraps it."""
     require_lm_eval()
-    from lm_eval.api.registry import MODEL_REGISTRY, register_model
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.api.registry import MODEL_REGISTRY, register_model  # optional: lm_eval (the eval extra)
+    from lm_eval.models.huggingface import HFLM  # optional: lm_eval (the eval extra)
 
     if "lm2" in MODEL_REGISTRY.keys():
         return
@@ -59,8 +61,6 @@ def register_lm2() -> None:
     class LM2HarnessModel(HFLM):
         def __init__(self, pretrained: str, tokenizer: str | None = None, device: str = "cpu", batch_size=8,
                      **kwargs: Any):
-            from lm2.eval.common import load_model
-
             loaded = load_model(pretrained, device=device, tokenizer=tokenizer)
             super().__init__(pretrained=loaded.model, tokenizer=loaded.tokenizer, backend="causal",
                              batch_size=batch_size, **kwargs)
@@ -70,7 +70,7 @@ def task_manager(include_path: str | Path | None = None, include_defaults: bool 
     """lm-eval's TaskManager over its own tasks and the task YAMLs in ``include_path`` (a folder), whose loading
     errors (offline, a task's data not found) are one ValueError naming the tasks."""
     require_lm_eval()
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # optional: lm_eval (the eval extra)
 
     if include_path is not None and not Path(include_path).is_dir():
         raise ValueError(f"--include-path {include_path} is not a folder: give a folder of lm-eval task YAML files")
@@ -120,7 +120,7 @@ def evaluate_harness(loaded: Any, tasks: Sequence[str], num_fewshot: int | None 
     N documents of each task, or a fraction below 1). With ``out_dir``, write ``results.json`` (the results, what
     was run, on which model) and, with ``log_samples``, ``samples_<task>.jsonl`` (each document's prompt,
     responses and scores)."""
-    from lm_eval import simple_evaluate
+    from lm_eval import simple_evaluate  # optional: lm_eval (the eval extra)
 
     manager = manager if manager is not None else task_manager(include_path)
     names = match_tasks(manager, tasks)
@@ -138,7 +138,7 @@ def evaluate_harness(loaded: Any, tasks: Sequence[str], num_fewshot: int | None 
 def write_harness_results(out_dir: str | Path, results: dict) -> Path:
     """``results.json`` (everything but the per-document samples) and one ``samples_<task>.jsonl`` per task
     when the results hold samples."""
-    from lm_eval.utils import handle_non_serializable
+    from lm_eval.utils import handle_non_serializable  # optional: lm_eval (the eval extra)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

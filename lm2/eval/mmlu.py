@@ -363,8 +363,8 @@ def run_lm_eval_mmlu(lm: Any, questions: Sequence[Any], shots: int = 0, form: st
     """Score ``questions`` with lm-evaluation-harness on ``lm`` (``hflm`` of a model): all questions of each
     subject present are its few-shot pool, ``limit`` evaluates the first N per subject. Returns per subject one
     record per question scored, in order (see ``harness_records``)."""
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
+    from lm_eval import simple_evaluate  # optional: lm_eval (the eval extra)
+    from lm_eval.tasks import TaskManager  # optional: lm_eval (the eval extra)
 
     with tempfile.TemporaryDirectory(prefix="lm2-lm-eval-") as folder:
         names = write_mmlu_tasks(questions, form, folder)

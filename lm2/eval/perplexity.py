@@ -22,8 +22,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from lm2.cache import segments
+from lm2.data.corpora import iter_documents
 from lm2.eval.common import LoadedModel, write_json
 from lm2.model_facts import check_fits, is_streaming
 from lm2.viz import save_figure
@@ -77,10 +79,6 @@ def evaluate_perplexity(loaded: LoadedModel, data: str | Iterable[str] = "books"
     """Perplexity and loss by position of a loaded model on ``data`` (a source for ``iter_documents``,
     "books" for the held-out books, or an iterable of texts). Written to ``out_dir`` as ``perplexity.json``
     and ``loss_by_position.png``."""
-    from tqdm import tqdm
-
-    from lm2.data.corpora import iter_documents
-
     for name, value, least in (("--seq-len", seq_len, 2), ("--segment-length", segment_length, 1),
                                ("--batch-size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -149,10 +147,10 @@ def evaluate_perplexity(loaded: LoadedModel, data: str | Iterable[str] = "books"
 
 def plot_loss_by_position(result: dict, path: str | os.PathLike, title: str = "") -> Path:
     """Mean loss of the tokens at each position of their window (binned), with the overall loss dashed."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
 
     curve = result["loss_by_position"]
     centres = [s + (curve["bin_size"] - 1) / 2 for s in curve["start"]]

@@ -13,10 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import yaml
+from tqdm import tqdm
 
 from lm2.cache import segments
+from lm2.data.recall import TEST_SEED, RecallSpec, encode, make_samples
 from lm2.eval.common import LoadedModel
 from lm2.model_facts import is_streaming
+from lm2.viz.recall import plot_recall
 
 
 def parse_segments(spec: str | Sequence[int]) -> list[int]:
@@ -50,8 +54,6 @@ def recall_breakdown(model, tokenizer, samples: Sequence, segment_length: int, b
     second, ... query of each sample. A bag of values without keys shows as by_query ~ 1/P, 1/(P-1), ..., 1 with
     P pairs asked P queries: each earlier answer, visible to the window, rules one value out.
     """
-    from lm2.data.recall import encode
-
     device = next(model.parameters()).device
     vocab = tokenizer.get_vocab()
     counts = {"accuracy": 0, "other_pair": 0, "unstated": 0}
@@ -81,10 +83,6 @@ def recall_accuracy(model, tokenizer, samples: Sequence, segment_length: int, ba
 
 def recall_spec_of(path: str | os.PathLike):
     """The RecallSpec a checkpoint was trained with (its saved training config's ``data.recall``)."""
-    import yaml
-
-    from lm2.data.recall import RecallSpec
-
     file = Path(path) / "train_config.yaml"  # lm2.train.checkpoint.CONFIG_FILE (eval does not import train)
     if not file.is_file():
         raise ValueError(f"{path} has no {file.name}: `lm2 eval recall` needs a checkpoint that `lm2 train` wrote "
@@ -103,10 +101,6 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
     unless ``seed``); written to ``out_dir/recall.json`` and plotted in ``out_dir/recall.png`` if given.
     ``segment_length`` (tokens per streaming call) defaults to the diagnostic's segment. ``spec`` (a RecallSpec)
     defaults to the one the checkpoint was trained with."""
-    from tqdm import tqdm
-
-    from lm2.data.recall import TEST_SEED, make_samples
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"--n {n!r} is invalid: it must be a positive integer")
     if batch_size < 1:
@@ -125,8 +119,6 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
                "pairs": spec.pairs, "queries": spec.queries, "chance": 100.0 / spec.num_values,
                "accuracy": accuracy, "errors": errors}
     if out_dir is not None:
-        from lm2.viz.recall import plot_recall
-
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "recall.json").write_text(json.dumps(summary, indent=2) + "\n")
         plot_recall({loaded.name: summary}, Path(out_dir) / "recall.png")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -29,6 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from transformers.utils import logging as hf_logging
 
 from lm2.train.config import TrainConfig, from_dict, save_config
 from lm2.train.model_card import add_loader
@@ -68,15 +78,11 @@ def set_rng_state(state: dict) -> None:
 
 def full_state_dicts(model: torch.nn.Module, optimizer) -> tuple[dict, dict]:
     """Unsharded model and optimizer state on CPU (identity for a plain model; gathers under FSDP)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
-
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer, state: dict) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
@@ -99,8 +105,6 @@ def save(folder: Path, model, optimizer, scheduler, cfg: TrainConfig, step: int,
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # "Writing model shards" bars would break the training progress bar
     model.save_pretrained(tmp, state_dict=model_state, safe_serialization=True)
     if tokenizer is not None:
@@ -230,8 +234,6 @@ def prune(out_dir: str | Path, keep_last: int) -> None:
 
 def check_compatible(folder: Path, cfg: TrainConfig) -> None:
     """A checkpoint continues a run only with the same model and tokenizer: raise a clear ValueError otherwise."""
-    import yaml
-
     saved = from_dict(yaml.safe_load((folder / CONFIG_FILE).read_text()))
     mismatches = []
     for section, fields in (("model", ("kind", "preset", "init_from", "config", "rmt")), ("data", ("tokenizer",))):
@@ -246,8 +248,6 @@ def check_compatible(folder: Path, cfg: TrainConfig) -> None:
 
 def load_model_weights(folder: Path, model: torch.nn.Module) -> None:
     """Load a checkpoint's weights into an unwrapped model; a shape mismatch is reported as incompatibility."""
-    from safetensors.torch import load_file
-
     state = load_file(str(folder / "model.safetensors"))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -263,8 +263,6 @@ def load_trainer_state(folder: Path) -> dict:
     """The trainer state of a checkpoint, read without unpickling anything but tensors and plain containers:
     a checkpoint folder received from someone else must not run their code (``weights_only=True`` refuses any
     other object, e.g. one whose ``__reduce__`` calls a function)."""
-    import pickle
-
     path = Path(folder) / STATE_FILE
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -17,15 +17,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from lm2.data import babi, babilong
+from lm2.data.babi import generate_stories
+from lm2.data.babilong import build_samples, finetune_example, random_train_sample, story_finetune_example
+from lm2.data.babilong_release import open_release
+from lm2.data.corpora import TokenBlocks, background_books
+from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample, make_samples
+from lm2.data.tokenizers import load_tokenizer, train_bpe_tokenizer
 from lm2.train.config import TrainConfig
+from lm2.wheels import cache_dir
 
 # ----------------------------------------------------------------------------- tokenizer
 
 
 def tokenizer_cache_dir() -> Path:
-    from lm2.wheels import cache_dir
-
     return cache_dir() / "tokenizers"
 
 
@@ -33,9 +40,6 @@ def _bpe_training_texts(book_chars: int = 400_000, babi_samples: int = 400) -> I
     """The TRAIN books (their first ``book_chars`` characters: enough for a 1-4k vocabulary, and quick) and
     short stories of every bAbI task laid out as fine-tuning prompts, so that names, rooms and the prompt's
     markers ("Question:", "Answer:") get their own tokens."""
-    from lm2.data import babi, babilong
-    from lm2.data.corpora import background_books
-
     for book in background_books("train"):
         yield book.text[:book_chars]
     for task in babi.TASKS:
@@ -47,8 +51,6 @@ def get_tokenizer(spec: str):
     """``bpe:<vocab>``: a byte-level BPE trained once on the books + bAbI text and cached (trained into a
     temporary folder and renamed, so concurrent processes never read a half-written one); anything else goes
     to ``lm2.data.tokenizers.load_tokenizer`` ("gpt2", "smollm2", a folder)."""
-    from lm2.data.tokenizers import load_tokenizer, train_bpe_tokenizer
-
     if not spec.startswith("bpe:"):
         return load_tokenizer(spec)
     try:
@@ -72,8 +74,6 @@ def get_tokenizer(spec: str):
 def task_tokenizer(cfg: TrainConfig):
     """The tokenizer a run trains with: the recall diagnostic's word-level one, or ``data.tokenizer``."""
     if cfg.data.task == "recall":
-        from lm2.data.recall import RecallSpec, build_tokenizer
-
         return build_tokenizer(RecallSpec(**cfg.data.recall))
     return get_tokenizer(cfg.data.tokenizer)
 
@@ -118,14 +118,9 @@ class BabilongStream:
         self.pad = pad_id(tokenizer)
         self.release = None  # the official training data, when data.babilong_path names a local copy
         if cfg.data.task == "babilong" and cfg.data.babilong_path is not None:
-            from lm2.data.babilong_release import open_release
-
             self.release = open_release(cfg.data.babilong_path, what="config field data.babilong_path")
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
-        from lm2.data.babi import generate_stories
-        from lm2.data.babilong import finetune_example, random_train_sample, story_finetune_example
-
         rng = random.Random(f"babilong/{self.cfg.train.seed}/{step}/{index}")
         _, stage = self.cfg.stage_at(step)
         task = rng.choice(self.cfg.data.babi_tasks)
@@ -156,14 +151,10 @@ class RecallStream(BabilongStream):
     """Recall diagnostic samples, a pure function of (seed, step, index) like BABILong's."""
 
     def __init__(self, cfg: TrainConfig, tokenizer, rank: int = 0, world_size: int = 1, micro: int | None = None):
-        from lm2.data.recall import RecallSpec
-
         super().__init__(cfg, tokenizer, rank, world_size, micro)
         self.spec = RecallSpec(**cfg.data.recall)
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
-        from lm2.data.recall import encode, make_sample
-
         rng = random.Random(f"recall/{self.cfg.train.seed}/{step}/{index}")
         distractors = rng.choice(self.cfg.stage_at(step)[1]["distractors"])
         return encode(make_sample(self.spec, distractors, rng), self.tokenizer)
@@ -180,8 +171,6 @@ class TokenBlockStream:
         self._restart(start_step)
 
     def _restart(self, step: int) -> None:
-        from lm2.data.corpora import TokenBlocks
-
         self.next_step = step
         # TokenBlocks deals global blocks round-robin over ranks; blocks [s B, (s+1) B) are step s's batch.
         self.blocks = iter(TokenBlocks(self.cfg.data.source, self.tokenizer, self.cfg.data.block_size,
@@ -228,8 +217,6 @@ def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
 def budget_tokens(cfg: TrainConfig, tokenizer, progress: bool = False) -> int:
     """The tokens a config trains on up to its ``last_step()`` (padding not counted), read from the same
     deterministic stream as training without building the model: ``lm2 train CONFIG --count-tokens``."""
-    from tqdm import tqdm
-
     stream = make_stream(cfg, tokenizer, 0, 1, cfg.train.batch_size)
     return sum(batch_tokens(batch) for step in tqdm(range(cfg.last_step()), desc="counting", unit="step",
                                                     disable=not progress)
@@ -247,8 +234,6 @@ BABILONG_VALIDATION_SEED = 2**31 + 12345
 
 @functools.lru_cache(maxsize=64)
 def babilong_validation_samples(task: str, length: str, n: int, seed: int = BABILONG_VALIDATION_SEED) -> tuple:
-    from lm2.data.babilong import build_samples
-
     return tuple(build_samples(task, length, n, split="train", seed=seed))
 
 
@@ -269,8 +254,6 @@ def eval_lengths(cfg: TrainConfig) -> list:
 
 
 def recall_validation_samples(cfg: TrainConfig, distractors: int, n: int) -> list:
-    from lm2.data.recall import RecallSpec, make_samples
-
     return make_samples(RecallSpec(**cfg.data.recall), distractors, n, seed=RECALL_VALIDATION_SEED)
 
 
@@ -283,15 +266,11 @@ def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str
     if n == 0:
         return []
     if cfg.data.task == "recall":
-        from lm2.data.recall import encode
-
         lengths = eval_lengths(cfg)
         per = -(-n // len(lengths))
         examples = [encode(s, tokenizer) for d in lengths for s in recall_validation_samples(cfg, d, per)]
         return [collate(examples[i : i + micro], pad_id(tokenizer)) for i in range(0, len(examples), micro)]
     if cfg.data.task == "babilong":
-        from lm2.data.babilong import finetune_example
-
         examples = []
         lengths, tasks = eval_lengths(cfg), cfg.data.babi_tasks
         per = -(-n // (len(lengths) * len(tasks)))
@@ -301,8 +280,6 @@ def validation_batches(cfg: TrainConfig, tokenizer, micro: int) -> list[dict[str
                     ids, labels = finetune_example(s, tokenizer)
                     examples.append((list(ids), list(labels)))
         return [collate(examples[i : i + micro], pad_id(tokenizer)) for i in range(0, len(examples), micro)]
-    from lm2.data.corpora import TokenBlocks
-
     blocks = []
     for block in TokenBlocks(cfg.data.val_source, tokenizer, cfg.data.block_size):
         blocks.append(block)

@@ -22,7 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
+from lm2 import LM2Config, LM2ForCausalLM, rmt
+from lm2.cli import set_threads
+from lm2.data.babilong import finetune_example
+from lm2.data.babilong_scoring import exact_match
+from lm2.eval.babilong import greedy_streaming, plan_batches
+from lm2.eval.recall import recall_accuracy
+from lm2.model_facts import padding_multiple
+from lm2.outdir import check_writable_dir, hold
+from lm2.pretrained import resolve_pretrained
 from lm2.train import checkpoint as ckpt
 from lm2.train.checkpoint import TrainingDiverged
 from lm2.train.config import TrainConfig, accumulation_steps, save_config
@@ -32,9 +42,11 @@ from lm2.train.data import (
     eval_lengths,
     make_stream,
     pad_id,
+    recall_validation_samples,
     task_tokenizer,
     validation_batches,
 )
+from lm2.train.model_card import model_card
 from lm2.train.optim import build_optimizer, build_scheduler
 from lm2.train.parallel import (
     Dist,
@@ -45,6 +57,7 @@ from lm2.train.parallel import (
     no_sync,
     shutdown,
 )
+from lm2.viz.curves import read_metrics
 
 # ----------------------------------------------------------------------------- model
 
@@ -52,8 +65,6 @@ from lm2.train.parallel import (
 def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None) -> nn.Module:
     """The one way the trainer builds a model: ``model.kind`` lm2 | vanilla (memory_layers=0, same window) | rmt,
     from a preset (with ``model.config`` fields over it) or from a pretrained Llama (``model.init_from``)."""
-    from lm2 import LM2Config, LM2ForCausalLM
-
     m = cfg.model
     fields = dict(m.config)
     if tokenizer is not None and tokenizer.eos_token_id is not None:
@@ -62,8 +73,6 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
     if m.kind == "vanilla":
         fields["memory_layers"] = 0
     if m.init_from:
-        from lm2.pretrained import resolve_pretrained
-
         if m.kind == "rmt":
             raise ValueError("model.init_from with model.kind=rmt is not supported: use lm2 or vanilla")
         model = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **fields)
@@ -72,8 +81,6 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
             fields["vocab_size"] = vocab_size
         config = LM2Config.from_preset(m.preset, **fields)
         if m.kind == "rmt":
-            from lm2 import rmt  # written separately; imported only when asked for
-
             rmt_fields = dict(m.rmt)
             # RMT's own segments default to the trainer's, so that each training segment is one RMT segment.
             if not any(k in rmt_fields for k in ("rmt_segment_length", "segment_length")):
@@ -126,11 +133,6 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, f
 
     Prompts are streamed ``segment_length`` tokens at a time in batches of ``eval.batch_size``, with the same
     batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one)."""
-    from lm2.data.babilong import finetune_example
-    from lm2.data.babilong_scoring import exact_match
-    from lm2.eval.babilong import greedy_streaming, plan_batches
-    from lm2.model_facts import padding_multiple
-
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     results = {}
     for task in cfg.data.babi_tasks:
@@ -154,9 +156,6 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, f
 
 def recall_metrics(model, tokenizer, cfg: TrainConfig) -> dict[str, float]:
     """Recall accuracy on the validation samples (never the test seed) per number of distractor segments."""
-    from lm2.eval.recall import recall_accuracy
-    from lm2.train.data import recall_validation_samples
-
     return {f"acc/recall/{d}": recall_accuracy(model, tokenizer, recall_validation_samples(cfg, d, cfg.eval.samples),
                                                cfg.data.segment_length, cfg.eval.batch_size)
             for d in eval_lengths(cfg)}
@@ -198,7 +197,7 @@ class MetricLog:
             self.path.write_text("".join(line + "\n" for line in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # heavy: tensorboard, only when logging to it
 
         # purge_step: TensorBoard drops the events of steps after the checkpoint, which the resumed run logs again
         self.writer = SummaryWriter(str(out_dir / "tensorboard"),
@@ -253,8 +252,6 @@ def seed_everything(seed: int) -> None:
 
 def check_out_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Before any work: a run is continued only with --resume and replaced only with --overwrite."""
-    from lm2.outdir import check_writable_dir
-
     check_writable_dir(cfg.out_dir, "out_dir")
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: continue the run in out_dir, or start over")
@@ -282,8 +279,6 @@ def find_resume_checkpoint(out_dir: Path, is_main: bool) -> Path:
 def setup(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Run:
     ctx = init_distributed(cfg.train.device, cfg.distributed.backend)
     if cfg.train.threads:  # 0: as the command set it (lm2 train --threads, by default the cores it may use)
-        from lm2.cli import set_threads
-
         set_threads(cfg.train.threads)
     out_dir = Path(cfg.out_dir)
     micro, accum = accumulation_steps(cfg, ctx.world_size)
@@ -373,8 +368,6 @@ def train_step(run: Run) -> dict:
 
 def run_records(run: Run) -> list[dict]:
     """Every record of the run so far, those of earlier (resumed) processes included: its metrics.jsonl."""
-    from lm2.viz.curves import read_metrics
-
     metrics = run.out_dir / "metrics.jsonl"
     return read_metrics(metrics) if metrics.is_file() else run.history
 
@@ -382,8 +375,6 @@ def run_records(run: Run) -> list[dict]:
 def save_checkpoint(run: Run, folder: Path) -> None:
     card = None
     if run.ctx.is_main:
-        from lm2.train.model_card import model_card
-
         card = model_card(run.model, run.cfg, run.step, run.tokens, run_records(run), run.command, folder.name)
     ckpt.save(folder, run.model, run.optimizer, run.scheduler, run.cfg, run.step, run.tokenizer,
               extra={"best": run.best, "tokens": run.tokens, "skipped": run.skipped, "data": run.stream.state_dict(),
@@ -408,8 +399,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
 
     ``out_dir`` is locked for the whole run (process 0 holds it), so a second run into it is refused. ``command``
     (the command line) goes into every checkpoint's model card."""
-    from lm2.outdir import hold
-
     check_out_dir(cfg, resume, overwrite)
     with contextlib.ExitStack() as stack:
         if int(os.environ.get("RANK", "0")) == 0:
@@ -418,8 +407,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwri
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, command: str | None) -> Run:
-    from tqdm import tqdm
-
     run = setup(cfg, resume, overwrite)
     run.command = command
     ctx, total = run.ctx, cfg.total_steps()

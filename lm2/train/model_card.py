@@ -16,9 +16,12 @@ Every checkpoint ``lm2 train`` writes gets, next to its weights:
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from lm2.viz.curves import results_table
 
 LOADER_FILE = "lm2_loader.py"
 LOADER_MESSAGE = ("this folder holds an lm2 model (LM2: Large Memory Models, arXiv 2502.06049), which transformers "
@@ -57,8 +60,6 @@ def add_loader(folder: str | Path) -> None:
 
 def command_line(argv: list[str] | None = None) -> str:
     """The command as typed: ``lm2 train CONFIG ...`` (also under ``python -m lm2`` or torchrun)."""
-    import shlex
-
     return shlex.join(["lm2", *(sys.argv[1:] if argv is None else argv)])
 
 
@@ -95,8 +96,6 @@ def _row(name: str, value: Any) -> str:
 def model_card(model, cfg, step: int, tokens: int, records: list[dict], command: str | None,
                folder_name: str) -> str:
     """The README.md of a checkpoint: ``records`` are the run's metrics (metrics.jsonl) up to ``step``."""
-    from lm2.viz.curves import results_table
-
     config = model.config
     counts = parameter_counts(model)
     values = config.to_dict()

@@ -8,12 +8,14 @@ N processes with B/N sequences each compute exactly the gradient of one process 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass
@@ -60,12 +62,10 @@ def apply_parallelism(model: torch.nn.Module, runner: torch.nn.Module, strategy:
     if not ctx.enabled:
         return runner
     if strategy in ("ddp", "none"):
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         return DistributedDataParallel(runner, device_ids=ids)
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # optional: FSDP2's public API (newer torch), fsdp only
 
         # One FSDP unit per decoder block, then the root (embeddings, final norm and the tied head). FSDP2 rebuilds
         # a block's dataclass inputs to hook their tensors; the blocks return their new state and never change the
@@ -84,8 +84,6 @@ def apply_parallelism(model: torch.nn.Module, runner: torch.nn.Module, strategy:
 
 def no_sync(module: torch.nn.Module, enabled: bool):
     """Skip the gradient all-reduce on accumulation micro-steps that are not the last (DDP only)."""
-    import contextlib
-
     if enabled and hasattr(module, "no_sync"):
         return module.no_sync()
     return contextlib.nullcontext()

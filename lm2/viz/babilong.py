@@ -6,8 +6,11 @@ Both take accuracies in percent as ``{task: {length: accuracy}}``; a missing cel
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from lm2.viz import save_figure
 
@@ -48,14 +51,10 @@ def plot_heatmaps(panels: Mapping[str, Accuracies], tasks: Sequence[str], length
                   path: str | os.PathLike) -> Path:
     """Heatmaps side by side, one per model (titled by the mapping's keys), on one colour scale, so that models
     can be compared cell by cell."""
-    import textwrap
-
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
     width = max(5.5, 1.5 + 0.75 * len(lengths))
     fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 1.2 + 0.45 * len(tasks)),
                              squeeze=False, layout="constrained")

@@ -44,10 +44,10 @@ def _length_key(length: str) -> float:
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path) -> Path:
     """Two panels: train loss (smoothed) and validation loss against step; accuracy per task/length."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
 
     records = read_metrics(metrics_path)
     train = [r for r in records if r["kind"] == "train"]
@@ -90,10 +90,10 @@ def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylab
                hline: tuple[float, str] | None = None, ylim: tuple[float, float] | None = None) -> Path:
     """One line per name: ``series[name] = (xs, ys)`` or ``(xs, ys, lows, highs)``, the last two drawn as a
     shaded band (e.g. the range over seeds). ``hline = (y, label)`` adds a dotted reference line (chance)."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (name, values) in enumerate(series.items()):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 from lm2.cache import segments
+from lm2.data.tokenizers import _byte_for_char
 from lm2.generate import decode_one_token, prefill, resolve_segment_length, sample
 from lm2.memory import MemoryState
 from lm2.viz import save_figure
@@ -290,10 +292,6 @@ def token_labels(tokenizer, ids) -> list[str]:
 
 def _token_bytes(tokenizer, token: int) -> str:
     """The token's text with the bytes that are not whole UTF-8 characters written as ``\\xNN``."""
-    import re
-
-    from lm2.data.tokenizers import _byte_for_char
-
     piece = tokenizer.convert_ids_to_tokens(token) or ""
     byte = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)  # SentencePiece's byte fallback
     if byte:
@@ -308,10 +306,10 @@ def _token_bytes(tokenizer, token: int) -> str:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
 
     return plt
 

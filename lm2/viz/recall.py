@@ -12,10 +12,10 @@ from lm2.viz import save_figure
 
 def plot_recall(summaries: Mapping[str, dict], path: str | os.PathLike, title: str | None = None) -> Path:
     """``summaries``: {label: the summary ``lm2.eval.recall.evaluate_recall`` returns (recall.json)}."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
 
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     chance, ticks = None, set()
