@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
+import lm2
+from lm2.configuration_lm2 import PRESETS, LM2Config
+from lm2.data import babi
+from lm2.data.babilong import parse_length
+from lm2.data.babilong_release import open_release
+from lm2.data.recall import RecallSpec
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
@@ -252,8 +260,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("distributed.strategy", dist.strategy, STRATEGIES)
     _choice("distributed.backend", dist.backend, ("auto", "gloo", "nccl"))
     if m.init_from is None:
-        from lm2.configuration_lm2 import PRESETS
-
         _choice("model.preset", m.preset, tuple(PRESETS))
     if m.init_from and d.tokenizer.startswith("bpe:"):
         raise ValueError(f"config field data.tokenizer={d.tokenizer!r} is invalid with model.init_from: a pretrained "
@@ -278,7 +284,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if d.babilong_path is not None and d.supervise != "answer":
             raise ValueError("config field data.babilong_path needs data.supervise=answer: the official samples are "
                              "single questions, not whole bAbI stories")
-        from lm2.data import babi
 
         for task in d.babi_tasks:
             try:
@@ -287,7 +292,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 raise ValueError(f"config field data.babi_tasks: {err}") from None
         if not d.curriculum:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, lengths}")
-        from lm2.data.babilong import parse_length
 
         for i, stage in enumerate(d.curriculum):
             where = f"data.curriculum[{i}]"
@@ -303,8 +307,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 except (ValueError, TypeError) as err:
                     raise ValueError(f"config field {where}.lengths: {err}") from None
         if d.babilong_path is not None:
-            from lm2.data.babilong_release import open_release
-
             release = open_release(d.babilong_path, what="config field data.babilong_path")
             try:
                 release.check(d.babi_tasks, [n for stage in d.curriculum for n in stage["lengths"]])
@@ -316,8 +318,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             except (ValueError, TypeError) as err:
                 raise ValueError(f"config field eval.lengths: {err}") from None
     elif d.task == "recall":
-        from lm2.data.recall import RecallSpec
-
         try:
             RecallSpec(**d.recall)
         except TypeError:
@@ -386,9 +386,7 @@ RMT_FIELDS = ("rmt_memory_tokens", "rmt_segment_length", "num_memory_tokens", "m
 def _check_model_fields(m: ModelSection) -> None:
     """model.config names LM2Config fields (a typo would otherwise be stored as an unused attribute and train the
     default); from a preset, the merged config is built here too, so its own checks run before any work."""
-    import dataclasses
 
-    from lm2.configuration_lm2 import LM2Config
 
     for name, values, valid in (("model.config", m.config, [f.name for f in dataclasses.fields(LM2Config)]),
                                 ("model.rmt", m.rmt, RMT_FIELDS)):
@@ -444,7 +442,6 @@ def apply_overrides(values: dict, items: list[str]) -> dict:
 
 def _yaml(text: str, where: str) -> Any:
     """YAML ``text`` read safely; a syntax error is one line naming ``where`` and the place."""
-    import yaml
 
     try:
         return yaml.safe_load(text)
@@ -462,7 +459,6 @@ def from_dict(values: dict) -> TrainConfig:
 def shipped_configs_dir() -> Path:
     """The folder of the configs shipped inside the package, ``lm2/configs`` (found through the package, so it is
     there in an installed wheel too; the repository's ``configs`` is a link to it)."""
-    import lm2
 
     return Path(lm2.__file__).resolve().parent / "configs"
 
@@ -509,6 +505,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    import yaml
 
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
