@@ -25,7 +25,7 @@ COMMANDS = {
     "data babi": "lm2.data.commands:run_babi",
     "data babilong": "lm2.data.commands:run_babilong",
     "data tokenizer": "lm2.data.commands:run_tokenizer",
-    "score babilong": "lm2.data.commands:run_score_babilong",
+    "score babilong": "lm2.eval.commands:run_score_babilong",
     "train": "lm2.train.commands:run_train",
     "demo": "lm2.train.commands:run_demo",
     "eval babilong": "lm2.eval.commands:run_babilong",

@@ -15,7 +15,7 @@ Two prompt formats:
 * ``finetune_example``: for memory models trained on the task: ``context \\nQuestion: q\\nAnswer: a<eos>``
   with the loss on the answer and eos only. Evaluation generates after ``ANSWER_MARKER``.
 
-The scoring rules (``label_score``, ``exact_match``, ``score_csv``) are in ``lm2.data.babilong_scoring``.
+The scoring rules (``label_score``, ``exact_match``, ``score_csv``) are in ``lm2.eval.babilong_scoring``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`lm2 data ...` (bAbI, BABILong, tokenizer training) and `lm2 score babilong`.
+"""`lm2 data ...`: bAbI, BABILong, tokenizer training.
 
 ``data babi`` and ``data babilong`` write to stdout unless ``--out FILE`` is given."""
 
@@ -119,19 +119,4 @@ def run_tokenizer(*, corpus: str, vocab_size: PositiveInt, out: str) -> int:
     tokenizer = train_bpe_tokenizer(corpus, vocab_size, out_dir=out)
     short = "" if len(tokenizer) == vocab_size else f" (of {vocab_size} asked: the corpus has no more merges)"
     print(f"trained a byte-level BPE with {len(tokenizer)} tokens{short}; saved to {out}")
-    return 0
-
-
-def run_score_babilong(csv: str, /, *, task: str, rule: Literal["label", "exact"] = "label") -> int:
-    """accuracy of a CSV with columns target, output, question
-
-    Args:
-        csv: CSV file of model outputs
-        task: qa1 ... qa10
-        rule: label: BABILong's published rule for generated text; exact: exact match
-    """
-    from lm2.data.babilong_scoring import score_csv
-
-    accuracy = score_csv(csv, task, rule=rule)
-    print(f"{task}: {accuracy:.2f}% ({rule} rule)")
     return 0

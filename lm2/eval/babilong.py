@@ -38,7 +38,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from lm2.data.babi import TASKS, check_task
 from lm2.data.babilong import LENGTHS, build_samples, finetune_example, instruction_prompt, length_name, parse_length
 from lm2.data.babilong_release import BabilongRelease, open_release
-from lm2.data.babilong_scoring import exact_match, label_score, read_predictions
+from lm2.eval.babilong_scoring import exact_match, label_score, read_predictions
 from lm2.eval.common import LoadedModel, appended_records, write_json
 from lm2.generate import decode_one_token, prefill
 from lm2.model_facts import check_fits, eos_token_ids, is_streaming, max_positions, padding_multiple

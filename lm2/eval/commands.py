@@ -1,4 +1,5 @@
-"""`lm2 eval babilong | mmlu | harness | recall | perplexity`: thin wrappers over lm2.eval's library functions."""
+"""`lm2 eval babilong | mmlu | harness | recall | perplexity` and `lm2 score babilong`: thin wrappers over
+lm2.eval's library functions."""
 
 from __future__ import annotations
 
@@ -236,4 +237,19 @@ def run_perplexity(*, model: str, data: str = "books", seq_len: PositiveInt = 40
                                      out_dir=out, progress=not no_progress)
     print(format_result(result))
     print(f"written to {out}/ (perplexity.json, loss_by_position.png)")
+    return 0
+
+
+def run_score_babilong(csv: str, /, *, task: str, rule: Literal["label", "exact"] = "label") -> int:
+    """accuracy of a CSV with columns target, output, question
+
+    Args:
+        csv: CSV file of model outputs
+        task: qa1 ... qa10
+        rule: label: BABILong's published rule for generated text; exact: exact match
+    """
+    from lm2.eval.babilong_scoring import score_csv
+
+    accuracy = score_csv(csv, task, rule=rule)
+    print(f"{task}: {accuracy:.2f}% ({rule} rule)")
     return 0

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from lm2 import LM2Config, LM2ForCausalLM, rmt
 from lm2.cli import set_threads
 from lm2.data.babilong import finetune_example
-from lm2.data.babilong_scoring import exact_match
 from lm2.eval.babilong import greedy_streaming, plan_batches
+from lm2.eval.babilong_scoring import exact_match
 from lm2.eval.recall import recall_accuracy
 from lm2.model_facts import padding_multiple
 from lm2.outdir import check_writable_dir, hold

@@ -11,9 +11,9 @@ import pytest
 from lm2.data import babilong as bl
 from lm2.data.babi import LABELS, BabiSample, generate_samples
 from lm2.data.babilong_haystack import background_haystack
-from lm2.data.babilong_scoring import exact_match, label_score, score_csv
 from lm2.data.corpora import BOOKS
 from lm2.data.tokenizers import count_tokens, gpt2_tokenizer
+from lm2.eval.babilong_scoring import exact_match, label_score, score_csv
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from lm2.data.babilong import build_samples, finetune_prompt, instruction_prompt
-from lm2.data.babilong_scoring import score_csv
 from lm2.eval.babilong import (
     evaluate_babilong,
     generate_answers,
@@ -22,6 +21,7 @@ from lm2.eval.babilong import (
     results_table,
     summarize,
 )
+from lm2.eval.babilong_scoring import score_csv
 from lm2.eval.common import LoadedModel, load_model
 
 

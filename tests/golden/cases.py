@@ -661,8 +661,8 @@ def case_data_babilong(ws: Workspace) -> dict:
 
     from lm2.data import babi
     from lm2.data.babilong import build_samples, finetune_example, instruction_prompt, story_finetune_example
-    from lm2.data.babilong_scoring import exact_match, label_score
     from lm2.data.tokenizers import gpt2_tokenizer
+    from lm2.eval.babilong_scoring import exact_match, label_score
 
     gpt2, chars = gpt2_tokenizer(), char_tokenizer()
     r: dict = {}
