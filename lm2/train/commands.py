@@ -67,7 +67,7 @@ def run_demo(*overrides: str, config: str | None = None, resume: bool = False, o
              init_from: str | None = None, no_progress: bool = False, count_tokens: bool = False,
              threads: PositiveInt | None = None, _argv: list[str] | None = None) -> int:
     """train a tiny LM2 on generated BABILong (the shipped config babilong-tiny), evaluate it, print a results
-    table and write a plot; about 10 minutes on 2 CPU cores"""
+    table and write a plot; 15 to 25 minutes on 2 CPU cores beside other jobs"""
     return run_train(config or str(shipped_configs_dir() / DEMO_CONFIG), *overrides, resume=resume,
                      overwrite=overwrite, init_from=init_from, no_progress=no_progress, count_tokens=count_tokens,
                      threads=threads, _argv=_argv)
