@@ -7,6 +7,7 @@ import argparse
 from typing import Annotated, Literal
 
 from lm2.cli import NonNegativeInt, PositiveInt, UserError
+from lm2.eval.common import precision_context
 from lm2.outdir import hold
 
 # The flags every evaluation takes (each run_* below repeats them in its signature, with its own batch size):
@@ -57,7 +58,8 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
                  shots: NonNegativeInt = 0, segment_length: PositiveInt = 512, max_new_tokens: PositiveInt = 16,
                  seed: NonNegativeInt = 0, resume: bool = False, overwrite: bool = False,
                  tokenizer: str | None = None, device: str = "cpu", batch_size: PositiveInt = 1,
-                 out: str | None = None, no_progress: bool = False) -> int:
+                 out: str | None = None, no_progress: bool = False,
+                 precision: Literal["fp32", "bf16"] = "fp32") -> int:
     """BABILong accuracy by task and length (table, CSVs, JSON, heatmap)
 
     Args:
@@ -76,7 +78,8 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
         resume: keep the answers already in --out (an interrupted run, or a smaller --n with the same settings) and
             generate only the missing ones
         overwrite: delete the answers already in --out (every task and length) and start over; without it or
-            --resume, a folder holding answers is refused"""
+            --resume, a folder holding answers is refused
+        precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
     from lm2.eval.common import default_out_dir
 
@@ -89,7 +92,7 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
         release.check(tasks, lengths, n)
     loaded = _load(model, device, tokenizer, out)
     out = out or default_out_dir(loaded, "babilong")
-    with hold(out, "lm2 eval babilong"):
+    with hold(out, "lm2 eval babilong"), precision_context(device, precision):
         summary = evaluate_babilong(loaded, tasks, lengths, n=n, fmt=format, shots=shots,
                                     segment_length=segment_length, batch_size=batch_size,
                                     max_new_tokens=max_new_tokens, out_dir=out, seed=seed,
@@ -107,13 +110,15 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
 @_with_common
 def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, seed: NonNegativeInt | None = None,
                tokenizer: str | None = None, device: str = "cpu", batch_size: PositiveInt = 50,
-               out: str | None = None, no_progress: bool = False) -> int:
+               out: str | None = None, no_progress: bool = False,
+               precision: Literal["fp32", "bf16"] = "fp32") -> int:
     """the memory diagnostic: associative recall across distractor segments
 
     Args:
         segments: numbers of distractor segments between the key-value pairs and the queries, e.g. 1,8,32
         n: test samples per number of segments
-        seed: seed of the test samples (default: the test seed)"""
+        seed: seed of the test samples (default: the test seed)
+        precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.common import default_out_dir
     from lm2.eval.recall import evaluate_recall, parse_segments, recall_spec_of
 
@@ -121,7 +126,7 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
     loaded = _load(model, device, tokenizer, out)
     spec = recall_spec_of(loaded.path)  # a model not trained on the diagnostic is refused before anything is written
     out = out or default_out_dir(loaded, "recall")
-    with hold(out, "lm2 eval recall"):
+    with hold(out, "lm2 eval recall"), precision_context(device, precision):
         summary = evaluate_recall(loaded, segments, n=n, seed=seed, batch_size=batch_size, out_dir=out,
                                   progress=not no_progress, spec=spec)
     print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, "
@@ -217,7 +222,8 @@ def run_harness(*, model: str, tasks: str, num_fewshot: NonNegativeInt | None = 
 def run_perplexity(*, model: str, data: str = "books", seq_len: PositiveInt = 4096, max_tokens: NonNegativeInt = 65536,
                    segment_length: PositiveInt = 512, bin_size: PositiveInt | None = None,
                    tokenizer: str | None = None, device: str = "cpu", batch_size: PositiveInt = 1,
-                   out: str | None = None, no_progress: bool = False) -> int:
+                   out: str | None = None, no_progress: bool = False,
+                   precision: Literal["fp32", "bf16"] = "fp32") -> int:
     """token-level perplexity and loss by position (with a plot)
 
     Args:
@@ -225,13 +231,14 @@ def run_perplexity(*, model: str, data: str = "books", seq_len: PositiveInt = 40
         seq_len: tokens per window (streamed for LM2/RMT)
         max_tokens: stop after this many tokens (0: all)
         segment_length: tokens per call when streaming through an LM2/RMT model
-        bin_size: positions per point of the curve (seq_len/64)"""
+        bin_size: positions per point of the curve (seq_len/64)
+        precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.common import default_out_dir
     from lm2.eval.perplexity import evaluate_perplexity, format_result
 
     loaded = _load(model, device, tokenizer, out)
     out = out or default_out_dir(loaded, "perplexity")
-    with hold(out, "lm2 eval perplexity"):
+    with hold(out, "lm2 eval perplexity"), precision_context(device, precision):
         result = evaluate_perplexity(loaded, data, seq_len=seq_len, max_tokens=max_tokens or None,
                                      segment_length=segment_length, bin_size=bin_size, batch_size=batch_size,
                                      out_dir=out, progress=not no_progress)

@@ -380,3 +380,40 @@ def test_appended_records_skip_only_a_torn_last_line(tmp_path):
     path.write_text('{"index": 0}\n{"ind\n{"index": 2}\n')
     with pytest.raises(ValueError, match=r"run.partial.jsonl:2: not valid JSON"):
         appended_records(path)
+
+
+def test_precision_bf16_autocasts_the_evaluation(gpt2, tmp_path, monkeypatch):
+    """--precision bf16 runs the evaluation under bf16 autocast (its matrix products come out in bf16); fp32
+    changes nothing; an unknown precision is a usage error."""
+    from helpers import memory_model
+
+    from lm2.cli import main
+    from lm2.eval import babilong as babilong_module
+    from lm2.eval.common import precision_context
+
+    layer = torch.nn.Linear(4, 4)
+    with precision_context("cpu", "bf16"):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    with precision_context("cpu", "fp32"):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision='fp16' is invalid"):
+        precision_context("cpu", "fp16")
+
+    model = memory_model(vocab_size=len(gpt2), sliding_window=16)
+    model.save_pretrained(tmp_path / "ckpt")
+    gpt2.save_pretrained(str(tmp_path / "ckpt"))
+    seen = []
+    real = babilong_module.evaluate_babilong
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(babilong_module, "evaluate_babilong", spy)
+    common = ["eval", "babilong", "--model", str(tmp_path / "ckpt"), "--tasks", "qa1", "--lengths", "0k", "--n", "2",
+              "--format", "finetune", "--max-new-tokens", "2", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
+    assert main([*common, "--out", str(tmp_path / "fp32")]) == 0
+    assert seen == [True, False]
+    assert len((tmp_path / "bf16" / "qa1_0k.csv").read_text().splitlines()) == 1 + 2
+    assert main([*common, "--out", str(tmp_path / "x"), "--precision", "fp16"]) == 2
