@@ -25,17 +25,12 @@ import argparse
 import torch
 
 from common import add_runtime_args, flops_of, hf_llama, interleaved_times, start
+from train_throughput import HF, NO_MEMORY, lm2_name
 
 from lm2 import LM2Config, LM2ForCausalLM
 
-HF = "hf llama"
-NO_MEMORY = "lm2 no memory"
 PEER = "lucidrains rmt"
 PEER_ONE_STREAM = "lucidrains rmt 1s"
-
-
-def lm2_name(interval: int) -> str:
-    return f"lm2 U={interval}"
 
 
 def lm2_config(args, memory: bool) -> LM2Config:
