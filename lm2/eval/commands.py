@@ -7,7 +7,6 @@ import argparse
 from typing import Annotated, Literal
 
 from lm2.cli import NonNegativeInt, PositiveInt, UserError
-from lm2.eval.common import precision_context
 from lm2.outdir import hold
 
 # The flags every evaluation takes (each run_* below repeats them in its signature, with its own batch size):
@@ -81,7 +80,7 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
             --resume, a folder holding answers is refused
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
-    from lm2.eval.common import default_out_dir
+    from lm2.eval.common import default_out_dir, precision_context
 
     tasks, lengths = parse_tasks(tasks), parse_lengths(lengths, known=data is None)
     release = None
@@ -119,7 +118,7 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
         n: test samples per number of segments
         seed: seed of the test samples (default: the test seed)
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
-    from lm2.eval.common import default_out_dir
+    from lm2.eval.common import default_out_dir, precision_context
     from lm2.eval.recall import evaluate_recall, parse_segments, recall_spec_of
 
     segments = parse_segments(segments)  # errors before loading the model
@@ -233,7 +232,7 @@ def run_perplexity(*, model: str, data: str = "books", seq_len: PositiveInt = 40
         segment_length: tokens per call when streaming through an LM2/RMT model
         bin_size: positions per point of the curve (seq_len/64)
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
-    from lm2.eval.common import default_out_dir
+    from lm2.eval.common import default_out_dir, precision_context
     from lm2.eval.perplexity import evaluate_perplexity, format_result
 
     loaded = _load(model, device, tokenizer, out)
