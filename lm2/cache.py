@@ -96,18 +96,20 @@ class LM2Cache:
         return total
 
 
-@torch.no_grad()
 def segments(model, input_ids: torch.Tensor, segment_length: int, cache=None, attention_mask=None,
-             logits_to_keep: int = 1, **forward_kwargs):
+             logits_to_keep: int = 1, bptt_segments: int = 0, **forward_kwargs):
     """The one segment loop: feed ``input_ids`` (B, T) through ``model`` ``segment_length`` tokens at a time,
     carrying the state, and yield ``(start, output)`` for each segment (``output.past_key_values`` is the state
     after it). ``attention_mask`` (B, T) is cut with the input; ``logits_to_keep`` is the model's (0 = every
     position). Any causal LM with a cache works (LM2, RMT, an HF Llama). With a sliding window the cost per token
-    and the state's size stay flat however long the input is. Training has its own loop (``lm2.train.loop``), which
-    also cuts gradients between segments."""
+    and the state's size stay flat however long the input is. Gradients flow through the carried state unless the
+    caller runs under ``torch.no_grad()`` (evaluation does); ``bptt_segments`` > 0 cuts them every that many
+    segments (truncated backpropagation through time, as training asks for)."""
     if segment_length < 1:
         raise ValueError(f"segment_length={segment_length} is invalid: it must be a positive integer.")
-    for start in range(0, input_ids.shape[1], segment_length):
+    for k, start in enumerate(range(0, input_ids.shape[1], segment_length)):
+        if bptt_segments and k and k % bptt_segments == 0:
+            cache.detach()  # no gradient reaches earlier segments through the state
         end = start + segment_length
         mask = None if attention_mask is None else attention_mask[:, start:end]
         # past_key_values: the name every causal LM takes (LM2 and RMT accept it as an alias of their state)
@@ -117,6 +119,7 @@ def segments(model, input_ids: torch.Tensor, segment_length: int, cache=None, at
         yield start, out
 
 
+@torch.no_grad()
 def stream(model, input_ids: torch.Tensor, segment_length: int, cache=None, on_segment=None, **forward_kwargs):
     """Feed ``input_ids`` (B, T) through ``model`` in segments (``segments``) and return the final state and the
     logits of the last position (B, V). ``on_segment(cache, logits)`` is called after every segment (progress

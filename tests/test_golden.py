@@ -3,7 +3,7 @@
 Each case of tests/golden/cases.py (model logits in one call and streamed, generation, `lm2 train` losses,
 `lm2 eval babilong | perplexity | recall | mmlu`, `lm2 generate`, `lm2 inspect memory`, the data generators) is
 computed again and compared with what scripts/record_golden.py recorded in tests/golden/: floats within
-|a - b| <= 1e-5 + 1e-5 |b| (values lm2 rounds itself: within their rounding step), token ids, text and every
+|a - b| <= 1e-4 + 1e-4 |b| (values lm2 rounds itself: within their rounding step), token ids, text and every
 other value exactly. A failure lists each value that moved. Regenerate the files only for a deliberate behaviour
 change (see scripts/record_golden.py); a refactor that moves an entry point changes the call in cases.py, not
 the recorded values.

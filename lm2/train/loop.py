@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lm2 import LM2Config, LM2ForCausalLM, rmt
+from lm2.cache import segments
 from lm2.cli import set_threads
 from lm2.data.babilong import finetune_example
 from lm2.eval.babilong import greedy_streaming, plan_batches
@@ -110,14 +111,9 @@ class SegmentedLM(nn.Module):
     def forward(self, input_ids, attention_mask=None, labels=None):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
         total = input_ids.new_zeros((), dtype=torch.float)
-        cache = None
-        for k, start in enumerate(range(0, input_ids.shape[1], self.segment_length)):
-            if self.bptt_segments and k and k % self.bptt_segments == 0:
-                cache.detach()  # truncated BPTT: no gradient reaches earlier segments through the state
-            end = start + self.segment_length
-            mask = None if attention_mask is None else attention_mask[:, start:end]
-            out = self.model(input_ids[:, start:end], attention_mask=mask, cache=cache, use_cache=True)
-            cache, tgt = out.past_key_values, targets[:, start:end]
+        for start, out in segments(self.model, input_ids, self.segment_length, attention_mask=attention_mask,
+                                   logits_to_keep=0, bptt_segments=self.bptt_segments):
+            tgt = targets[:, start:start + self.segment_length]
             if (tgt != -100).any():
                 total = total + F.cross_entropy(out.logits.flatten(0, 1).float(), tgt.flatten(), ignore_index=-100,
                                                 reduction="sum")

@@ -36,9 +36,11 @@ GOLDEN_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = GOLDEN_DIR / "configs"
 
 # Floats (Python floats and floating tensors) are compared with |a - b| <= ATOL + RTOL * |b|; integers, strings,
-# booleans, token ids and integer tensors must be equal.
-ATOL = 1e-5
-RTOL = 1e-5
+# booleans, token ids and integer tensors must be equal. 1e-4: the same code on the same machine (an AMD EPYC, one
+# thread) gives fp32 logits that differ by up to 2.5e-5 from run to run (the CPU kernels' rounding depends on how
+# the buffers are aligned), so a tighter bound fails at random; a change of behaviour moves values far more.
+ATOL = 1e-4
+RTOL = 1e-4
 # Values lm2 itself rounds before writing them get the rounding step as their absolute tolerance (by key).
 LOOSE = {"loglikelihoods": 2e-4}  # lm2 eval mmlu writes them rounded to 4 decimals
 
