@@ -65,7 +65,8 @@ from lm2.viz.curves import read_metrics
 
 def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None) -> nn.Module:
     """The one way the trainer builds a model: ``model.kind`` lm2 | vanilla (memory_layers=0, same window) | rmt,
-    from a preset (with ``model.config`` fields over it) or from a pretrained Llama (``model.init_from``)."""
+    from a preset (with ``model.config`` fields over it) or from a Llama or lm2 checkpoint (``model.init_from``; RMT
+    takes its backbone under fresh memory tokens)."""
     m = cfg.model
     fields = dict(m.config)
     if tokenizer is not None and tokenizer.eos_token_id is not None:
@@ -73,19 +74,25 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
         fields.setdefault("pad_token_id", pad_id(tokenizer))
     if m.kind == "vanilla":
         fields["memory_layers"] = 0
-    if m.init_from:
-        if m.kind == "rmt":
-            raise ValueError("model.init_from with model.kind=rmt is not supported: use lm2 or vanilla")
+    rmt_fields = dict(m.rmt)
+    # RMT's own segments default to the trainer's, so that each training segment is one RMT segment.
+    if not any(k in rmt_fields for k in ("rmt_segment_length", "segment_length")):
+        rmt_fields["rmt_segment_length"] = cfg.data.segment_length
+    if m.init_from and m.kind == "rmt":
+        # The checkpoint's backbone (any memory blocks dropped) under fresh memory tokens.
+        backbone = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **{**fields, "memory_layers": 0})
+        model = rmt.RMTForCausalLM(backbone.config, **rmt_fields)
+        missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
+        if set(missing) != {"memory_embeddings"} or unexpected:
+            raise ValueError(f"model.init_from={m.init_from}: its weights do not fit an RMT backbone "
+                             f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
+    elif m.init_from:
         model = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **fields)
     else:
         if vocab_size is not None:
             fields["vocab_size"] = vocab_size
         config = LM2Config.from_preset(m.preset, **fields)
         if m.kind == "rmt":
-            rmt_fields = dict(m.rmt)
-            # RMT's own segments default to the trainer's, so that each training segment is one RMT segment.
-            if not any(k in rmt_fields for k in ("rmt_segment_length", "segment_length")):
-                rmt_fields["rmt_segment_length"] = cfg.data.segment_length
             model = rmt.RMTForCausalLM(config, **rmt_fields)
         else:
             model = LM2ForCausalLM(config)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lm2 import rmt
 from lm2.train import checkpoint as ckpt
 from lm2.train import loop
 from lm2.train.loop import SegmentedLM, TrainingDiverged, train
@@ -222,6 +223,19 @@ def test_rmt_builds_when_available(lm_config):
     model = loop.build_model(lm_config(model={"kind": "rmt"}), vocab_size=300)
     out = SegmentedLM(model, 16, 1)(torch.randint(0, 300, (2, 40)), labels=torch.randint(0, 300, (2, 40)))
     assert torch.isfinite(out[0])
+
+
+def test_rmt_from_a_checkpoint_takes_its_backbone_under_fresh_memory_tokens(lm_config, tmp_path):
+    # An LM2 checkpoint (memory blocks and all): RMT keeps every backbone weight and drops the memory blocks.
+    source = loop.build_model(lm_config(), vocab_size=300)
+    source.save_pretrained(tmp_path / "source")
+    model = loop.build_model(lm_config(model={"kind": "rmt", "init_from": str(tmp_path / "source")}))
+    assert isinstance(model, rmt.RMTForCausalLM) and not model.config.has_memory
+    kept = {k: v for k, v in source.state_dict().items() if ".memory." not in k}
+    theirs = model.state_dict()
+    assert set(theirs) == set(kept) | {"memory_embeddings"}
+    assert all(torch.equal(theirs[k], v) for k, v in kept.items())
+    assert model.config.rmt_segment_length == 16 and model.memory_embeddings.std() > 0
 
 
 def test_babilong_run_trains_on_the_token_budget_counted_before_it(lm_config, tmp_path, capsys):
