@@ -80,7 +80,8 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
             --resume, a folder holding answers is refused
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
-    from lm2.eval.common import default_out_dir, precision_context
+    from lm2.eval.common import default_out_dir
+    from lm2.precision import precision_context
 
     tasks, lengths = parse_tasks(tasks), parse_lengths(lengths, known=data is None)
     release = None
@@ -118,8 +119,9 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
         n: test samples per number of segments
         seed: seed of the test samples (default: the test seed)
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
-    from lm2.eval.common import default_out_dir, precision_context
+    from lm2.eval.common import default_out_dir
     from lm2.eval.recall import evaluate_recall, parse_segments, recall_spec_of
+    from lm2.precision import precision_context
 
     segments = parse_segments(segments)  # errors before loading the model
     loaded = _load(model, device, tokenizer, out)
@@ -232,8 +234,9 @@ def run_perplexity(*, model: str, data: str = "books", seq_len: PositiveInt = 40
         segment_length: tokens per call when streaming through an LM2/RMT model
         bin_size: positions per point of the curve (seq_len/64)
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
-    from lm2.eval.common import default_out_dir, precision_context
+    from lm2.eval.common import default_out_dir
     from lm2.eval.perplexity import evaluate_perplexity, format_result
+    from lm2.precision import precision_context
 
     loaded = _load(model, device, tokenizer, out)
     out = out or default_out_dir(loaded, "perplexity")

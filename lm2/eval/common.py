@@ -91,20 +91,6 @@ def load_model(name_or_path: str | os.PathLike, device: str | None = "cpu",
     return LoadedModel(model, tok, path, name)
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
-def precision_context(device: str | torch.device, precision: str):
-    """The numeric precision of an evaluation: "fp32" (nothing changes) or "bf16", torch.autocast to bfloat16 on
-    ``device`` (matrix products in bf16; LM2's memory bank keeps its fp32 recurrence, tests/test_precision.py).
-    bf16 is for GPUs: on these CPUs it is several times slower than fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is invalid: use one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
 @contextlib.contextmanager
 def damaged_weights_error(path: Path):
     """Turn safetensors' complaint about a truncated or garbled weights file into a ValueError naming the file."""

@@ -26,10 +26,10 @@ from lm2.data import babi
 from lm2.data.babilong import parse_length
 from lm2.data.babilong_release import open_release
 from lm2.data.recall import RecallSpec
+from lm2.precision import PRECISIONS
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
-PRECISIONS = ("fp32", "bf16")
 STRATEGIES = ("none", "ddp", "fsdp")
 
 

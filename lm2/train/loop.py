@@ -33,6 +33,7 @@ from lm2.eval.babilong_scoring import exact_match
 from lm2.eval.recall import recall_accuracy
 from lm2.model_facts import padding_multiple
 from lm2.outdir import check_writable_dir, hold
+from lm2.precision import precision_context
 from lm2.pretrained import resolve_pretrained
 from lm2.train import checkpoint as ckpt
 from lm2.train.checkpoint import TrainingDiverged
@@ -337,8 +338,8 @@ def train_step(run: Run) -> dict:
     loss_sum, tokens = 0.0, 0
     for i, batch in enumerate(batches):
         batch = {k: (v.to(ctx.device) if v is not None else None) for k, v in batch.items()}
-        with no_sync(run.runner, enabled=i < len(batches) - 1), torch.autocast(
-                ctx.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+        with no_sync(run.runner, enabled=i < len(batches) - 1), precision_context(
+                ctx.device, cfg.train.precision):
             loss, _ = run.runner(**batch)
         (loss * ctx.world_size / global_count).backward()
         loss_sum += loss.item()

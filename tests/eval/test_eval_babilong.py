@@ -389,7 +389,7 @@ def test_precision_bf16_autocasts_the_evaluation(gpt2, tmp_path, monkeypatch):
 
     from lm2.cli import main
     from lm2.eval import babilong as babilong_module
-    from lm2.eval.common import precision_context
+    from lm2.precision import precision_context
 
     layer = torch.nn.Linear(4, 4)
     with precision_context("cpu", "bf16"):
