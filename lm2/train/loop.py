@@ -79,7 +79,9 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
     # RMT's own segments default to the trainer's, so that each training segment is one RMT segment.
     if not any(k in rmt_fields for k in ("rmt_segment_length", "segment_length")):
         rmt_fields["rmt_segment_length"] = cfg.data.segment_length
-    if m.init_from and m.kind == "rmt":
+    if m.init_from and m.kind == "rmt" and rmt.is_rmt_checkpoint(resolve_pretrained(m.init_from)):
+        model = rmt.RMTForCausalLM.from_pretrained(resolve_pretrained(m.init_from), **fields)  # as it was saved
+    elif m.init_from and m.kind == "rmt":
         # The checkpoint's backbone (any memory blocks dropped) under fresh memory tokens.
         backbone = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **{**fields, "memory_layers": 0})
         model = rmt.RMTForCausalLM(backbone.config, **rmt_fields)

@@ -237,6 +237,11 @@ def test_rmt_from_a_checkpoint_takes_its_backbone_under_fresh_memory_tokens(lm_c
     assert all(torch.equal(theirs[k], v) for k, v in kept.items())
     assert model.config.rmt_segment_length == 16 and model.memory_embeddings.std() > 0
 
+    # An RMT checkpoint continues as it was saved, memory tokens included.
+    model.save_pretrained(tmp_path / "rmt")
+    again = loop.build_model(lm_config(model={"kind": "rmt", "init_from": str(tmp_path / "rmt")}))
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+
 
 def test_babilong_run_trains_on_the_token_budget_counted_before_it(lm_config, tmp_path, capsys):
     """BABILong fine-tuning through the length curriculum (variable lengths, so padding): the trainer's token
