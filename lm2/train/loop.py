@@ -73,17 +73,17 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
     if tokenizer is not None and tokenizer.eos_token_id is not None:
         fields.setdefault("eos_token_id", tokenizer.eos_token_id)
         fields.setdefault("pad_token_id", pad_id(tokenizer))
-    if m.kind == "vanilla":
-        fields["memory_layers"] = 0
     rmt_fields = dict(m.rmt)
     # RMT's own segments default to the trainer's, so that each training segment is one RMT segment.
     if not any(k in rmt_fields for k in ("rmt_segment_length", "segment_length")):
         rmt_fields["rmt_segment_length"] = cfg.data.segment_length
+    if m.kind in ("vanilla", "rmt"):
+        fields["memory_layers"] = 0  # RMT's memory is its tokens, not memory blocks
     if m.init_from and m.kind == "rmt" and rmt.is_rmt_checkpoint(resolve_pretrained(m.init_from)):
         model = rmt.RMTForCausalLM.from_pretrained(resolve_pretrained(m.init_from), **fields)  # as it was saved
     elif m.init_from and m.kind == "rmt":
         # The checkpoint's backbone (any memory blocks dropped) under fresh memory tokens.
-        backbone = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **{**fields, "memory_layers": 0})
+        backbone = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **fields)
         model = rmt.RMTForCausalLM(backbone.config, **rmt_fields)
         missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
         if set(missing) != {"memory_embeddings"} or unexpected:

@@ -229,7 +229,8 @@ def test_rmt_from_a_checkpoint_takes_its_backbone_under_fresh_memory_tokens(lm_c
     # An LM2 checkpoint (memory blocks and all): RMT keeps every backbone weight and drops the memory blocks.
     source = loop.build_model(lm_config(), vocab_size=300)
     source.save_pretrained(tmp_path / "source")
-    model = loop.build_model(lm_config(model={"kind": "rmt", "init_from": str(tmp_path / "source")}))
+    model = loop.build_model(lm_config(model={"kind": "rmt", "init_from": str(tmp_path / "source"),
+                                              "config": {**lm_config().model.config, "memory_layers": 2}}))
     assert isinstance(model, rmt.RMTForCausalLM) and not model.config.has_memory
     kept = {k: v for k, v in source.state_dict().items() if ".memory." not in k}
     theirs = model.state_dict()
@@ -237,9 +238,12 @@ def test_rmt_from_a_checkpoint_takes_its_backbone_under_fresh_memory_tokens(lm_c
     assert all(torch.equal(theirs[k], v) for k, v in kept.items())
     assert model.config.rmt_segment_length == 16 and model.memory_embeddings.std() > 0
 
-    # An RMT checkpoint continues as it was saved, memory tokens included.
+    # An RMT checkpoint continues as it was saved, memory tokens included, and gets no memory blocks from a config
+    # written for LM2 (memory_layers in model.config).
     model.save_pretrained(tmp_path / "rmt")
-    again = loop.build_model(lm_config(model={"kind": "rmt", "init_from": str(tmp_path / "rmt")}))
+    again = loop.build_model(lm_config(model={"kind": "rmt", "init_from": str(tmp_path / "rmt"),
+                                              "config": {**lm_config().model.config, "memory_layers": 2}}))
+    assert not again.config.has_memory and set(again.state_dict()) == set(model.state_dict())
     assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
