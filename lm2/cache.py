@@ -122,11 +122,11 @@ def segments(model, input_ids: torch.Tensor, segment_length: int, cache=None, at
 @torch.no_grad()
 def stream(model, input_ids: torch.Tensor, segment_length: int, cache=None, on_segment=None, **forward_kwargs):
     """Feed ``input_ids`` (B, T) through ``model`` in segments (``segments``) and return the final state and the
-    logits of the last position (B, V). ``on_segment(cache, logits)`` is called after every segment (progress
-    bars, statistics)."""
+    logits of the last position (B, V). ``on_segment(cache, logits, tokens)`` is called after every segment with
+    the number of tokens it fed (progress bars, statistics)."""
     last = None
-    for _, out in segments(model, input_ids, segment_length, cache, **forward_kwargs):
+    for start, out in segments(model, input_ids, segment_length, cache, **forward_kwargs):
         cache, last = out.past_key_values, out.logits[:, -1]
         if on_segment is not None:
-            on_segment(cache, last)
+            on_segment(cache, last, min(segment_length, input_ids.shape[1] - start))
     return cache, last

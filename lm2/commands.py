@@ -163,8 +163,8 @@ def run_stream(*, preset: str = "tiny", tokens: PositiveInt = 32768, segment_len
     bar = tqdm(total=tokens, unit="tok", desc="streaming")
     sizes = []
 
-    def on_segment(cache, _logits):
-        bar.update(min(segment_length, tokens - bar.n))
+    def on_segment(cache, _logits, fed):
+        bar.update(fed)
         sizes.append(cache.nbytes())
 
     start = time.perf_counter()

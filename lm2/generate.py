@@ -87,7 +87,7 @@ def prefill(model, input_ids: torch.Tensor, cache=None, segment_length: int | No
 
     Returns the state and the logits of the prompt's last position (B, V). ``segment_length`` None: see
     ``resolve_segment_length``. ``attention_mask`` (B, T): 0 for the left padding of a batch.
-    ``on_segment(cache, logits)``: called after every segment (progress).
+    ``on_segment(cache, logits, tokens)``: called after every segment (progress).
     """
     if input_ids.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token")

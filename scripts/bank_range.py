@@ -30,7 +30,7 @@ def main() -> None:
         ids = torch.tensor([list(prompt_ids(sample, loaded.tokenizer, "finetune", 0))])
         largest = []
 
-        def record(cache, logits, largest=largest):
+        def record(cache, logits, fed, largest=largest):
             largest.append([round(float(layer.memory.memory.abs().max()), 3) for layer in cache.layers
                             if layer.memory is not None])
 

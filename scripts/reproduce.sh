@@ -13,6 +13,9 @@
 #               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
+# Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
+#               room at 0k (seed 4), then 750 steps with memory added (LM2), memory tokens added (RMT) or nothing
+#               (vanilla), then 0k-2k with the evaluation's layout; evaluated like 1c (about 2.5 hours of one core).
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 #               Experiments 3 and 5 run on today's configs/babilong-tiny.yaml and data pipeline; RESULTS.md 3 and 5
@@ -131,6 +134,39 @@ if [[ ${SEEDS:-0} == 1 && $QUICK == 0 ]]; then
     done
   done
 fi
+
+echo "== experiment 1d: memory added to a backbone that binds, then a length curriculum (LM2, vanilla, RMT)"
+# Phase 1: the backbone without memory learns to bind a person to a room at 0k (smeared keys, every question of a
+# story supervised; seed 4 binds, RESULTS.md 1c). Phase 2: the same 750 steps again from it, with memory added
+# (LM2), memory tokens added (RMT) or nothing added (vanilla). Phase 3: 0k + 1k, then 0k + 1k + 2k, with the
+# evaluation's layout (one question after the whole context, answer-only loss): with every question of a story
+# supervised at 1k, LM2 learned to answer the end-of-text token after a long context (RESULTS.md 1c).
+if (( QUICK )); then P1=(20 40); P2=(20 40); P3="[{steps: 4, lengths: [0k, 1k]}, {steps: 2, lengths: [0k, 1k, 2k]}]"
+  P3_EVAL=(--eval.lengths '[0k, 1k]' --eval.samples 10 --eval.interval 3 --checkpoint.interval 3)
+else P1=(750 1500); P2=(750 1500)
+  P3="[{steps: 150, lengths: [0k, 1k]}, {steps: 100, lengths: [0k, 1k, 2k]}]"
+  P3_EVAL=(--eval.lengths '[0k, 1k, 2k]' --eval.samples 50 --eval.interval 125 --checkpoint.interval 125)
+fi
+BIND=(--model.config.intermediate_size 662 --model.config.attention_key_shift true --no-progress)
+BACKBONE="$OUT/bind-backbone"
+done_already "$BACKBONE" || lm2 train configs/babilong-tiny.yaml --out_dir "$BACKBONE" --model.kind vanilla "${BIND[@]}" \
+    --data.supervise story --data.curriculum "[{steps: ${P1[1]}, lengths: [0k]}]" --eval.lengths '[0k]' \
+    --eval.interval 250 --checkpoint.interval 250 --train.lr 4e-3 --train.seed 4 --train.stop_after "${P1[0]}"
+for KIND in lm2 vanilla rmt; do
+  done_already "$OUT/bind-$KIND" || lm2 train configs/babilong-tiny.yaml --out_dir "$OUT/bind-$KIND" --model.kind "$KIND" \
+      --model.init_from "$(latest "$BACKBONE")" --data.tokenizer "$(latest "$BACKBONE")" "${BIND[@]}" \
+      --data.supervise story --data.curriculum "[{steps: ${P2[1]}, lengths: [0k]}]" --eval.lengths '[0k]' \
+      --eval.interval 250 --checkpoint.interval 250 --train.lr 4e-3 --train.seed 14 --train.stop_after "${P2[0]}"
+  done_already "$OUT/bind-$KIND-lengths" || lm2 train configs/babilong-tiny.yaml --out_dir "$OUT/bind-$KIND-lengths" \
+      --model.kind "$KIND" --model.init_from "$(latest "$OUT/bind-$KIND")" --data.tokenizer "$(latest "$BACKBONE")" \
+      "${BIND[@]}" --data.supervise answer --data.curriculum "$P3" "${P3_EVAL[@]}" --checkpoint.keep_last 4 \
+      --train.lr 1e-3 --train.warmup_steps 10 --train.seed 21
+  lm2 eval babilong --model "$(latest "$OUT/bind-$KIND-lengths")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
+      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-bind-$KIND" --resume
+  python scripts/probe_binding.py "$(latest "$OUT/bind-$KIND-lengths")" --n "$EVAL_N"
+done
+python scripts/compare_babilong.py --chance majority --out "$OUT/bind-compare.png" LM2="$OUT/eval-bind-lm2" \
+    vanilla="$OUT/eval-bind-vanilla" RMT="$OUT/eval-bind-rmt"
 
 echo "== experiment 2: memory in 0, 1, 2, 4 of 4 blocks (pretraining), seeds: $EXP2_SEEDS"
 EXP2_RUNS=()

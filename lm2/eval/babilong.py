@@ -164,14 +164,7 @@ def greedy_streaming(model, prompts: Sequence[Sequence[int]], segment_length: in
     device = device if device is not None else next(model.parameters()).device
     ids, mask = _left_pad(prompts, pad_id, device)
     padded = bool((mask == 0).any())
-    fed = 0
-
-    def progress(cache, logits):
-        nonlocal fed
-        if on_tokens is not None:
-            on_tokens(min(segment_length, ids.shape[1] - fed))
-        fed += segment_length
-
+    progress = None if on_tokens is None else (lambda cache, logits, fed: on_tokens(fed))
     state, logits = prefill(model, ids, None, segment_length, mask if padded else None, progress)
     tokens = logits.argmax(-1)  # (B,)
     answers: list[list[int]] = [[] for _ in prompts]
