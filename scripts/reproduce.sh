@@ -140,7 +140,7 @@ echo "== experiment 1d: memory added to a backbone that binds, then a length cur
 # story supervised; seed 4 binds, RESULTS.md 1c). Phase 2: the same 750 steps again from it, with memory added
 # (LM2), memory tokens added (RMT) or nothing added (vanilla). Phase 3: 0k + 1k, then 0k + 1k + 2k, with the
 # evaluation's layout (one question after the whole context, answer-only loss): with every question of a story
-# supervised at 1k, LM2 learned to answer the end-of-text token after a long context (RESULTS.md 1c).
+# supervised at 1k, LM2 learned to answer the end-of-text token after a long context (RESULTS.md 1d).
 if (( QUICK )); then P1=(20 40); P2=(20 40); P3="[{steps: 4, lengths: [0k, 1k]}, {steps: 2, lengths: [0k, 1k, 2k]}]"
   P3_EVAL=(--eval.lengths '[0k, 1k]' --eval.samples 10 --eval.interval 3 --checkpoint.interval 3)
 else P1=(750 1500); P2=(750 1500)
