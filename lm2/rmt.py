@@ -22,9 +22,7 @@ gives the logits of one call, and the state stays at most K + S keys per layer h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -76,11 +74,6 @@ class RMTConfig(LM2Config):
         values["memory_layers"] = 0
         values.update(fields)
         return cls(**values)
-
-
-def is_rmt_checkpoint(folder) -> bool:
-    """Whether a checkpoint folder holds an RMT model (its config.json names RMT's model type)."""
-    return json.loads((Path(folder) / "config.json").read_text()).get("model_type") == RMTConfig.model_type
 
 
 @dataclass

@@ -33,8 +33,7 @@ def main() -> None:
         losses, eos = [], 0
         for sample in build_samples(args.task, length, args.n, split="train", seed=args.seed):
             ids = torch.tensor([list(prompt_ids(sample, tok, "finetune", 0))])
-            with torch.no_grad():
-                _, last = stream(loaded.model, ids, args.segment_length)
+            _, last = stream(loaded.model, ids, args.segment_length)  # stream runs without gradients
             answer = tok(" " + sample.target)["input_ids"][0]
             losses.append(-float(last[0].log_softmax(-1)[answer]))
             eos += int(last[0].argmax()) == tok.eos_token_id

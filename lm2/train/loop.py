@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+from transformers import AutoConfig
 
 from lm2 import LM2Config, LM2ForCausalLM, rmt
 from lm2.cache import segments
@@ -79,18 +80,19 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
         rmt_fields["rmt_segment_length"] = cfg.data.segment_length
     if m.kind in ("vanilla", "rmt"):
         fields["memory_layers"] = 0  # RMT's memory is its tokens, not memory blocks
-    if m.init_from and m.kind == "rmt" and rmt.is_rmt_checkpoint(resolve_pretrained(m.init_from)):
-        model = rmt.RMTForCausalLM.from_pretrained(resolve_pretrained(m.init_from), **fields)  # as it was saved
-    elif m.init_from and m.kind == "rmt":
+    source = resolve_pretrained(m.init_from) if m.init_from else None
+    if source is not None and m.kind == "rmt" and isinstance(AutoConfig.from_pretrained(source), rmt.RMTConfig):
+        model = rmt.RMTForCausalLM.from_pretrained(source, **fields)  # an RMT run continues as it was saved
+    elif source is not None and m.kind == "rmt":
         # The checkpoint's backbone (any memory blocks dropped) under fresh memory tokens.
-        backbone = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **fields)
+        backbone = LM2ForCausalLM.from_llama(source, **fields)
         model = rmt.RMTForCausalLM(backbone.config, **rmt_fields)
         missing, unexpected = model.load_state_dict(backbone.state_dict(), strict=False)
         if set(missing) != {"memory_embeddings"} or unexpected:
             raise ValueError(f"model.init_from={m.init_from}: its weights do not fit an RMT backbone "
                              f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
-    elif m.init_from:
-        model = LM2ForCausalLM.from_llama(resolve_pretrained(m.init_from), **fields)
+    elif source is not None:
+        model = LM2ForCausalLM.from_llama(source, **fields)
     else:
         if vocab_size is not None:
             fields["vocab_size"] = vocab_size
