@@ -28,6 +28,7 @@ COMMANDS = {
     "score babilong": "lm2.eval.commands:run_score_babilong",
     "train": "lm2.train.commands:run_train",
     "demo": "lm2.train.commands:run_demo",
+    "recipe": "lm2.train.commands:run_recipe",
     "eval babilong": "lm2.eval.commands:run_babilong",
     "eval mmlu": "lm2.eval.commands:run_mmlu",
     "eval harness": "lm2.eval.commands:run_harness",

@@ -141,33 +141,20 @@ echo "== experiment 1d: memory added to a backbone that binds, then a length cur
 # (LM2), memory tokens added (RMT) or nothing added (vanilla). Phase 3: 0k + 1k, then 0k + 1k + 2k, with the
 # evaluation's layout (one question after the whole context, answer-only loss): with every question of a story
 # supervised at 1k, LM2 learned to answer the end-of-text token after a long context (RESULTS.md 1d).
-if (( QUICK )); then P1=(20 40); P2=(20 40); P3="[{steps: 4, lengths: [0k, 1k]}, {steps: 2, lengths: [0k, 1k, 2k]}]"
-  P3_EVAL=(--eval.lengths '[0k, 1k]' --eval.samples 10 --eval.interval 3 --checkpoint.interval 3)
-  BIND_EVAL=(--eval.samples 10)
-else P1=(750 1500); P2=(750 1500)
-  P3="[{steps: 150, lengths: [0k, 1k]}, {steps: 100, lengths: [0k, 1k, 2k]}]"
-  P3_EVAL=(--eval.lengths '[0k, 1k, 2k]' --eval.samples 50 --eval.interval 125 --checkpoint.interval 125)
-  BIND_EVAL=()
+# The phases are the shipped recipe lm2/configs/recipes/babilong-bind.yaml; --quick shortens each.
+if (( QUICK )); then
+  RECIPE_FLAGS=(--backbone.data.curriculum '[{steps: 40, lengths: [0k]}]' --backbone.train.stop_after 20
+                --memory.data.curriculum '[{steps: 40, lengths: [0k]}]' --memory.train.stop_after 20
+                --lengths.data.curriculum '[{steps: 4, lengths: [0k, 1k]}, {steps: 2, lengths: [0k, 1k, 2k]}]'
+                --lengths.eval.lengths '[0k, 1k]' --lengths.eval.interval 3 --lengths.checkpoint.interval 3
+                --eval.samples 10)
+else RECIPE_FLAGS=()
 fi
-BIND=(--model.config.intermediate_size 662 --model.config.attention_key_shift true --no-progress)
-BACKBONE="$OUT/bind-backbone"
-done_already "$BACKBONE" || lm2 train configs/babilong-tiny.yaml --out_dir "$BACKBONE" --model.kind vanilla "${BIND[@]}" \
-    --data.supervise story --data.curriculum "[{steps: ${P1[1]}, lengths: [0k]}]" --eval.lengths '[0k]' \
-    --eval.interval 250 --checkpoint.interval 250 --train.lr 4e-3 --train.seed 4 --train.stop_after "${P1[0]}" \
-    "${BIND_EVAL[@]}"
+lm2 recipe babilong-bind --out-dir "$OUT/bind" --no-progress "${RECIPE_FLAGS[@]}"
 for KIND in lm2 vanilla rmt; do
-  done_already "$OUT/bind-$KIND" || lm2 train configs/babilong-tiny.yaml --out_dir "$OUT/bind-$KIND" --model.kind "$KIND" \
-      --model.init_from "$(latest "$BACKBONE")" --data.tokenizer "$(latest "$BACKBONE")" "${BIND[@]}" \
-      --data.supervise story --data.curriculum "[{steps: ${P2[1]}, lengths: [0k]}]" --eval.lengths '[0k]' \
-      --eval.interval 250 --checkpoint.interval 250 --train.lr 4e-3 --train.seed 14 --train.stop_after "${P2[0]}" \
-      "${BIND_EVAL[@]}"
-  done_already "$OUT/bind-$KIND-lengths" || lm2 train configs/babilong-tiny.yaml --out_dir "$OUT/bind-$KIND-lengths" \
-      --model.kind "$KIND" --model.init_from "$(latest "$OUT/bind-$KIND")" --data.tokenizer "$(latest "$BACKBONE")" \
-      "${BIND[@]}" --data.supervise answer --data.curriculum "$P3" "${P3_EVAL[@]}" --checkpoint.keep_last 4 \
-      --train.lr 1e-3 --train.warmup_steps 10 --train.seed 21
-  lm2 eval babilong --model "$(latest "$OUT/bind-$KIND-lengths")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
+  lm2 eval babilong --model "$(latest "$OUT/bind/$KIND/lengths")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
       --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-bind-$KIND" --resume
-  python scripts/probe_binding.py "$(latest "$OUT/bind-$KIND-lengths")" --n "$EVAL_N"
+  python scripts/probe_binding.py "$(latest "$OUT/bind/$KIND/lengths")" --n "$EVAL_N"
 done
 python scripts/compare_babilong.py --chance majority --out "$OUT/bind-compare.png" LM2="$OUT/eval-bind-lm2" \
     vanilla="$OUT/eval-bind-vanilla" RMT="$OUT/eval-bind-rmt"

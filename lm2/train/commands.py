@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lm2.cli import PositiveInt, UserError, no_progress_bars
-from lm2.train.config import shipped_config_names, shipped_configs_dir
+from lm2.train.config import recipe_names, shipped_config_names, shipped_configs_dir
 
 DEMO_CONFIG = "babilong-tiny.yaml"  # shipped in the package: lm2/configs (lm2.train.config.shipped_configs_dir)
 
@@ -73,7 +73,55 @@ def run_demo(*overrides: str, config: str | None = None, resume: bool = False, o
                      threads=threads, _argv=_argv)
 
 
+def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kinds: str | None = None,
+               dry_run: bool = False, no_progress: bool = False, threads: PositiveInt | None = None) -> int:
+    """train through the phases of a recipe, each from the last checkpoint of the one before
+
+    Overrides: --section.field VALUE sets a field in every phase, --PHASE.section.field VALUE in one
+    (--backbone.train.seed 3). Rerun the same command to finish a recipe that stopped: finished phases are
+    skipped, a started one resumes.
+
+    Args:
+        recipe: a recipe YAML file, or the name of one shipped with lm2: {recipes}
+        out_dir: the folder of the recipe's runs: OUT/PHASE for shared phases, OUT/KIND/PHASE for the others
+            (default: runs/RECIPE)
+        kinds: the model kinds to train, comma-separated (default: the recipe's)
+        dry_run: print each phase's run (its `lm2 train` command and whether it is done) and exit
+        no_progress: no progress bar
+        threads: CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this process may use)"""
+    from lm2.train.loop import TrainingDiverged
+    from lm2.train.recipe import load_recipe, plan, run_plan
+
+    book = load_recipe(recipe)
+    out = Path(out_dir or Path("runs") / book.path.stem)
+    if threads is not None:
+        overrides = (*overrides, "--train.threads", str(threads))
+    runs = plan(book, out, list(overrides), kinds=kinds.split(",") if kinds else None)
+    if dry_run:
+        for planned in runs:
+            who = "all kinds" if planned.kind is None else planned.kind
+            print(f"{planned.phase.name} ({who}, {planned.state()}): {planned.command}")
+        return 0
+    if no_progress:
+        no_progress_bars()
+    finals = {}
+
+    def done(planned, trained) -> None:
+        if trained is not None and trained.ctx.is_main:
+            report(trained)
+        if planned.kind is not None:
+            finals[planned.kind] = planned.final_checkpoint
+
+    try:
+        run_plan(runs, progress=not no_progress, on_done=done)
+    except TrainingDiverged as err:
+        raise UserError(str(err)) from None
+    print("\nfinal checkpoints: " + ", ".join(f"{kind} {path}" for kind, path in finals.items()))
+    return 0
+
+
 run_train.__doc__ += _TRAIN_DOC.format(shipped=", ".join(shipped_config_names()))
+run_recipe.__doc__ = run_recipe.__doc__.format(recipes=", ".join(recipe_names()))
 run_demo.__doc__ += _TRAIN_DOC.replace("config: a YAML", "config: (default: the shipped babilong-tiny) a YAML").format(
     shipped=", ".join(shipped_config_names()))
 

@@ -414,10 +414,9 @@ def accumulation_steps(cfg: TrainConfig, world_size: int) -> tuple[int, int]:
     return micro, per_rank // micro
 
 
-def apply_overrides(values: dict, items: list[str]) -> dict:
-    """Set ``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` in the nested dict ``values`` (a copy);
-    each value is read as YAML, and one that looks like a number is a number (YAML 1.1 reads "3e-4" as a string)."""
-    values, items = copy.deepcopy(values), list(items)
+def split_overrides(items: list[str]) -> list[tuple[str, str]]:
+    """``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` as ``[("train.lr", "3e-4"), ...]``."""
+    items, pairs = list(items), []
     while items:
         item = items.pop(0)
         if not item.startswith("--") or len(item) < 3:
@@ -427,16 +426,36 @@ def apply_overrides(values: dict, items: list[str]) -> dict:
             if not items:
                 raise ValueError(f"override --{key} has no value")
             text = items.pop(0)
-        value = _yaml(text, f"override --{key}")
-        with contextlib.suppress(ValueError, TypeError):
-            value = float(value) if isinstance(value, str) else value
-        *path, name = key.split(".")
-        node = values
-        for part in path:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override --{key}: {part} is not a section of fields")
-        node[name] = value
+        pairs.append((key, text))
+    return pairs
+
+
+def read_override(key: str, text: str) -> Any:
+    """An override's value: ``text`` read as YAML, and a number when it looks like one (YAML 1.1 reads "3e-4" as a
+    string)."""
+    value = _yaml(text, f"override --{key}")
+    with contextlib.suppress(ValueError, TypeError):
+        value = float(value) if isinstance(value, str) else value
+    return value
+
+
+def set_field(values: dict, key: str, value: Any) -> None:
+    """Set the dotted field ``key`` ("model.config.sliding_window") of the nested dict ``values`` in place."""
+    *path, name = key.split(".")
+    node = values
+    for part in path:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override --{key}: {part} is not a section of fields")
+    node[name] = value
+
+
+def apply_overrides(values: dict, items: list[str]) -> dict:
+    """Set ``["--train.lr", "3e-4", "--model.config.sliding_window=64"]`` in the nested dict ``values`` (a copy);
+    each value is read as YAML (``read_override``)."""
+    values = copy.deepcopy(values)
+    for key, text in split_overrides(items):
+        set_field(values, key, read_override(key, text))
     return values
 
 
@@ -468,6 +487,15 @@ def shipped_config_names() -> list[str]:
     return sorted(p.stem for p in shipped_configs_dir().glob("*.yaml"))
 
 
+def recipes_dir() -> Path:
+    """The shipped training recipes (``lm2 recipe NAME``): ``lm2/configs/recipes``."""
+    return shipped_configs_dir() / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
 def resolve_config(path: str | Path) -> Path:
     """The config file to read: ``path`` when it is a file; otherwise, when it is a bare name (no folder), the
     shipped config of that name (``babilong-tiny`` or ``babilong-tiny.yaml``). A file in the current folder wins
@@ -484,23 +512,27 @@ def resolve_config(path: str | Path) -> Path:
                             f"`lm2 train babilong-tiny`: {', '.join(shipped_config_names())})")
 
 
+def read_config_values(path: str | Path) -> dict:
+    """The nested dict of a YAML config, not yet validated; ``path`` is a file or a shipped config's bare name."""
+    path = resolve_config(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text (a binary file?)") from None
+    values = _yaml(text, f"config file {path}")
+    if values is None:
+        raise ValueError(f"config file {path} is empty: give at least out_dir and the sections to change "
+                         f"(see the shipped configs in {shipped_configs_dir()})")
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path}: a config is a YAML mapping of sections (model, data, train, ...)")
+    return values
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config (or start from the defaults), apply overrides, build and validate it.
 
     ``path`` is a YAML file or the bare name of a shipped config (``resolve_config``)."""
-    values: dict = {}
-    if path is not None:
-        path = resolve_config(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"config file {path} is not UTF-8 text (a binary file?)") from None
-        values = _yaml(text, f"config file {path}")
-        if values is None:
-            raise ValueError(f"config file {path} is empty: give at least out_dir and the sections to change "
-                             f"(see the shipped configs in {shipped_configs_dir()})")
-        if not isinstance(values, dict):
-            raise ValueError(f"config file {path}: a config is a YAML mapping of sections (model, data, train, ...)")
+    values = {} if path is None else read_config_values(path)
     return from_dict(apply_overrides(values, overrides or []))
 
 

@@ -286,3 +286,20 @@ def test_babilong_validation_never_draws_test_stories():
         samples = babilong_validation_samples(task, "0k", 30)
         assert len(samples) == 30
         assert {story_split(task, s.facts[:2]) for s in samples} == {"train"}
+
+
+def test_lm2_from_a_checkpoint_without_memory_adds_the_blocks_the_config_asks_for(lm_config, tmp_path):
+    """model.kind lm2 from a vanilla checkpoint: memory_layers in model.config adds memory blocks over the kept
+    backbone; without it the model would silently have no memory, so that is refused."""
+    source = loop.build_model(lm_config(model={"kind": "vanilla"}), vocab_size=300)
+    source.save_pretrained(tmp_path / "vanilla")
+    with pytest.raises(ValueError, match="no memory blocks and the config adds none.*memory_layers"):
+        loop.build_model(lm_config(model={"kind": "lm2", "init_from": str(tmp_path / "vanilla")}))
+    model = loop.build_model(lm_config(model={"kind": "lm2", "init_from": str(tmp_path / "vanilla"),
+                                              "config": {**lm_config().model.config, "memory_layers": 2}}))
+    assert model.config.has_memory
+    theirs = model.state_dict()
+    assert all(torch.equal(theirs[k], v) for k, v in source.state_dict().items())
+    explicit = loop.build_model(lm_config(model={"kind": "lm2", "init_from": str(tmp_path / "vanilla"),
+                                                 "config": {**lm_config().model.config, "memory_layers": 0}}))
+    assert not explicit.config.has_memory  # asked for in so many words: a model without memory, as in RESULTS 2

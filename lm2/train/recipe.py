@@ -1,0 +1,273 @@
+"""Training recipes: several `lm2 train` runs in a row, each starting from the checkpoint of the one before.
+
+A recipe is a YAML file (or the name of one shipped in ``lm2/configs/recipes``)::
+
+    config: babilong-tiny              # the config every phase starts from
+    kinds: [lm2, vanilla, rmt]         # the model kinds it trains, each through the same phases and data
+    every_phase: {model.config.attention_key_shift: true}    # fields set in every phase
+    phases:
+      - name: backbone                 # runs once, for all kinds (shared phases come first)
+        shared: true
+        set: {model.kind: vanilla, train.seed: 4, ...}
+      - name: memory                   # runs once per kind, from the previous phase's last checkpoint
+        set: {train.seed: 14, ...}
+
+Every phase after the first starts from the last checkpoint of the phase before (``model.init_from``) and reads
+the first phase's tokenizer from its last checkpoint (``data.tokenizer``), so memory can be added to a backbone
+that has already learned the task: LM2 keeps the backbone and adds memory blocks whose read starts at zero
+(``model.config.memory_layers`` says where); RMT adds memory tokens. Runs go to
+``OUT/PHASE`` (shared) and ``OUT/KIND/PHASE``. A phase whose last checkpoint exists is skipped, and one that
+stopped part-way is resumed: rerun the same command to finish a recipe.
+
+Command-line overrides (``--section.field VALUE``) apply to every phase; ``--PHASE.section.field VALUE`` to one
+phase (``--backbone.train.seed 3``). Each phase's run is recorded in its model card as the ``lm2 train`` command
+that does the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lm2.train import checkpoint as ckpt
+from lm2.train.config import (
+    MODEL_KINDS,
+    TrainConfig,
+    from_dict,
+    read_config_values,
+    read_override,
+    recipe_names,
+    recipes_dir,
+    resolve_config,
+    set_field,
+    split_overrides,
+)
+from lm2.train.loop import train
+
+SECTIONS = tuple(TrainConfig.__dataclass_fields__)  # a phase may not be named like a config section
+_RECIPE_KEYS = {"config", "kinds", "every_phase", "phases"}
+_PHASE_KEYS = {"name", "shared", "set"}
+_IGNORED = {"out_dir", "train.threads"}  # fields a finished phase may differ in and still count as done
+
+
+@dataclass
+class Phase:
+    name: str
+    shared: bool = False  # trained once (without regard to kind), before the per-kind phases
+    fields: dict[str, Any] = field(default_factory=dict)  # dotted config fields -> values
+
+
+@dataclass
+class Recipe:
+    path: Path
+    config: str
+    kinds: list[str]
+    every_phase: dict[str, Any]
+    phases: list[Phase]
+
+
+def resolve_recipe(path: str | Path) -> Path:
+    """A recipe file, or the bare name of a shipped one (``babilong-bind``)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.name == str(path):
+        shipped = recipes_dir() / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+        if shipped.is_file():
+            return shipped
+    raise FileNotFoundError(f"recipe file {path} does not exist (the shipped recipes, usable by name: "
+                            f"{', '.join(recipe_names())})")
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{where} must be a mapping of dotted config fields to values (e.g. train.lr: 1.0e-3)")
+    return value
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe; every phase's config is built and validated later, before any training."""
+    path = resolve_recipe(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"recipe file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe file {path}: a recipe is a YAML mapping with config, kinds and phases")
+    unknown = set(values) - _RECIPE_KEYS
+    if unknown:
+        raise ValueError(f"recipe file {path}: unknown key(s) {', '.join(sorted(unknown))} (a recipe has "
+                         f"{', '.join(sorted(_RECIPE_KEYS))})")
+    if not isinstance(values.get("config"), str):
+        raise ValueError(f"recipe file {path}: config must name the config every phase starts from")
+    resolve_config(values["config"])  # a missing config is an error now, not after the first phase
+    kinds = values.get("kinds") or ["lm2"]
+    if not isinstance(kinds, list) or not kinds or any(k not in MODEL_KINDS for k in kinds):
+        raise ValueError(f"recipe file {path}: kinds={kinds!r} is invalid: a list of {', '.join(MODEL_KINDS)}")
+    phases = []
+    for i, raw in enumerate(values.get("phases") or []):
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or set(raw) - _PHASE_KEYS:
+            raise ValueError(f"recipe file {path}: phase {i + 1} must be a mapping with name, and optionally shared "
+                             f"and set (got {raw!r:.120})")
+        name = raw["name"]
+        if not name.replace("-", "").replace("_", "").isalnum() or name in SECTIONS or name in MODEL_KINDS:
+            raise ValueError(f"recipe file {path}: phase name {name!r} is invalid: letters, digits, - and _, and not "
+                             f"a config section ({', '.join(SECTIONS)}) or a model kind")
+        phases.append(Phase(name, bool(raw.get("shared", False)), _mapping(raw.get("set"), f"phase {name}: set")))
+    if not phases:
+        raise ValueError(f"recipe file {path}: phases is empty: a recipe needs at least one phase")
+    names = [p.name for p in phases]
+    if len(set(names)) != len(names):
+        raise ValueError(f"recipe file {path}: phase names repeat ({', '.join(names)})")
+    shared = [p.shared for p in phases]
+    if shared != sorted(shared, reverse=True):
+        raise ValueError(f"recipe file {path}: shared phases must come before the per-kind ones (they are trained "
+                         f"once, and every kind continues from them)")
+    return Recipe(path, values["config"], kinds, _mapping(values.get("every_phase"), "every_phase"), phases)
+
+
+@dataclass
+class PlannedRun:
+    """One phase for one kind (or for all, when shared): its validated config and how to run it."""
+    phase: Phase
+    kind: str | None  # None: a shared phase
+    cfg: TrainConfig
+    command: str  # the `lm2 train` command that does the same
+    previous: PlannedRun | None = None
+
+    @property
+    def final_checkpoint(self) -> Path:
+        return Path(self.cfg.out_dir) / f"ckpt-{self.cfg.last_step():06d}"
+
+    def state(self) -> str:
+        """done (its last checkpoint is there and intact), partial (a run was started in out_dir) or new. A
+        finished phase trained with another config is an error: the later phases would not be the recipe's."""
+        final = self.final_checkpoint
+        if final.is_dir() and ckpt.damage(final) is None:
+            saved = _comparable(yaml.safe_load((final / ckpt.CONFIG_FILE).read_text()))
+            planned = _comparable(self.cfg.to_dict())
+            changed = sorted(k for k in set(saved) | set(planned)
+                             if k not in _IGNORED and saved.get(k) != planned.get(k))
+            if changed:
+                shown = "; ".join(f"{k}: {saved.get(k)!r} there, {planned.get(k)!r} now" for k in changed[:4])
+                raise ValueError(f"{final} was trained with another config ({shown}): delete {self.cfg.out_dir} to "
+                                 f"train this phase again, or give another --out-dir")
+            return "done"
+        return "partial" if ckpt.existing_run(self.cfg.out_dir) else "new"
+
+
+def _comparable(values: dict) -> dict[str, Any]:
+    """A config's fields, flat, with the folders it starts from resolved (a relative path, a link)."""
+    flat = _flatten(values)
+    for key in ("model.init_from", "data.tokenizer"):
+        if isinstance(flat.get(key), str) and Path(flat[key]).exists():
+            flat[key] = str(Path(flat[key]).resolve())
+    return flat
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} as {"train.lr": 1e-3}; model.config stays one value (a dict)."""
+    flat = {}
+    for key, value in values.items():
+        name = prefix + key
+        if isinstance(value, dict) and name != "model.config":
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML that ``read_override`` reads back to it."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def plan(recipe: Recipe, out_dir: str | Path, overrides: list[str] | None = None,
+         kinds: list[str] | None = None) -> list[PlannedRun]:
+    """Every run of ``recipe`` in order (shared phases once, then each kind's phases), each config validated."""
+    out_dir = Path(out_dir)
+    kinds = kinds or recipe.kinds
+    bad = [k for k in kinds if k not in MODEL_KINDS]
+    if bad:
+        raise ValueError(f"--kinds {','.join(kinds)} is invalid: {', '.join(bad)} is not a model kind "
+                         f"({', '.join(MODEL_KINDS)})")
+    names = {p.name for p in recipe.phases}
+    common: list[tuple[str, str]] = []
+    per_phase: dict[str, list[tuple[str, str]]] = {}
+    for key, text in split_overrides(overrides or []):
+        head, _, rest = key.partition(".")
+        if head in names and rest:
+            per_phase.setdefault(head, []).append((rest, text))
+        elif head in SECTIONS or key == "out_dir":
+            if key == "out_dir":
+                raise ValueError("--out_dir is the recipe's own folder: give it as --out-dir OUT")
+            common.append((key, text))
+        else:
+            raise ValueError(f"override --{key} is invalid: use --section.field VALUE for every phase or "
+                             f"--PHASE.section.field VALUE for one (phases: {', '.join(sorted(names))})")
+    base = read_config_values(recipe.config)
+    runs: list[PlannedRun] = []
+    last_shared: PlannedRun | None = None
+    for kind in [None] + list(kinds):
+        previous = last_shared
+        for phase in recipe.phases:
+            if phase.shared != (kind is None):
+                continue
+            fields: dict[str, Any] = dict(recipe.every_phase)
+            if kind is not None:
+                fields["model.kind"] = kind
+            fields.update(phase.fields)
+            if previous is not None:  # the tokenizer is the first phase's, saved in each of its checkpoints
+                root = previous
+                while root.previous is not None:
+                    root = root.previous
+                fields["model.init_from"] = str(previous.final_checkpoint)
+                fields.setdefault("data.tokenizer", str(root.final_checkpoint))
+            for key, text in common + per_phase.get(phase.name, []):
+                fields[key] = read_override(key, text)
+            fields["out_dir"] = str(out_dir / phase.name if kind is None else out_dir / kind / phase.name)
+            values = copy.deepcopy(base)
+            for key, value in fields.items():
+                set_field(values, key, value)
+            try:
+                cfg = from_dict(values)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"recipe {recipe.path.name}, phase {phase.name}"
+                                 f"{'' if kind is None else f' ({kind})'}: {err}") from None
+            command = shlex.join(["lm2", "train", recipe.config, *[part for key, value in fields.items()
+                                                                   for part in (f"--{key}", _flow(value))]])
+            run = PlannedRun(phase, kind, cfg, command, previous)
+            runs.append(run)
+            previous = run
+        if kind is None:
+            last_shared = previous
+    return runs
+
+
+def run_plan(runs: list[PlannedRun], progress: bool = True, on_done=None) -> None:
+    """Train the planned runs in order, skipping finished ones and resuming started ones. ``on_done(run, trained)``
+    is called after each (``trained`` is the loop's Run, or None when the phase had finished before)."""
+    for planned in runs:
+        state = planned.state()
+        label = planned.phase.name + ("" if planned.kind is None else f" ({planned.kind})")
+        if state == "done":
+            print(f"== {label}: finished before ({planned.final_checkpoint}), skipped")
+            if on_done:
+                on_done(planned, None)
+            continue
+        if planned.previous is not None and planned.previous.state() != "done":
+            raise ValueError(f"phase {label} starts from {planned.previous.final_checkpoint}, which is missing or "
+                             f"damaged: rerun the recipe to train phase {planned.previous.phase.name} first")
+        print(f"== {label}: {'resuming' if state == 'partial' else 'training'} into {planned.cfg.out_dir}\n"
+              f"   {planned.command}", flush=True)
+        trained = train(planned.cfg, resume=state == "partial", progress=progress, command=planned.command)
+        if on_done:
+            on_done(planned, trained)

@@ -1,0 +1,131 @@
+"""`lm2 recipe`: phases chained through their checkpoints, shared phases once, finished phases skipped, a stopped
+phase resumed exactly, and a recipe that does not fit its runs refused."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from lm2.cli import main
+from lm2.train import checkpoint as ckpt
+from lm2.train import loop
+from lm2.train.config import recipe_names, save_config
+from lm2.train.recipe import load_recipe, plan, run_plan
+
+PHASES = [
+    {"name": "backbone", "shared": True, "set": {"model.kind": "vanilla", "train.steps": 4}},
+    {"name": "memory", "set": {"train.steps": 4, "train.seed": 1, "checkpoint.interval": 1, "checkpoint.keep_last": 4,
+                               "model.config.memory_layers": 2}},
+]
+
+
+@pytest.fixture()
+def recipe_file(lm_config, tmp_path):
+    """A two-phase recipe over the small LM config: a shared vanilla backbone, then lm2 and vanilla from it."""
+    config = tmp_path / "small.yaml"
+    save_config(lm_config(), config)
+
+    def write(phases=PHASES, **keys):
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump({"config": str(config), "kinds": ["lm2", "vanilla"], "phases": phases,
+                                        **keys}))
+        return path
+    return write
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_phases_chain_through_checkpoints_and_a_stopped_phase_resumes_exactly(recipe_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    runs = plan(load_recipe(recipe_file()), out)
+    assert [(r.phase.name, r.kind) for r in runs] == [("backbone", None), ("memory", "lm2"), ("memory", "vanilla")]
+    run_plan(runs, progress=False)
+    backbone = out / "backbone" / "ckpt-000004"
+    for kind in ("lm2", "vanilla"):  # each kind starts from the one shared backbone and reads its tokenizer
+        saved = yaml.safe_load((out / kind / "memory" / "ckpt-000004" / ckpt.CONFIG_FILE).read_text())
+        assert saved["model"]["kind"] == kind and saved["model"]["init_from"] == str(backbone)
+        assert saved["data"]["tokenizer"] == str(backbone) and saved["train"]["seed"] == 1
+    lm2_final = weights(out / "lm2" / "memory" / "ckpt-000004")
+    assert any(".memory." in k for k in lm2_final) and not any(".memory." in k for k in weights(backbone))
+    # The LM2 phase really started from the backbone: at step 0 (memory read at zero) it is the backbone's model.
+    theirs = loop.build_model(runs[1].cfg).state_dict()
+    assert all(torch.equal(theirs[k], v) for k, v in weights(backbone).items())
+
+    # Rerun: everything finished, nothing trained again.
+    stamp = (out / "lm2" / "memory" / "ckpt-000004").stat().st_mtime_ns
+    capsys.readouterr()
+    run_plan(plan(load_recipe(recipe_file()), out), progress=False)
+    assert capsys.readouterr().out.count("skipped") == 3
+    assert (out / "lm2" / "memory" / "ckpt-000004").stat().st_mtime_ns == stamp
+
+    # A phase stopped after its step-2 checkpoint resumes to the same weights as the run that was not stopped.
+    for name in ("ckpt-000003", "ckpt-000004"):
+        shutil.rmtree(out / "lm2" / "memory" / name)
+    assert plan(load_recipe(recipe_file()), out)[1].state() == "partial"
+    run_plan(plan(load_recipe(recipe_file()), out), progress=False)
+    resumed = weights(out / "lm2" / "memory" / "ckpt-000004")
+    assert set(resumed) == set(lm2_final) and all(torch.equal(resumed[k], v) for k, v in lm2_final.items())
+
+    # A finished phase trained with other settings is refused, not silently built on.
+    with pytest.raises(ValueError, match="trained with another config.*train.seed"):
+        run_plan(plan(load_recipe(recipe_file()), out, ["--memory.train.seed", "7"]), progress=False)
+
+
+def test_overrides_reach_every_phase_or_one(recipe_file, tmp_path):
+    runs = plan(load_recipe(recipe_file()), tmp_path / "o", ["--train.lr", "1e-3", "--backbone.train.seed", "5"],
+                kinds=["lm2"])
+    assert [r.kind for r in runs] == [None, "lm2"]
+    assert [r.cfg.train.lr for r in runs] == [1e-3, 1e-3]
+    assert [r.cfg.train.seed for r in runs] == [5, 1]
+    assert "--train.seed 5" in runs[0].command and runs[1].command.startswith("lm2 train ")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"phases": []}, "phases is empty"),
+    ({"phases": [PHASES[1], PHASES[0]]}, "shared phases must come before"),
+    ({"phases": [{"name": "train", "set": {}}]}, "phase name 'train' is invalid"),
+    ({"phases": [PHASES[0], PHASES[0]]}, "phase names repeat"),
+    ({"phases": [{"name": "a", "steps": 3}]}, "phase 1 must be a mapping"),
+    ({"kinds": ["gpt"]}, "kinds=.*invalid"),
+    ({"config": "no-such-config"}, "config file no-such-config does not exist"),
+    ({"epochs": 3}, "unknown key"),
+])
+def test_a_malformed_recipe_is_refused_in_one_line(recipe_file, change, message):
+    values = yaml.safe_load(recipe_file().read_text())
+    values.update(change)
+    path = recipe_file()
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_recipe(path)
+
+
+def test_bad_phase_values_and_overrides_are_refused_before_any_training(recipe_file, tmp_path, capsys):
+    bad = [PHASES[0], {"name": "memory", "set": {"train.lr": -1}}]
+    with pytest.raises(ValueError, match="phase memory \\(lm2\\): .*train.lr"):
+        plan(load_recipe(recipe_file(bad)), tmp_path / "o")
+    with pytest.raises(ValueError, match="--lengths.train.seed is invalid.*phases: backbone, memory"):
+        plan(load_recipe(recipe_file()), tmp_path / "o", ["--lengths.train.seed", "3"])
+    assert main(["recipe", str(recipe_file()), "--kinds", "lm2,gpt", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "--kinds lm2,gpt is invalid: gpt is not a model kind" in capsys.readouterr().err
+    assert main(["recipe", "no-such-recipe", "--dry-run"]) == 2
+    assert "babilong-bind" in capsys.readouterr().err  # the error lists the shipped recipes
+    assert not (tmp_path / "o").exists()
+
+
+def test_shipped_recipes_plan_and_dry_run_prints_each_phase(tmp_path, capsys):
+    assert "babilong-bind" in recipe_names()
+    for name in recipe_names():
+        runs = plan(load_recipe(name), tmp_path / name)  # every phase's config validates
+        assert runs and all(r.state() == "new" for r in runs)
+    assert main(["recipe", "babilong-bind", "--dry-run", "--kinds", "lm2", "--out-dir", str(tmp_path / "b")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["backbone (all kinds, new)", "memory (lm2, new)",
+                                                      "lengths (lm2, new)"]
+    assert f"--model.init_from {tmp_path / 'b' / 'lm2' / 'memory' / 'ckpt-000750'}" in lines[2]
+    assert not (tmp_path / "b").exists()  # a dry run writes nothing
