@@ -107,7 +107,9 @@ def load_recipe(path: str | Path) -> Recipe:
                          f"{', '.join(sorted(_RECIPE_KEYS))})")
     if not isinstance(values.get("config"), str):
         raise ValueError(f"recipe file {path}: config must name the config every phase starts from")
-    resolve_config(values["config"])  # a missing config is an error now, not after the first phase
+    beside = path.parent / values["config"]  # a config path is read from the recipe's folder first
+    config = str(beside) if beside.is_file() and Path(values["config"]).name != values["config"] else values["config"]
+    resolve_config(config)  # a missing config is an error now, not after the first phase
     kinds = values.get("kinds") or ["lm2"]
     if not isinstance(kinds, list) or not kinds or any(k not in MODEL_KINDS for k in kinds):
         raise ValueError(f"recipe file {path}: kinds={kinds!r} is invalid: a list of {', '.join(MODEL_KINDS)}")
@@ -130,7 +132,7 @@ def load_recipe(path: str | Path) -> Recipe:
     if shared != sorted(shared, reverse=True):
         raise ValueError(f"recipe file {path}: shared phases must come before the per-kind ones (they are trained "
                          f"once, and every kind continues from them)")
-    return Recipe(path, values["config"], kinds, _mapping(values.get("every_phase"), "every_phase"), phases)
+    return Recipe(path, config, kinds, _mapping(values.get("every_phase"), "every_phase"), phases)
 
 
 @dataclass

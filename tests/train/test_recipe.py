@@ -77,6 +77,15 @@ def test_phases_chain_through_checkpoints_and_a_stopped_phase_resumes_exactly(re
         run_plan(plan(load_recipe(recipe_file()), out, ["--memory.train.seed", "7"]), progress=False)
 
 
+def test_a_config_path_is_read_from_the_recipes_folder(recipe_file, tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "small.yaml").rename(tmp_path / "configs" / "small.yaml")
+    path = recipe_file()
+    path.write_text(path.read_text().replace(str(tmp_path / "small.yaml"), "configs/small.yaml"))
+    monkeypatch.chdir(tmp_path / "configs")  # not where the recipe is
+    assert load_recipe(path).config == str(tmp_path / "configs" / "small.yaml")
+
+
 def test_overrides_reach_every_phase_or_one(recipe_file, tmp_path):
     runs = plan(load_recipe(recipe_file()), tmp_path / "o", ["--train.lr", "1e-3", "--backbone.train.seed", "5"],
                 kinds=["lm2"])
