@@ -104,3 +104,31 @@ def test_compare_recall_prints_each_run_and_writes_a_figure(tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "scripts/compare_recall.py"), "--out", str(out),
                               f"x={tmp_path / 'none'}"], capture_output=True, text=True)
     assert missing.returncode == 2 and "recall.json does not exist" in missing.stderr
+
+
+def test_babilong_comparison_averages_seeds_with_their_range(tmp_path):
+    """NAME=DIR1,DIR2: the row is the seeds' mean with their range, at the lengths both seeds have."""
+    fake_eval(tmp_path / "s1", {"qa1": {"0k": 60.0, "1k": 40.0, "2k": 30.0}}, {"0k": 60.0, "1k": 40.0, "2k": 30.0})
+    fake_eval(tmp_path / "s2", {"qa1": {"0k": 70.0, "1k": 50.0}}, {"0k": 70.0, "1k": 50.0})
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/compare_babilong.py"), "--out", str(tmp_path / "l.png"),
+                          f"A={tmp_path / 's1'},{tmp_path / 's2'}"], capture_output=True, text=True, check=True)
+    assert "| A | 65.0 (60-70) | 45.0 (40-50) |" in out.stdout.splitlines()
+
+
+def test_paired_comparison_counts_discordant_pairs_and_tests_them(tmp_path):
+    """paired_babilong.py: per length and pooled, the accuracies, the pairs where only one model is right and the
+    exact sign test on them, computed by hand here (one seed: A right on 8 of 10 where B is right on 2, B never
+    right alone: p = 2 / 2**6)."""
+    for name, outputs in (("a", ["kitchen"] * 8 + ["garden"] * 2), ("b", ["kitchen"] * 2 + ["garden"] * 8)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({"rule": "exact", "tasks": ["qa1"]}))
+        (folder / "qa1_1k.csv").write_text("target,output,question\n"
+                                           + "".join(f"kitchen,{o},Where is Mary?\n" for o in outputs))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/paired_babilong.py"), "--lengths", "1k",
+                          f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}"], capture_output=True, text=True, check=True)
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| qa1 1k"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:8] == ["10", "80.0", "20.0", "+60.0", "6", "0", f"{2 / 2**6:.2g}"]
+    low, high = (float(x) for x in cells[8].strip("[]").split(","))
+    assert 20 <= low <= 60 <= high <= 90
