@@ -268,6 +268,9 @@ def run_plan(runs: list[PlannedRun], progress: bool = True, on_done=None) -> Non
         if planned.previous is not None and planned.previous.state() != "done":
             raise ValueError(f"phase {label} starts from {planned.previous.final_checkpoint}, which is missing or "
                              f"damaged: rerun the recipe to train phase {planned.previous.phase.name} first")
+        if state == "partial" and ckpt.latest_intact(planned.cfg.out_dir)[0] is None:
+            raise ValueError(f"{planned.cfg.out_dir} holds a start of phase {label} without a complete checkpoint to "
+                             f"resume from: delete that folder and rerun the recipe")
         print(f"== {label}: {'resuming' if state == 'partial' else 'training'} into {planned.cfg.out_dir}\n"
               f"   {planned.command}", flush=True)
         trained = train(planned.cfg, resume=state == "partial", progress=progress, command=planned.command)

@@ -72,6 +72,13 @@ def test_phases_chain_through_checkpoints_and_a_stopped_phase_resumes_exactly(re
     resumed = weights(out / "lm2" / "memory" / "ckpt-000004")
     assert set(resumed) == set(lm2_final) and all(torch.equal(resumed[k], v) for k, v in lm2_final.items())
 
+    # A phase started but without any complete checkpoint says so, and the run there is left as it is.
+    for name in ("ckpt-000001", "ckpt-000002", "ckpt-000003", "ckpt-000004"):
+        shutil.rmtree(out / "vanilla" / "memory" / name)
+    with pytest.raises(ValueError, match="memory \\(vanilla\\) without a complete checkpoint.*delete that folder"):
+        run_plan(plan(load_recipe(recipe_file()), out), progress=False)
+    assert (out / "vanilla" / "memory" / "metrics.jsonl").is_file()
+
     # A finished phase trained with other settings is refused, not silently built on.
     with pytest.raises(ValueError, match="trained with another config.*train.seed"):
         run_plan(plan(load_recipe(recipe_file()), out, ["--memory.train.seed", "7"]), progress=False)
