@@ -41,6 +41,8 @@ def world(tmp_path_factory):
                                  f"source: {w}/text.txt, val_source: {w}/text.txt}}\n"
                                  "train: {steps: 2, batch_size: 2}\n")
     (w / "text.txt").write_text("Mary went to the kitchen. " * 20)
+    (w / "recipe.yaml").write_text(f"config: {w}/good.yaml\nkinds: [lm2, vanilla]\n"
+                                   "phases: [{name: a, shared: true, set: {model.kind: vanilla}}, {name: b}]\n")
     (w / "prompt.txt").write_text("Where is Mary?")
     (w / "empty.txt").write_text("")
     (w / "empty.yaml").write_text("")
@@ -212,6 +214,16 @@ CASES = [
     ("score babilong {w}/columns.csv --task qa1", "missing column", None),
     ("score babilong {w}/header.csv --task qa1", "no rows", None),
     ("score babilong {w}/header.csv --task qa99", "qa99", None),
+    # ---- lm2 recipe
+    ("recipe {w}/missing-recipe.yaml", "missing-recipe.yaml does not exist (the shipped recipes", None),
+    ("recipe {w}/binary.bin", "binary.bin is not valid YAML", None),
+    ("recipe {w}/list.yaml", "a recipe is a YAML mapping", None),
+    ("recipe {w}/good.yaml", "a training config? give it to lm2 train", None),
+    ("recipe {w}/recipe.yaml --out-dir {w}/runs/r --kinds lm2,gpt", "gpt is not a model kind", None),
+    ("recipe {w}/recipe.yaml --out-dir {w}/runs/r --b.train.lr -1", "phase b (lm2): config field train.lr", None),
+    ("recipe {w}/recipe.yaml --out-dir {w}/runs/r --c.train.lr 1", "override --c.train.lr is invalid", None),
+    ("recipe {w}/recipe.yaml --out-dir {w}/runs/r --out_dir x", "give it as --out-dir", None),
+    ("recipe {w}/recipe.yaml --out-dir {w}/runs/r --no-progress", "is in use by lm2 (another run)", "runs/r/a"),
     # ---- --threads (every command)
     (f"{T} --threads 0", "--threads: 0 is invalid", None),
     (f"{E_BAB} --threads 0", "--threads: 0 is invalid", None),

@@ -103,8 +103,9 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ValueError(f"recipe file {path}: a recipe is a YAML mapping with config, kinds and phases")
     unknown = set(values) - _RECIPE_KEYS
     if unknown:
+        hint = "; a training config? give it to lm2 train" if unknown & set(SECTIONS) else ""
         raise ValueError(f"recipe file {path}: unknown key(s) {', '.join(sorted(unknown))} (a recipe has "
-                         f"{', '.join(sorted(_RECIPE_KEYS))})")
+                         f"{', '.join(sorted(_RECIPE_KEYS))}{hint})")
     if not isinstance(values.get("config"), str):
         raise ValueError(f"recipe file {path}: config must name the config every phase starts from")
     beside = path.parent / values["config"]  # a config path is read from the recipe's folder first
