@@ -90,7 +90,7 @@ def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kind
         no_progress: no progress bar
         threads: CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this process may use)"""
     from lm2.train.loop import TrainingDiverged
-    from lm2.train.recipe import load_recipe, plan, run_plan
+    from lm2.train.recipe import chain_tokens, load_recipe, plan, run_plan
 
     book = load_recipe(recipe)
     out = Path(out_dir or Path("runs") / book.path.stem)
@@ -109,14 +109,16 @@ def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kind
     def done(planned, trained) -> None:
         if trained is not None and trained.ctx.is_main:
             report(trained)
-        if planned.kind is not None:
-            finals[planned.kind] = planned.final_checkpoint
+        finals[planned.kind] = planned  # the last phase of each kind wins
 
     try:
         run_plan(runs, progress=not no_progress, on_done=done)
     except TrainingDiverged as err:
         raise UserError(str(err)) from None
-    print("\nfinal checkpoints: " + ", ".join(f"{kind} {path}" for kind, path in finals.items()))
+    print("\nfinal checkpoints, and the tokens each model trained on through all its phases (padding not counted):")
+    for kind, planned in finals.items():
+        if kind is not None:
+            print(f"  {kind:<8} {planned.final_checkpoint}  {chain_tokens(planned):,} tokens")
     return 0
 
 

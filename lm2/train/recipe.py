@@ -166,6 +166,16 @@ class PlannedRun:
         return "partial" if ckpt.existing_run(self.cfg.out_dir) else "new"
 
 
+def chain_tokens(planned: PlannedRun) -> int:
+    """The tokens a finished run and every phase before it trained on (padding not counted), from their last
+    checkpoints: the budget of that kind's model, shared phases included."""
+    total = 0
+    while planned is not None:
+        total += int(ckpt.load_trainer_state(planned.final_checkpoint).get("tokens", 0))
+        planned = planned.previous
+    return total
+
+
 def _comparable(values: dict) -> dict[str, Any]:
     """A config's fields, flat, with the folders it starts from resolved (a relative path, a link)."""
     flat = _flatten(values)

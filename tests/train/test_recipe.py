@@ -93,6 +93,18 @@ def test_a_config_path_is_read_from_the_recipes_folder(recipe_file, tmp_path, mo
     assert load_recipe(path).config == str(tmp_path / "configs" / "small.yaml")
 
 
+def test_the_command_prints_each_kinds_final_checkpoint_and_token_budget(recipe_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["recipe", str(recipe_file()), "--out-dir", str(out), "--kinds", "lm2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    runs = plan(load_recipe(recipe_file()), out, kinds=["lm2"])
+    per_phase = [ckpt.load_trainer_state(r.final_checkpoint)["tokens"] for r in runs]
+    assert len(per_phase) == 2 and all(t > 0 for t in per_phase)
+    assert f"lm2      {runs[-1].final_checkpoint}  {sum(per_phase):,} tokens" in printed
+    assert main(["recipe", str(recipe_file()), "--out-dir", str(out), "--kinds", "lm2", "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("skipped") == 2  # finished: the same budget printed, nothing trained
+
+
 def test_overrides_reach_every_phase_or_one(recipe_file, tmp_path):
     runs = plan(load_recipe(recipe_file()), tmp_path / "o", ["--train.lr", "1e-3", "--backbone.train.seed", "5"],
                 kinds=["lm2"])
