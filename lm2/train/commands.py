@@ -74,7 +74,8 @@ def run_demo(*overrides: str, config: str | None = None, resume: bool = False, o
 
 
 def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kinds: str | None = None,
-               dry_run: bool = False, no_progress: bool = False, threads: PositiveInt | None = None) -> int:
+               eval_lengths: str | None = None, eval_n: PositiveInt = 100, dry_run: bool = False,
+               no_progress: bool = False, threads: PositiveInt | None = None) -> int:
     """train through the phases of a recipe, each from the last checkpoint of the one before
 
     Overrides: --section.field VALUE sets a field in every phase, --PHASE.section.field VALUE in one
@@ -86,6 +87,10 @@ def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kind
         out_dir: the folder of the recipe's runs: OUT/PHASE for shared phases, OUT/KIND/PHASE for the others
             (default: runs/RECIPE)
         kinds: the model kinds to train, comma-separated (default: the recipe's)
+        eval_lengths: then evaluate each kind's final checkpoint on BABILong at these lengths (e.g. 0k,1k,2k,4k;
+            the test split, seed 0; the recipe's tasks) into OUT/KIND/eval, and compare them: a table and
+            OUT/compare.png
+        eval_n: test samples per task and length for --eval-lengths
         dry_run: print each phase's run (its `lm2 train` command and whether it is done) and exit
         no_progress: no progress bar
         threads: CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this process may use)"""
@@ -97,6 +102,13 @@ def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kind
     if threads is not None:
         overrides = (*overrides, "--train.threads", str(threads))
     runs = plan(book, out, list(overrides), kinds=kinds.split(",") if kinds else None)
+    if eval_lengths:
+        from lm2.eval.babilong import parse_lengths
+
+        parse_lengths(eval_lengths)  # a bad length is an error now, not after hours of training
+        if runs[-1].cfg.data.task != "babilong":
+            raise ValueError(f"--eval-lengths evaluates on BABILong, and recipe {book.path.name} trains "
+                             f"data.task={runs[-1].cfg.data.task}: evaluate its checkpoints with lm2 eval")
     if dry_run:
         for planned in runs:
             who = "all kinds" if planned.kind is None else planned.kind
@@ -119,7 +131,38 @@ def run_recipe(recipe: str, /, *overrides: str, out_dir: str | None = None, kind
     for kind, planned in finals.items():
         if kind is not None:
             print(f"  {kind:<8} {planned.final_checkpoint}  {chain_tokens(planned):,} tokens")
+    if eval_lengths:
+        compare_kinds({k: v for k, v in finals.items() if k is not None}, out, eval_lengths, eval_n, no_progress)
     return 0
+
+
+def compare_kinds(finals: dict, out: Path, lengths: str, n: int, no_progress: bool) -> None:
+    """Evaluate each kind's final checkpoint on BABILong (resuming answers already there), then print the kinds
+    side by side and plot them with the best constant answer."""
+    import json
+
+    from lm2.eval.babilong import majority_baseline
+    from lm2.eval.commands import run_babilong
+    from lm2.viz.curves import plot_lines
+
+    means = {}
+    for kind, planned in finals.items():
+        folder = Path(planned.cfg.out_dir).parent / "eval"
+        run_babilong(model=str(planned.final_checkpoint), tasks=",".join(planned.cfg.data.babi_tasks),
+                     lengths=lengths, n=n, batch_size=16, out=str(folder), resume=True, no_progress=no_progress)
+        means[kind] = (folder, json.loads((folder / "summary.json").read_text())["mean"])
+    columns = lengths.split(",")
+    shares = majority_baseline(next(iter(means.values()))[0])
+    floor = sum(shares.values()) / len(shares)
+    print(f"\nBABILong accuracy (%), mean over the recipe's tasks, {n} test samples per task and length (seed 0):\n")
+    print("| model | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns))
+    for kind, (_, mean) in means.items():
+        print(f"| {kind} | " + " | ".join(f"{mean[k]:.1f}" for k in columns) + " |")
+    print("| best constant answer | " + " | ".join(f"{floor:.1f}" for _ in columns) + " |")
+    path = plot_lines({kind: (columns, [mean[k] for k in columns]) for kind, (_, mean) in means.items()},
+                      out / "compare.png", "context length (GPT-2 tokens)", "accuracy (%)",
+                      hline=(floor, "best constant answer"), ylim=(0, 100))
+    print(f"plot: {path}")
 
 
 run_train.__doc__ += _TRAIN_DOC.format(shipped=", ".join(shipped_config_names()))

@@ -105,6 +105,34 @@ def test_the_command_prints_each_kinds_final_checkpoint_and_token_budget(recipe_
     assert capsys.readouterr().out.count("skipped") == 2  # finished: the same budget printed, nothing trained
 
 
+def test_eval_lengths_evaluates_and_compares_each_kind(lm_config, tmp_path, capsys):
+    """--eval-lengths: each kind's final checkpoint answers the BABILong test samples into OUT/KIND/eval, and the
+    comparison table holds exactly those summaries' accuracies; a recipe that does not train on BABILong is
+    refused before any training."""
+    import json
+
+    cfg = lm_config(data={"task": "babilong", "babi_tasks": ["qa1"], "segment_length": 16, "bptt_segments": 0,
+                          "curriculum": [{"steps": 2, "lengths": ["0k"]}]},
+                    train={"steps": 0}, eval={"interval": 0, "samples": 2, "lengths": ["0k"], "max_new_tokens": 2})
+    save_config(cfg, tmp_path / "babilong.yaml")
+    recipe = tmp_path / "babilong-recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"config": str(tmp_path / "babilong.yaml"), "kinds": ["lm2", "vanilla"],
+                                      "phases": [{"name": "only", "set": {"model.config.memory_layers": 2}}]}))
+    out = tmp_path / "out"
+    assert main(["recipe", str(recipe), "--out-dir", str(out), "--eval-lengths", "0k", "--eval-n", "3",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    for kind in ("lm2", "vanilla"):
+        summary = json.loads((out / kind / "eval" / "summary.json").read_text())
+        assert summary["samples"]["qa1"]["0k"] == 3
+        assert f"| {kind} | {summary['mean']['0k']:.1f} |" in printed
+    assert any(line.startswith("| best constant answer |") for line in printed)
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["recipe", "babilong-bind", "--out-dir", str(tmp_path / "x"), "--eval-lengths", "0k,3q"]) == 2
+    assert "3q" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_overrides_reach_every_phase_or_one(recipe_file, tmp_path):
     runs = plan(load_recipe(recipe_file()), tmp_path / "o", ["--train.lr", "1e-3", "--backbone.train.seed", "5"],
                 kinds=["lm2"])
@@ -134,6 +162,8 @@ def test_a_malformed_recipe_is_refused_in_one_line(recipe_file, change, message)
 
 
 def test_bad_phase_values_and_overrides_are_refused_before_any_training(recipe_file, tmp_path, capsys):
+    assert main(["recipe", str(recipe_file()), "--out-dir", str(tmp_path / "o"), "--eval-lengths", "0k"]) == 2
+    assert "--eval-lengths evaluates on BABILong" in capsys.readouterr().err
     bad = [PHASES[0], {"name": "memory", "set": {"train.lr": -1}}]
     with pytest.raises(ValueError, match="phase memory \\(lm2\\): .*train.lr"):
         plan(load_recipe(recipe_file(bad)), tmp_path / "o")
