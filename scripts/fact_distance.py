@@ -61,19 +61,21 @@ def main() -> None:
         samples = build_samples(args.task, length, n, split="test", seed=args.seed)
         near = [distance(s, tokenizer) <= args.window for s in samples]
         sides = {"within": [i for i in range(n) if near[i]], "beyond": [i for i in range(n) if not near[i]]}
-
-        def pct(values, idx):
-            return f"{100 * sum(values[i] for i in idx) / len(idx):.0f}" if idx else "-"
-
-        def constant(idx):
-            if not idx:
-                return "-"
-            top = Counter(samples[i].target for i in idx).most_common(1)[0][1]
-            return f"{100 * top / len(idx):.0f}"
-
+        targets = [s.target for s in samples]
         cells = [f"{pct(answers[name], sides['within'])} / {pct(answers[name], sides['beyond'])}" for name, _ in runs]
         print(f"| {length} | {len(sides['within'])} / {len(sides['beyond'])} | " + " | ".join(cells)
-              + f" | {constant(sides['within'])} / {constant(sides['beyond'])} |")
+              + f" | {constant(targets, sides['within'])} / {constant(targets, sides['beyond'])} |")
+
+
+def pct(right: list[bool], idx: list[int]) -> str:
+    return f"{100 * sum(right[i] for i in idx) / len(idx):.0f}" if idx else "-"
+
+
+def constant(targets: list[str], idx: list[int]) -> str:
+    """The best constant answer's accuracy on these questions (their most frequent target)."""
+    if not idx:
+        return "-"
+    return f"{100 * Counter(targets[i] for i in idx).most_common(1)[0][1] / len(idx):.0f}"
 
 
 if __name__ == "__main__":
