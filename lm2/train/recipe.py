@@ -217,11 +217,11 @@ def plan(recipe: Recipe, out_dir: str | Path, overrides: list[str] | None = None
     per_phase: dict[str, list[tuple[str, str]]] = {}
     for key, text in split_overrides(overrides or []):
         head, _, rest = key.partition(".")
+        if key == "out_dir":
+            raise ValueError("--out_dir is the recipe's own folder: give it as --out-dir OUT")
         if head in names and rest:
             per_phase.setdefault(head, []).append((rest, text))
-        elif head in SECTIONS or key == "out_dir":
-            if key == "out_dir":
-                raise ValueError("--out_dir is the recipe's own folder: give it as --out-dir OUT")
+        elif head in SECTIONS:
             common.append((key, text))
         else:
             raise ValueError(f"override --{key} is invalid: use --section.field VALUE for every phase or "
