@@ -93,7 +93,8 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
                              f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
     elif source is not None:
         model = LM2ForCausalLM.from_llama(source, **fields)
-        if m.kind == "lm2" and not model.config.has_memory and "memory_layers" not in fields:
+        from_lm2 = AutoConfig.from_pretrained(source).model_type == LM2Config.model_type  # not a plain Llama
+        if m.kind == "lm2" and from_lm2 and not model.config.has_memory and "memory_layers" not in fields:
             raise ValueError(f"model.kind=lm2 with model.init_from={m.init_from}: that model has no memory blocks and "
                              f"the config adds none; set model.config.memory_layers (e.g. 4: memory in every block "
                              f"of a 4-block model) or use model.kind=vanilla")
