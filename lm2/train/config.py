@@ -500,16 +500,23 @@ def resolve_config(path: str | Path) -> Path:
     """The config file to read: ``path`` when it is a file; otherwise, when it is a bare name (no folder), the
     shipped config of that name (``babilong-tiny`` or ``babilong-tiny.yaml``). A file in the current folder wins
     over a shipped config of the same name. Neither: a one-line FileNotFoundError listing the shipped configs."""
+    return resolve_shipped(path, shipped_configs_dir(), "config", "lm2 train babilong-tiny")
+
+
+def resolve_shipped(path: str | Path, folder: Path, what: str, example: str) -> Path:
+    """``path`` when it is a file, else the YAML file of that bare name in ``folder`` (the shipped configs or
+    recipes); neither: a one-line FileNotFoundError listing what ``folder`` holds."""
     path = Path(path)
     if path.is_file():
         return path
     text = str(path)
-    if path.name == text and text not in (".", ".."):  # a bare name: look among the shipped configs
-        shipped = shipped_configs_dir() / (text if text.endswith(".yaml") else f"{text}.yaml")
+    if path.name == text and text not in (".", ".."):  # a bare name: look among the shipped files
+        shipped = folder / (text if text.endswith(".yaml") else f"{text}.yaml")
         if shipped.is_file():
             return shipped
-    raise FileNotFoundError(f"config file {path} does not exist (the shipped configs, usable by name as in "
-                            f"`lm2 train babilong-tiny`: {', '.join(shipped_config_names())})")
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    raise FileNotFoundError(f"{what} file {path} does not exist (the shipped {what}s, usable by name as in "
+                            f"`{example}`: {', '.join(names)})")
 
 
 def read_config_values(path: str | Path) -> dict:

@@ -81,7 +81,8 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
     if m.kind in ("vanilla", "rmt"):
         fields["memory_layers"] = 0  # RMT's memory is its tokens, not memory blocks
     source = resolve_pretrained(m.init_from) if m.init_from else None
-    if source is not None and m.kind == "rmt" and isinstance(AutoConfig.from_pretrained(source), rmt.RMTConfig):
+    saved = AutoConfig.from_pretrained(source) if source is not None else None  # what the checkpoint holds
+    if source is not None and m.kind == "rmt" and isinstance(saved, rmt.RMTConfig):
         model = rmt.RMTForCausalLM.from_pretrained(source, **fields)  # an RMT run continues as it was saved
     elif source is not None and m.kind == "rmt":
         # The checkpoint's backbone (any memory blocks dropped) under fresh memory tokens.
@@ -93,7 +94,7 @@ def build_model(cfg: TrainConfig, vocab_size: int | None = None, tokenizer=None)
                              f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
     elif source is not None:
         model = LM2ForCausalLM.from_llama(source, **fields)
-        from_lm2 = AutoConfig.from_pretrained(source).model_type == LM2Config.model_type  # not a plain Llama
+        from_lm2 = saved.model_type == LM2Config.model_type  # not a plain Llama
         if m.kind == "lm2" and from_lm2 and not model.config.has_memory and "memory_layers" not in fields:
             raise ValueError(f"model.kind=lm2 with model.init_from={m.init_from}: that model has no memory blocks and "
                              f"the config adds none; set model.config.memory_layers (e.g. 4: memory in every block "

@@ -41,9 +41,9 @@ from lm2.train.config import (
     from_dict,
     read_config_values,
     read_override,
-    recipe_names,
     recipes_dir,
     resolve_config,
+    resolve_shipped,
     set_field,
     split_overrides,
 )
@@ -73,15 +73,7 @@ class Recipe:
 
 def resolve_recipe(path: str | Path) -> Path:
     """A recipe file, or the bare name of a shipped one (``babilong-bind``)."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if path.name == str(path):
-        shipped = recipes_dir() / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
-        if shipped.is_file():
-            return shipped
-    raise FileNotFoundError(f"recipe file {path} does not exist (the shipped recipes, usable by name: "
-                            f"{', '.join(recipe_names())})")
+    return resolve_shipped(path, recipes_dir(), "recipe", "lm2 recipe babilong-bind")
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -266,8 +258,9 @@ def plan(recipe: Recipe, out_dir: str | Path, overrides: list[str] | None = None
 
 
 def run_plan(runs: list[PlannedRun], progress: bool = True, on_done=None) -> None:
-    """Train the planned runs in order, skipping finished ones and resuming started ones. ``on_done(run, trained)``
-    is called after each (``trained`` is the loop's Run, or None when the phase had finished before)."""
+    """Train the planned runs in order (as ``plan`` gives them: each after the phase it starts from), skipping
+    finished ones and resuming started ones. ``on_done(run, trained)`` is called after each (``trained`` is the
+    loop's Run, or None when the phase had finished before)."""
     for planned in runs:
         state = planned.state()
         label = planned.phase.name + ("" if planned.kind is None else f" ({planned.kind})")
@@ -276,9 +269,6 @@ def run_plan(runs: list[PlannedRun], progress: bool = True, on_done=None) -> Non
             if on_done:
                 on_done(planned, None)
             continue
-        if planned.previous is not None and planned.previous.state() != "done":
-            raise ValueError(f"phase {label} starts from {planned.previous.final_checkpoint}, which is missing or "
-                             f"damaged: rerun the recipe to train phase {planned.previous.phase.name} first")
         if state == "partial" and ckpt.latest_intact(planned.cfg.out_dir)[0] is None:
             raise ValueError(f"{planned.cfg.out_dir} holds a start of phase {label} without a complete checkpoint to "
                              f"resume from: delete that folder and rerun the recipe")
