@@ -6,7 +6,17 @@ fact within the window can be read by attention, one beyond it only through what
 memory, RMT's memory tokens; a model without memory has nothing there). Prints, per model and length, the
 accuracy on each side and the best constant answer on the same questions.
 
-    python scripts/fact_distance.py --tokenizer CKPT --window 128 --lengths 1k,2k,4k LM2=EVAL_DIR vanilla=EVAL_DIR
+With --last-move, a second table splits the questions beyond the last window again: is the person asked about the one
+who made the story's last move (then the last room mentioned is the answer) or not, with each model's accuracy on
+both, and how often its answer names the room of the last move, right or wrong. A model that carries only the
+latest move answers the first kind and fails the second.
+
+    python scripts/fact_distance.py --tokenizer CKPT --window 128,512 --lengths 1k,2k,4k LM2=EVAL_DIR vanilla=EVAL_DIR
+
+Stacked windows reach further than one: with a window of W tokens in each of L blocks, a token's state can draw on
+about L * W tokens before it (each block reads the previous block's states, which read W further back), so a fact
+between W and L * W tokens back is not beyond the attention of a model without memory, only of its single block.
+--window W,L*W separates the two.
 
 The samples are rebuilt exactly as `lm2 eval babilong` built them (test split, --seed, --n = the CSVs' rows);
 nothing here runs a model.
@@ -38,33 +48,83 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="NAME=EVAL_DIR (the folders of `lm2 eval babilong`)")
     parser.add_argument("--tokenizer", required=True, help="a checkpoint folder: the models' tokenizer")
-    parser.add_argument("--window", type=int, default=128, help="the attention window in tokens")
+    parser.add_argument("--window", default="128",
+                        help="where to split, in tokens: the attention window, or several distances (e.g. 128,512: "
+                             "one block's window and the reach of four stacked blocks) for bands between them")
     parser.add_argument("--lengths", default="1k,2k,4k")
     parser.add_argument("--task", default="qa1")
     parser.add_argument("--seed", type=int, default=0, help="the test seed the evaluations used")
+    parser.add_argument("--last-move", action="store_true",
+                        help="also split the questions beyond the last window by whether the person asked about "
+                             "moved last")
     args = parser.parse_args()
+    try:
+        edges = sorted({int(w) for w in args.window.split(",")})
+    except ValueError:
+        parser.error(f"--window {args.window!r}: give token counts separated by commas, e.g. 128 or 128,512")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     runs = [(name, Path(folder)) for name, _, folder in (item.partition("=") for item in args.runs)]
-    print(f"{args.task}, accuracy (%) by where the answer's fact lies: within the last {args.window} tokens "
-          f"(attention can read it) or beyond them (only a carried state can); test seed {args.seed}\n")
-    print("| length | questions within / beyond | " + " | ".join(f"{name} within / beyond" for name, _ in runs)
-          + " | constant answer within / beyond |")
+    bands = " / ".join(band_names(edges))
+    print(f"{args.task}, accuracy (%) by how many tokens before the answer its fact ends ({bands}); attention reads "
+          f"up to the window, beyond it only a carried state can; test seed {args.seed}\n")
+    print(f"| length | questions {bands} | " + " | ".join(f"{name} {bands}" for name, _ in runs)
+          + f" | constant answer {bands} |")
     print("|---|---:|" + "---:|" * (len(runs) + 1))
+    beyond_rows = []
     for length in args.lengths.split(","):
-        answers = {}
+        answers, outputs = {}, {}
         for name, folder in runs:
             rule = json.loads((folder / "summary.json").read_text()).get("rule", "exact")
             rows = read_predictions(folder / f"{args.task}_{length}.csv")
             answers[name] = [exact_match(r["output"], r["target"]) if rule == "exact"
                              else label_score(r["output"], r["target"], r["question"], args.task) for r in rows]
+            outputs[name] = [r["output"] for r in rows]
         n = len(next(iter(answers.values())))
         samples = build_samples(args.task, length, n, split="test", seed=args.seed)
-        near = [distance(s, tokenizer) <= args.window for s in samples]
-        sides = {"within": [i for i in range(n) if near[i]], "beyond": [i for i in range(n) if not near[i]]}
+        groups = split_by_distance([distance(s, tokenizer) for s in samples], edges)
         targets = [s.target for s in samples]
-        cells = [f"{pct(answers[name], sides['within'])} / {pct(answers[name], sides['beyond'])}" for name, _ in runs]
-        print(f"| {length} | {len(sides['within'])} / {len(sides['beyond'])} | " + " | ".join(cells)
-              + f" | {constant(targets, sides['within'])} / {constant(targets, sides['beyond'])} |")
+        cells = [" / ".join(pct(answers[name], g) for g in groups) for name, _ in runs]
+        print(f"| {length} | {' / '.join(str(len(g)) for g in groups)} | " + " | ".join(cells)
+              + f" | {' / '.join(constant(targets, g) for g in groups)} |")
+        if args.last_move:
+            beyond_rows.append(last_move_row(length, samples, groups[-1], runs, answers, outputs))
+    if args.last_move:
+        print(f"\nbeyond {edges[-1]} tokens: accuracy (%) when the person asked about made the story's last move / "
+              f"when not, and the share of answers naming the last move's room\n")
+        print("| length | questions last / not | " + " | ".join(f"{name} last / not | {name} names it" for name, _ in runs)
+              + " |")
+        print("|---|---:|" + "---:|---:|" * len(runs))
+        print("\n".join(beyond_rows))
+
+
+def band_names(edges: list[int]) -> list[str]:
+    """Names of the distance bands that ``edges`` cut: '<= 128', '129-512', '> 512'."""
+    names = [f"<= {edges[0]}"] + [f"{a + 1}-{b}" for a, b in zip(edges, edges[1:])]
+    return names + [f"> {edges[-1]}"]
+
+
+def split_by_distance(distances: list[int], edges: list[int]) -> list[list[int]]:
+    """The sample indices in each band: distance <= edges[0], then (edges[k-1], edges[k]], then > edges[-1]."""
+    groups = [[] for _ in range(len(edges) + 1)]
+    for i, d in enumerate(distances):
+        groups[sum(d > e for e in edges)].append(i)
+    return groups
+
+
+def last_room(sample) -> str:
+    """The room of the story's last move (the last word of its last fact)."""
+    return sample.facts[-1].rstrip(". ").split()[-1]
+
+
+def last_move_row(length, samples, beyond, runs, answers, outputs) -> str:
+    """One Markdown row: the questions beyond the window split by whether the person asked about moved last."""
+    moved_last = [i for i in beyond if samples[i].supporting and max(samples[i].supporting) == len(samples[i].facts) - 1]
+    other = [i for i in beyond if i not in moved_last]
+    cells = []
+    for name, _ in runs:
+        names_it = [exact_match(outputs[name][i], last_room(samples[i])) for i in range(len(samples))]
+        cells.append(f"{pct(answers[name], moved_last)} / {pct(answers[name], other)} | {pct(names_it, beyond)}")
+    return f"| {length} | {len(moved_last)} / {len(other)} | " + " | ".join(cells) + " |"
 
 
 def pct(right: list[bool], idx: list[int]) -> str:

@@ -33,3 +33,24 @@ def test_the_distance_ends_exactly_at_the_last_supporting_fact():
         person = sample.question.split()[-1].rstrip("?")
         later = sample.facts[max(sample.supporting) + 1:]
         assert fact.startswith(person) and not any(f.startswith(person) for f in later)  # qa1: the person's last move
+
+
+def test_bands_split_distances_at_each_edge_inclusively():
+    """A distance equal to an edge stays in the band below it (the window reads that far); every index lands in
+    exactly one band."""
+    script = load_script()
+    distances = [0, 128, 129, 512, 513, 4000, 300]
+    groups = script.split_by_distance(distances, [128, 512])
+    assert groups == [[0, 1], [2, 3, 6], [4, 5]]
+    assert script.band_names([128, 512]) == ["<= 128", "129-512", "> 512"]
+    assert script.split_by_distance(distances, [128]) == [[0, 1], [2, 3, 4, 5, 6]]
+
+
+def test_when_the_person_asked_about_moved_last_the_last_room_is_the_answer():
+    """qa1: the last move's room is the target exactly when it was the asked person's move (or by coincidence)."""
+    last_room = load_script().last_room
+    samples = build_samples("qa1", "1k", 40, split="test", seed=0)
+    moved_last = [s for s in samples if max(s.supporting) == len(s.facts) - 1]
+    assert moved_last and len(moved_last) < len(samples)
+    assert all(last_room(s) == s.target for s in moved_last)
+    assert all(last_room(s) in s.facts[-1] and not last_room(s).endswith(".") for s in samples)
