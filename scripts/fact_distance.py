@@ -91,8 +91,8 @@ def main() -> None:
     if args.last_move:
         print(f"\nbeyond {edges[-1]} tokens: accuracy (%) when the person asked about made the story's last move / "
               f"when not, and the share of answers naming the last move's room\n")
-        print("| length | questions last / not | " + " | ".join(f"{name} last / not | {name} names it" for name, _ in runs)
-              + " |")
+        heads = " | ".join(f"{name} last / not | {name} names it" for name, _ in runs)
+        print(f"| length | questions last / not | {heads} |")
         print("|---|---:|" + "---:|---:|" * len(runs))
         print("\n".join(beyond_rows))
 
@@ -118,7 +118,8 @@ def last_room(sample) -> str:
 
 def last_move_row(length, samples, beyond, runs, answers, outputs) -> str:
     """One Markdown row: the questions beyond the window split by whether the person asked about moved last."""
-    moved_last = [i for i in beyond if samples[i].supporting and max(samples[i].supporting) == len(samples[i].facts) - 1]
+    moved_last = [i for i in beyond
+                  if samples[i].supporting and max(samples[i].supporting) == len(samples[i].facts) - 1]
     other = [i for i in beyond if i not in moved_last]
     cells = []
     for name, _ in runs:
