@@ -1,10 +1,11 @@
 """Does the memory carry the fact? BABILong accuracy split by how far back the answer's fact lies.
 
 For each test sample of a task and length, counts the tokens (the models' tokenizer) from the end of the last
-supporting fact to the answer position, and splits the `lm2 eval babilong` answers at the attention window: a
-fact within the window can be read by attention, one beyond it only through what the model carried (LM2's
-memory, RMT's memory tokens; a model without memory has nothing there). Prints, per model and length, the
-accuracy on each side and the best constant answer on the same questions.
+supporting fact to the answer position, and splits the `lm2 eval babilong` answers into bands at the given
+distances (--window; the reach of attention, see below). A fact within reach can be read by attention; one beyond
+the last edge only through what the model carried (LM2's memory, RMT's memory tokens; a model without memory has
+nothing there). Prints, per model and length, the accuracy in each band and the best constant answer on the same
+questions.
 
 With --last-move, a second table splits the questions beyond the last window again: is the person asked about the one
 who made the story's last move (then the last room mentioned is the answer) or not, with each model's accuracy on
@@ -25,14 +26,13 @@ nothing here runs a model.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
 from lm2.data.babilong import build_samples, finetune_prompt
-from lm2.eval.babilong_scoring import exact_match, label_score, read_predictions
+from lm2.eval.babilong_scoring import exact_match, scored_predictions
 
 
 def distance(sample, tokenizer) -> int:
@@ -74,10 +74,7 @@ def main() -> None:
     for length in args.lengths.split(","):
         answers, outputs = {}, {}
         for name, folder in runs:
-            rule = json.loads((folder / "summary.json").read_text()).get("rule", "exact")
-            rows = read_predictions(folder / f"{args.task}_{length}.csv")
-            answers[name] = [exact_match(r["output"], r["target"]) if rule == "exact"
-                             else label_score(r["output"], r["target"], r["question"], args.task) for r in rows]
+            rows, answers[name] = scored_predictions(folder, args.task, length)
             outputs[name] = [r["output"] for r in rows]
         n = len(next(iter(answers.values())))
         samples = build_samples(args.task, length, n, split="test", seed=args.seed)
@@ -123,8 +120,9 @@ def last_move_row(length, samples, beyond, runs, answers, outputs) -> str:
     other = [i for i in beyond if i not in moved_last]
     cells = []
     for name, _ in runs:
-        names_it = [exact_match(outputs[name][i], last_room(samples[i])) for i in range(len(samples))]
-        cells.append(f"{pct(answers[name], moved_last)} / {pct(answers[name], other)} | {pct(names_it, beyond)}")
+        names_it = sum(exact_match(outputs[name][i], last_room(samples[i])) for i in beyond)
+        share = f"{100 * names_it / len(beyond):.0f}" if beyond else "-"
+        cells.append(f"{pct(answers[name], moved_last)} / {pct(answers[name], other)} | {share}")
     return f"| {length} | {len(moved_last)} / {len(other)} | " + " | ".join(cells) + " |"
 
 

@@ -17,21 +17,11 @@ The sign test counts every pair as independent, which runs on the same samples a
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 from pathlib import Path
 
-from lm2.eval.babilong_scoring import exact_match, label_score, read_predictions
-
-
-def correctness(folder: Path, task: str, length: str) -> list[bool]:
-    """Which answers in ``folder`` are right, under the scoring rule its summary.json names."""
-    rule = json.loads((folder / "summary.json").read_text()).get("rule", "exact")
-    rows = read_predictions(folder / f"{task}_{length}.csv")
-    if rule == "exact":
-        return [exact_match(r["output"], r["target"]) for r in rows]
-    return [label_score(r["output"], r["target"], r["question"], task) for r in rows]
+from lm2.eval.babilong_scoring import scored_predictions
 
 
 def sign_test(b: int, c: int) -> float:
@@ -81,7 +71,7 @@ def main() -> None:
         for length in args.lengths.split(","):
             runs = []
             for fa, fb in zip(folders_a, folders_b):
-                ca, cb = correctness(fa, task, length), correctness(fb, task, length)
+                ca, cb = scored_predictions(fa, task, length)[1], scored_predictions(fb, task, length)[1]
                 if len(ca) != len(cb):
                     raise SystemExit(f"{fa} and {fb} hold {len(ca)} and {len(cb)} answers at {task} {length}: "
                                      "evaluate both on the same samples (the same --n and seed)")

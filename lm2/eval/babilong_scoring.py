@@ -9,6 +9,7 @@ text generated after ``lm2.data.babilong.ANSWER_MARKER``). ``lm2 eval babilong``
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -88,8 +89,21 @@ def score_csv(path: str | os.PathLike, task: str, rule: str = "label") -> float:
     rows = read_predictions(path, ["target", "output"] + (["question"] if rule == "label" else []))
     if not rows:
         raise ValueError(f"{path}: no rows to score")
-    if rule == "label":
-        scores = [label_score(row["output"], row["target"], row["question"], task) for row in rows]
-    else:
-        scores = [exact_match(row["output"], row["target"]) for row in rows]
+    scores = row_scores(rows, task, rule)
     return 100.0 * sum(scores) / len(scores)
+
+
+def row_scores(rows: Sequence[dict], task: str, rule: str) -> list[bool]:
+    """Which of ``read_predictions``' rows are right under ``rule`` (label or exact)."""
+    if rule == "label":
+        return [label_score(row["output"], row["target"], row["question"], task) for row in rows]
+    return [exact_match(row["output"], row["target"]) for row in rows]
+
+
+def scored_predictions(folder: str | os.PathLike, task: str, length: str) -> tuple[list[dict], list[bool]]:
+    """The rows of an ``lm2 eval babilong`` folder's ``{task}_{length}.csv`` and which are right, under the scoring
+    rule its summary.json names (exact if it names none)."""
+    folder = Path(folder)
+    rule = json.loads((folder / "summary.json").read_text()).get("rule", "exact")
+    rows = read_predictions(folder / f"{task}_{length}.csv")
+    return rows, row_scores(rows, task, rule)

@@ -54,3 +54,19 @@ def test_when_the_person_asked_about_moved_last_the_last_room_is_the_answer():
     assert moved_last and len(moved_last) < len(samples)
     assert all(last_room(s) == s.target for s in moved_last)
     assert all(last_room(s) in s.facts[-1] and not last_room(s).endswith(".") for s in samples)
+
+
+def test_last_move_row_for_a_model_that_always_names_the_last_room():
+    """Such a model is right on every question about the person who moved last, names the last room every time,
+    and is right on the others only where the asked person happens to be in that room too."""
+    script = load_script()
+    samples = build_samples("qa1", "1k", 40, split="test", seed=0)
+    beyond = list(range(0, 40, 2))  # the row looks at these questions only
+    outputs = {"last": [script.last_room(s) for s in samples]}
+    answers = {"last": [o == s.target for o, s in zip(outputs["last"], samples)]}
+    moved = [i for i in beyond if max(samples[i].supporting) == len(samples[i].facts) - 1]
+    other = [i for i in beyond if i not in moved]
+    by_chance = round(100 * sum(answers["last"][i] for i in other) / len(other))
+    row = script.last_move_row("1k", samples, beyond, [("last", None)], answers, outputs)
+    assert row == f"| 1k | {len(moved)} / {len(other)} | 100 / {by_chance} | 100 |"
+    assert by_chance < 100
