@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import random
 import re
@@ -108,9 +109,11 @@ def _misfit(sample: BabiSample, tokens: int, counter: TokenCounter) -> str | Non
 
 
 def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng: random.Random | None = None,
-                 tokenizer: Any = None) -> BabilongSample:
+                 tokenizer: Any = None, facts_within: float = 1.0) -> BabilongSample:
     """Hide one bAbI sample's facts in background text of the split's books.
 
+    ``facts_within`` < 1 (training only) hides the facts among the first that fraction of the background
+    sentences, so that the question lies far from them; 1.0 is BABILong's layout (anywhere), which the test uses.
     Raises ValueError if the facts do not fit this length (see ``fits``) or the books are too short.
     """
     tokens = parse_length(length)
@@ -119,7 +122,7 @@ def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng
     if problem:
         raise ValueError(f"{sample.task} sample does not fit length {length_name(tokens)}: {problem}")
     rng = rng or random.Random(0)
-    context = " ".join(piece for piece, _ in _context_pieces(sample, tokens, split, rng, tokenizer))
+    context = " ".join(piece for piece, _ in _context_pieces(sample, tokens, split, rng, tokenizer, facts_within))
     return BabilongSample(
         task=sample.task, length=length_name(tokens), context=context, question=sample.question,
         target=sample.answer, facts=list(sample.facts), n_tokens=counter([context])[0],
@@ -128,7 +131,7 @@ def build_sample(sample: BabiSample, length: str | int, split: str = "test", rng
 
 
 def _context_pieces(sample: BabiSample, tokens: int, split: str, rng: random.Random,
-                    tokenizer: Any) -> list[tuple[str, int | None]]:
+                    tokenizer: Any, facts_within: float = 1.0) -> list[tuple[str, int | None]]:
     """The context's sentences in order, each with its fact index (None for background)."""
     facts = list(sample.facts)
     if tokens == 0:
@@ -136,15 +139,21 @@ def _context_pieces(sample: BabiSample, tokens: int, split: str, rng: random.Ran
     counter = token_counter(tokenizer)
     budget = context_budget(tokens) - sum(counter([" " + f for f in facts]))
     background = background_sentences(split, budget, rng, tokenizer)
-    return _interleave(background, facts, rng)
+    return _interleave(background, facts, rng, facts_within)
 
 
-def _interleave(background: list[str], facts: list[str], rng: random.Random) -> list[tuple[str, int | None]]:
-    """Facts among background sentences, each sentence with its fact index (None for background)."""
+def _interleave(background: list[str], facts: list[str], rng: random.Random,
+                facts_within: float = 1.0) -> list[tuple[str, int | None]]:
+    """Facts among background sentences (the first ``facts_within`` of them), each sentence with its fact index
+    (None for background)."""
+    if not 0 < facts_within <= 1:
+        raise ValueError(f"facts_within must be in (0, 1], got {facts_within!r}")
     if not background:
         return [(f, i) for i, f in enumerate(facts)]
     # Each fact goes before a background sentence drawn with replacement; sorting keeps the facts' order.
-    positions = sorted(rng.randrange(len(background)) for _ in facts)
+    # With facts_within = 1 the span is the whole background, the draws exactly BABILong's.
+    span = max(1, math.ceil(len(background) * facts_within))
+    positions = sorted(rng.randrange(span) for _ in facts)
     out, f = [], 0
     for i, sentence in enumerate(background):
         while f < len(facts) and positions[f] == i:
@@ -185,7 +194,7 @@ TRAIN_QUESTION_WINDOW = 20  # questions (several whole stories) that one trainin
 
 
 def random_train_sample(task: str, length: str | int, rng: random.Random, tokenizer: Any = None,
-                        window: int = TRAIN_QUESTION_WINDOW) -> BabilongSample:
+                        window: int = TRAIN_QUESTION_WINDOW, facts_within: float = 1.0) -> BabilongSample:
     """One training sample for ``rng``: a question drawn uniformly from the first ``window`` questions that fit
     ``length`` in a fresh train-split stream, hidden in background text.
 
@@ -200,7 +209,7 @@ def random_train_sample(task: str, length: str | int, rng: random.Random, tokeni
     chosen = _choose_questions(task, tokens, window, "train", seed, token_counter(tokenizer), 20 * window + 1000)
     i = rng.randrange(len(chosen))
     return build_sample(chosen[i], tokens, "train", random.Random(f"babilong/{task}/{tokens}/train/{seed}/{i}"),
-                        tokenizer)
+                        tokenizer, facts_within)
 
 
 def _choose_questions(task: str, tokens: int, n: int, split: str, seed: int, counter: TokenCounter,

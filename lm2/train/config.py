@@ -74,6 +74,11 @@ class DataSection:
     ask_everyone: bool = False
     """With supervise=story and qa1 only: every question point asks where each person placed so far is (about 3x the
     answers per story), so that answering with the last room mentioned no longer pays."""
+    facts_within: float = 1.0
+    """With supervise=answer and generated samples: hide a training sample's facts among the first this fraction
+    of its background sentences (0.5: the first half), so that at 2k they lie beyond what stacked attention windows
+    reach and only a carried state can bring them to the question. 1.0 (anywhere) is BABILong's layout; validation
+    and test always use it."""
     babi_tasks: list = field(default_factory=lambda: ["qa1"])
     """bAbI tasks to mix (each sample draws one uniformly)."""
     babilong_path: str | None = None
@@ -279,6 +284,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if d.ask_everyone and (d.supervise != "story" or list(d.babi_tasks) != ["qa1"]):
             raise ValueError("config field data.ask_everyone=true needs data.supervise=story and data.babi_tasks=[qa1] "
                              "(it asks where each person is)")
+        if isinstance(d.facts_within, bool) or not isinstance(d.facts_within, (int, float)) \
+                or not 0 < d.facts_within <= 1:
+            raise ValueError(f"config field data.facts_within={d.facts_within!r} must be a fraction in (0, 1] "
+                             "(1.0 places the facts anywhere, BABILong's layout)")
+        if d.facts_within != 1 and (d.supervise != "answer" or d.babilong_path is not None):
+            raise ValueError("config field data.facts_within needs data.supervise=answer and generated samples (no "
+                             "data.babilong_path): it places the facts of a single generated question")
         if not d.babi_tasks:
             raise ValueError("config field data.babi_tasks is empty: give at least one task, e.g. [qa1]")
         if d.babilong_path is not None and d.supervise != "answer":

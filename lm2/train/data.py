@@ -132,7 +132,7 @@ class BabilongStream:
         if self.cfg.data.babilong_path is not None:
             sample = self.release.random_sample(task, length, rng)
         else:
-            sample = random_train_sample(task, length, rng)
+            sample = random_train_sample(task, length, rng, facts_within=self.cfg.data.facts_within)
         ids, labels = finetune_example(sample, self.tokenizer)
         return list(ids), list(labels)
 

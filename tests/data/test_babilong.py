@@ -134,6 +134,30 @@ def test_training_draws_cover_every_question_of_a_story_as_the_test_does():
     assert bl.random_train_sample("qa2", "1k", random.Random("y")) != a
 
 
+def test_facts_within_puts_the_facts_early_and_changes_nothing_else():
+    """facts_within=0.5 (training only) hides every fact in the first half of the background, keeping the facts'
+    order, the question and the length; 1.0 draws exactly BABILong's layout (the default, the test's)."""
+    from lm2.data.tokenizers import token_counter
+
+    count = token_counter(None)
+    near, far = [], []
+    for i in range(12):
+        rng = random.Random(f"w{i}")
+        default = bl.random_train_sample("qa1", "2k", random.Random(f"w{i}"))
+        assert bl.random_train_sample("qa1", "2k", random.Random(f"w{i}"), facts_within=1.0) == default
+        early = bl.random_train_sample("qa1", "2k", rng, facts_within=0.5)
+        assert (early.question, early.target, early.facts) == (default.question, default.target, default.facts)
+        assert abs(early.n_tokens - default.n_tokens) <= 1
+        for s, out in ((default, near), (early, far)):
+            end = s.context.rfind(s.facts[-1]) + len(s.facts[-1])
+            out.append(count([s.context[end:]])[0])  # tokens from the last fact to the end of the context
+    # half of a 2k context lies after the last fact at least (less the one background sentence the cut rounds up)
+    assert min(far) >= 0.5 * bl.context_budget("2k") - int(background_haystack("train").tokens.max())
+    assert min(near) < min(far)  # anywhere: some last facts lie close to the question
+    with pytest.raises(ValueError, match="facts_within"):
+        bl.random_train_sample("qa1", "1k", random.Random(0), facts_within=0.0)
+
+
 def _fake_sample(n_facts: int) -> BabiSample:
     return BabiSample("qa1", ["Mary went to the kitchen."] * n_facts, "Where is Mary?", "kitchen", [n_facts - 1])
 
