@@ -15,7 +15,8 @@
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
 #               room at 0k (seed 4), then 750 steps with memory added (LM2), memory tokens added (RMT) or nothing
-#               (vanilla), then 0k-2k with the evaluation's layout; evaluated like 1c (about 2.5 hours of one core).
+#               (vanilla), then 0k-2k with the evaluation's layout; evaluated like 1c (about 2.5 hours of one core);
+#               then LM2 and vanilla again with the facts of the long training samples placed early (about 1.5 more).
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 #               Experiments 3 and 5 run on today's configs/babilong-tiny.yaml and data pipeline; RESULTS.md 3 and 5
@@ -158,6 +159,18 @@ for KIND in lm2 vanilla rmt; do
 done
 python scripts/compare_babilong.py --chance majority --out "$OUT/bind-compare.png" LM2="$OUT/eval-bind-lm2" \
     vanilla="$OUT/eval-bind-vanilla" RMT="$OUT/eval-bind-rmt"
+# The last phase again with the facts of its long training samples in the first half of their context (RESULTS.md
+# 1d): the whole recipe in its own folder (phases 1 and 2 come out the same), LM2 and vanilla, then the answers split
+# by how far back their fact lies.
+lm2 recipe babilong-bind --kinds lm2,vanilla --out-dir "$OUT/bind-early" --no-progress "${RECIPE_FLAGS[@]}" \
+    --lengths.data.facts_within 0.5
+for KIND in lm2 vanilla; do
+  lm2 eval babilong --model "$(latest "$OUT/bind-early/$KIND/lengths")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
+      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-bind-early-$KIND" --resume
+done
+python scripts/fact_distance.py --window 128,512 --last-move --tokenizer "$(latest "$OUT/bind/backbone")" \
+    --lengths "${EVAL_LENGTHS#0k,}" LM2-early="$OUT/eval-bind-early-lm2" LM2="$OUT/eval-bind-lm2" \
+    vanilla-early="$OUT/eval-bind-early-vanilla" vanilla="$OUT/eval-bind-vanilla"
 
 echo "== experiment 2: memory in 0, 1, 2, 4 of 4 blocks (pretraining), seeds: $EXP2_SEEDS"
 EXP2_RUNS=()
