@@ -88,8 +88,9 @@ class LM2Cache:
                     total += t.numel() * t.element_size()
             if layer.memory is not None:
                 total += layer.memory.memory.numel() * layer.memory.memory.element_size()
-                if layer.memory.previous is not None:
-                    total += layer.memory.previous.numel() * layer.memory.previous.element_size()
+                for t in (layer.memory.previous, layer.memory.history, layer.memory.history_valid):
+                    if t is not None:
+                        total += t.numel() * t.element_size()
                 if layer.memory.pending is not None:
                     p = layer.memory.pending
                     total += sum(t.numel() * t.element_size() for t in (p.weight, p.x_sum, p.e_sum, p.log_keep))

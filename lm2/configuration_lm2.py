@@ -16,7 +16,7 @@ MEMORY_WRITE_MODES = ("read", "input", "both")
 MEMORY_UPDATES = ("gated", "replace")
 MEMORY_WRITE_GATES = ("none", "token")
 MEMORY_WRITE_ROUTES = ("soft", "top1")
-MEMORY_WRITE_ADDRESSES = ("self", "previous")
+MEMORY_WRITE_ADDRESSES = ("self", "previous", "query", "lookback")
 
 
 class LM2Config(LlamaConfig):
@@ -38,9 +38,18 @@ class LM2Config(LlamaConfig):
         token writes only the slot it reads most, with straight-through gradients), so that different facts land
         in different slots instead of being averaged into every slot.
     memory_write_address: "self" (the paper: a token writes where it reads) or "previous" (token i is written where
-        token i - 1 reads, so a value is stored at the address its key reads from).
+        token i - 1 reads, so a value is stored at the address its key reads from) or "query" (a separate learned
+        write query, x_hat_i W_A, addresses the write: a token can be written where another token of its context,
+        e.g. a sentence's subject a few tokens back, will read) or "lookback" (token i is written where one of the
+        ``memory_write_lookback`` tokens before it reads, chosen by a learned softmax over them from how key-like
+        each is and how far back: "previous" when it always picks the token before).
+    memory_write_lookback (L): how many tokens back a "lookback" write address may reach (default 8).
     memory_write_shift: the write pools x_hat_i + W_s x_hat_(i-1) instead of x_hat_i (a token shift): each token
         is written together with the one before it, e.g. a value with its key.
+    memory_write_after_attention: the write (its pooled states, gates, strength and, with "previous" or "query",
+        its address) is taken from RMSNorm(x + SelfAttn(x_hat)) (the block's post-attention norm) instead of x_hat,
+        so a token is written together with what its attention gathered (a value with its key a few tokens back).
+        The read still uses x_hat (eq. 1).
     memory_slot_keys: add a learned address per slot to the slot keys (K = M W_K + A), which writes do not move.
     memory_read_scale: None (the paper's Q K^T / sqrt(d_head)) or a float: the read scores are cosine similarities
         times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
@@ -64,9 +73,11 @@ class LM2Config(LlamaConfig):
     memory_write_gate: str = "none"
     memory_write_route: str = "soft"
     memory_write_address: str = "self"
+    memory_write_lookback: int = 8
     memory_read_scale: Any = None
     memory_slot_keys: bool = False
     memory_write_shift: bool = False
+    memory_write_after_attention: bool = False
     attention_key_shift: bool = False
     attention_conv: int = 0
     sliding_window: Any = None
@@ -85,7 +96,7 @@ class LM2Config(LlamaConfig):
 
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads", "num_key_value_heads", "memory_slots", "memory_heads",
-                     "memory_update_interval"):
+                     "memory_update_interval", "memory_write_lookback"):
             positive_int(name, getattr(self, name))
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
@@ -111,7 +122,8 @@ class LM2Config(LlamaConfig):
                               ("memory_write_address", MEMORY_WRITE_ADDRESSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
-        for name in ("memory_slot_keys", "memory_write_shift", "attention_key_shift"):
+        for name in ("memory_slot_keys", "memory_write_shift", "memory_write_after_attention",
+                     "attention_key_shift"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: true or false.")
         conv = self.attention_conv

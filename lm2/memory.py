@@ -52,7 +52,9 @@ class MemoryState:
 
     memory: torch.Tensor  # (B, N, D) the bank as of the last update boundary
     pending: ChunkStats | None = None  # statistics of the unfinished chunk, if any
-    previous: torch.Tensor | None = None  # (B, D) the last token's x_hat (write shift / previous address; 0 if padding)
+    previous: torch.Tensor | None = None  # (B, D) the last token's write state (shift / previous address; 0 if padding)
+    history: torch.Tensor | None = None  # (B, L, D) the last L tokens' write states (lookback address)
+    history_valid: torch.Tensor | None = None  # (B, L) 1 where that token exists and is not padding, else 0
 
     def detach(self) -> "MemoryState":
         pending = None
@@ -60,7 +62,8 @@ class MemoryState:
             p = self.pending
             pending = ChunkStats(p.weight.detach(), p.x_sum.detach(), p.e_sum.detach(), p.log_keep.detach())
         previous = None if self.previous is None else self.previous.detach()
-        return MemoryState(self.memory.detach(), pending, previous)
+        history = None if self.history is None else self.history.detach()
+        return MemoryState(self.memory.detach(), pending, previous, history, self.history_valid)
 
     def index_select(self, index: torch.Tensor) -> "MemoryState":
         pending = None
@@ -68,7 +71,9 @@ class MemoryState:
             p = self.pending
             pending = ChunkStats(*(t.index_select(0, index) for t in (p.weight, p.x_sum, p.e_sum, p.log_keep)))
         previous = None if self.previous is None else self.previous.index_select(0, index)
-        return MemoryState(self.memory.index_select(0, index), pending, previous)
+        history, valid = ((None, None) if self.history is None else
+                          (self.history.index_select(0, index), self.history_valid.index_select(0, index)))
+        return MemoryState(self.memory.index_select(0, index), pending, previous, history, valid)
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -133,6 +138,37 @@ def shifted(x_hat: torch.Tensor, previous: torch.Tensor | None, token_mask: torc
         valid = torch.cat([torch.ones_like(token_mask[:, :1]), token_mask[:, :-1]], dim=1)
         before = before * valid.unsqueeze(-1).to(before.dtype)
     return before
+
+
+def lookback_address(q_lin: torch.Tensor, x_write: torch.Tensor, history: torch.Tensor | None,
+                     history_valid: torch.Tensor | None, token_mask: torch.Tensor | None, q_proj: nn.Linear,
+                     score_proj: nn.Linear, lag_bias: torch.Tensor):
+    """The lookback write address: token i is written where a token up to L back reads, chosen by
+    a_il = softmax_l(x_(i-l) w_s + b_l) over l = 1..L (w_s: how much a token looks like something to store
+    things under, e.g. a key or a sentence's subject; b_l: a learned preference per distance). The address query is
+    sum_l a_il q_(i-l), with q = x W_Q the read's own query, so a value is stored exactly where its key reads.
+
+    q_lin (B, T, D): this call's write states projected by W_Q; x_write (B, T, D) those states; history (B, L, D),
+    history_valid (B, L): the L tokens before the call (None at a sequence start). Tokens that do not exist or are
+    padding are never chosen; a token with no token before it gets weight zero everywhere (it does not write).
+    Returns the address queries (B, T, D), whether each token has one (B, T) and the new (history, history_valid).
+    """
+    b, t, d = x_write.shape
+    lags = lag_bias.shape[0]
+    if history is None:
+        history, history_valid = x_write.new_zeros(b, lags, d), x_write.new_zeros(b, lags)
+    valid = x_write.new_ones(b, t) if token_mask is None else token_mask.to(x_write.dtype)
+    states = torch.cat([history, x_write], dim=1)  # (B, L + T, D)
+    exists = torch.cat([history_valid, valid], dim=1)  # (B, L + T)
+    queries = torch.cat([q_proj(history), q_lin], dim=1)
+    before = (lags + torch.arange(t, device=x_write.device)[:, None]
+              - torch.arange(1, lags + 1, device=x_write.device)[None, :])  # (T, L): the position of token i - l
+    scores = score_proj(states).squeeze(-1)[:, before] + lag_bias  # (B, T, L)
+    ok = exists[:, before] > 0
+    # a large finite negative, not -inf: a token with no candidate gets a finite (uniform) softmax, zeroed below
+    a = scores.masked_fill(~ok, -1e9).softmax(dim=-1) * ok.to(scores.dtype)
+    address = torch.einsum("btl,btld->btd", a, queries[:, before])
+    return address, ok.any(dim=-1), (states[:, -lags:], exists[:, -lags:])
 
 
 def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> ChunkStats:
@@ -334,6 +370,16 @@ class LM2Memory(nn.Module):
             # the write sees each token with the one before it (a token shift, i.e. a width-2 causal convolution):
             # a value is written together with the key that preceded it, which attention may not have copied yet
             self.shift_proj = nn.Linear(d, d, bias=False)
+        if self.write_address == "lookback":
+            # which of the last L tokens a token is written under (lookback_address): how much each token looks
+            # like a key, plus a preference per distance
+            self.lookback_score = nn.Linear(d, 1, bias=False)  # a bias would not move a softmax
+            self.lookback_bias = nn.Parameter(-torch.arange(config.memory_write_lookback, dtype=torch.float32))
+        if self.write_address == "query":
+            # W_A: the write's own query. With "self" a token is written where it reads and with "previous" where
+            # the token before it reads; here the address is learned, so a value can be stored where the key it
+            # belongs to (a few tokens back, within the attention's reach) reads
+            self.address_proj = nn.Linear(d, d, bias=False)
         if config.memory_slot_keys:
             # K = M W_K + A: a learned address per slot that writes do not move, so a token can find the slot that
             # an earlier token with the same key wrote to by where it is, not only by what it now holds
@@ -368,12 +414,14 @@ class LM2Memory(nn.Module):
         memory_update_interval: int,
         token_mask: torch.Tensor | None = None,
         return_weights: bool = False,
+        x_write: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, MemoryState, torch.Tensor | None]:
         """Read for T tokens at absolute positions [start, start + T) and write at every boundary they cross.
 
         x_hat (B, T, D): the block's normalised input. token_mask (B, T): False for padding, which reads but
-        never writes. Returns the gated read g_out * E_mem (B, T, D), the new state and, if asked, the read
-        weights (B, T, N) for inspection.
+        never writes. x_write (B, T, D): the states the write is taken from (pooled states, gates, strength and
+        its address unless "self"; ``memory_write_after_attention``), x_hat when None. Returns the gated read
+        g_out * E_mem (B, T, D), the new state and, if asked, the read weights (B, T, N) for inspection.
         """
         memory, pending = state.memory, state.pending
         # Everything that does not depend on the bank is done once for all T tokens, outside the loop over
@@ -383,24 +431,37 @@ class LM2Memory(nn.Module):
         q = split_heads(q_lin, self.num_heads)  # (B, H, T, dh)
         fused = self.fused_weights()
         # per-token write strength (B, T, 1), or None: the paper's write, where every read also writes
-        strength = torch.sigmoid(self.write_gate(x_hat)) if hasattr(self, "write_gate") else None
+        xw = x_hat if x_write is None else x_write
+        strength = torch.sigmoid(self.write_gate(xw)) if hasattr(self, "write_gate") else None
         previous = state.previous
-        write_input, q_address = x_hat, None  # what the write pools into x_bar; the queries that address it
+        write_input, q_address = xw, None  # what the write pools into x_bar; the queries that address it
         if hasattr(self, "shift_proj") or self.write_address == "previous":
             if hasattr(self, "shift_proj"):
-                write_input = x_hat + self.shift_proj(shifted(x_hat, previous, token_mask))
+                write_input = xw + self.shift_proj(shifted(xw, previous, token_mask))
             if self.write_address == "previous":
                 # token i is written where token i - 1 reads: a value lands where its key will look for it. The
                 # query projection has no bias, so shifting the queries equals projecting the shifted states.
                 # The very first token of a sequence has no address and does not write.
-                before = shifted(q_lin, None if previous is None else self.q_proj(previous), token_mask)
+                q_prev = q_lin if x_write is None else self.q_proj(xw)
+                before = shifted(q_prev, None if previous is None else self.q_proj(previous), token_mask)
                 q_address = split_heads(before, self.num_heads)
                 if previous is None:
                     first = torch.ones_like(x_hat[:, :, 0])
                     first[:, 0] = 0.0
                     strength = first.unsqueeze(-1) if strength is None else strength * first.unsqueeze(-1)
-            last = x_hat[:, -1]
+            last = xw[:, -1]
             previous = last if token_mask is None else last * token_mask[:, -1:].to(last.dtype)
+        if self.write_address == "query":
+            q_address = split_heads(self.address_proj(xw), self.num_heads)
+        history, history_valid = state.history, state.history_valid
+        if self.write_address == "lookback":
+            q_write = q_lin if x_write is None else self.q_proj(xw)
+            address, has_one, (history, history_valid) = lookback_address(
+                q_write, xw, history, history_valid, token_mask, self.q_proj, self.lookback_score,
+                self.lookback_bias)
+            q_address = split_heads(address, self.num_heads)
+            has_one = has_one.unsqueeze(-1).to(xw.dtype)
+            strength = has_one if strength is None else strength * has_one
         reads, weights = [], []
         step = _compiled_chunk_step() if _COMPILE else chunk_step
         slot_keys, scale = getattr(self, "slot_keys", None), getattr(self, "read_scale", None)
@@ -422,4 +483,6 @@ class LM2Memory(nn.Module):
         e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
         read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None
-        return gated, replace(state, memory=memory, pending=pending, previous=previous), read_weights
+        new_state = replace(state, memory=memory, pending=pending, previous=previous, history=history,
+                            history_valid=history_valid)
+        return gated, new_state, read_weights

@@ -235,8 +235,9 @@ class LM2DecoderLayer(nn.Module):
         x_hat = RMSNorm(x)
         x = x + SelfAttn(x_hat) + g_out * E_mem(x_hat, M)      eq. (1)-(3)
         x = x + MLP(RMSNorm(x))
-    and every U tokens M is rewritten by the gates (eq. 4-6). The block returns its new state (window keys and
-    values, memory) and never changes the one it is given, so wrappers may copy it (FSDP hooks its tensors).
+    and every U tokens M is rewritten by the gates (eq. 4-6), from x_hat or, with
+    ``memory_write_after_attention``, from RMSNorm(x + SelfAttn(x_hat)). The block returns its new state (window
+    keys and values, memory) and never changes the one it is given, so wrappers may copy it (FSDP hooks its tensors).
     """
 
     def __init__(self, config: LM2Config, layer_idx: int):
@@ -247,6 +248,7 @@ class LM2DecoderLayer(nn.Module):
         self.post_attention_layernorm = LM2RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = LM2MLP(config)
         self.memory = LM2Memory(config) if layer_idx in config.memory_layer_indices() else None
+        self.write_after_attention = config.memory_write_after_attention
 
     def forward(self, x, cos, sin, cache: LayerCache, start: int, memory_update_interval: int, key_valid,
                 return_weights=False) -> tuple[torch.Tensor, LayerCache, torch.Tensor | None]:
@@ -257,8 +259,11 @@ class LM2DecoderLayer(nn.Module):
         weights = None
         if self.memory is not None:
             memory = cache.memory if cache.memory is not None else self.memory.initial_state(x.shape[0])
+            # memory_write_after_attention: the write sees the state after this block's attention (without the
+            # read), normalised as the MLP's input is
+            x_write = self.post_attention_layernorm(out) if self.write_after_attention else None
             read, memory, weights = self.memory(x_hat, memory, start, memory_update_interval, key_valid,
-                                                return_weights)
+                                                return_weights, x_write)
             cache = replace(cache, memory=memory)
             out = out + read
         out = out + self.mlp(self.post_attention_layernorm(out))
@@ -296,6 +301,8 @@ class LM2PreTrainedModel(PreTrainedModel):
                 init.eye_(module.shift_proj.weight)
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
+            if hasattr(module, "lookback_bias"):  # start near "previous": each step further back costs 1
+                init.copy_(module.lookback_bias, -torch.arange(cfg.memory_write_lookback, dtype=torch.float32))
         elif isinstance(module, LM2Attention):
             if hasattr(module, "key_shift"):
                 init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one

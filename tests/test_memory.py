@@ -11,8 +11,10 @@ from lm2.memory import LM2Memory, MemoryState, chunk_pieces, identity_memory
 
 
 @torch.no_grad()
-def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, start: int, interval: int):
+def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, start: int, interval: int,
+                     x_write: torch.Tensor | None = None):
     """docs/design.md section 1 with Python loops over tokens and slots: no vectorisation, no shared code.
+    ``x_write``: the states the write is taken from (x_hat when None), the read always from x_hat.
 
     Returns the gated reads (B, T, D) and the final bank (B, N, D). Only whole chunks are written, so the
     caller passes a ``start`` on a boundary and the test only compares banks at boundaries.
@@ -27,10 +29,12 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
         m = memory[b].double()
         chunk = []  # (x_hat_i, e_mem_i, w_i) of the unfinished chunk
         prev = torch.zeros(d, dtype=torch.float64)  # the token before (none at the start)
+        seen = []  # the write states of the tokens before this one (lookback)
         for i in range(t_len):
             x = x_hat[b, i].double()
-            pooled = x + mem.shift_proj.weight.double() @ prev if hasattr(mem, "shift_proj") else x
-            prev_x, prev = prev, x
+            xw = x if x_write is None else x_write[b, i].double()
+            pooled = xw + mem.shift_proj.weight.double() @ prev if hasattr(mem, "shift_proj") else xw
+            prev_x, prev = prev, xw
             q = wq.double() @ x
             keys = [wk.double() @ m[j] + (mem.slot_keys[j].double() if hasattr(mem, "slot_keys") else 0)
                     for j in range(n)]
@@ -50,8 +54,19 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             e = wo.double() @ head_out
             g_out = torch.sigmoid(mem.out_gate.weight.double() @ e + mem.out_gate.bias.double())
             reads[b, i] = g_out * e
-            if mem.write_address == "previous":  # written where the token before reads (nowhere for the first)
-                qp = wq.double() @ prev_x if i > 0 else None
+            if mem.write_address != "self":  # "previous": where the token before reads (nowhere for the first)
+                if mem.write_address == "query":  # where its own write query W_A x would read
+                    qp = mem.address_proj.weight.double() @ xw
+                elif mem.write_address == "lookback":  # a softmax choice among the L tokens before
+                    back = [(lag, seen[-lag]) for lag in range(1, len(mem.lookback_bias) + 1) if lag <= len(seen)]
+                    qp = None
+                    if back:
+                        sc = torch.tensor([float(mem.lookback_score.weight.double()[0] @ xj
+                                                 + mem.lookback_bias.double()[lag - 1]) for lag, xj in back])
+                        a = torch.softmax(sc.double(), 0)
+                        qp = sum(a[k] * (wq.double() @ xj) for k, (_, xj) in enumerate(back))
+                else:
+                    qp = wq.double() @ prev_x if i > 0 else None
                 w = torch.zeros(n, dtype=torch.float64)
                 for hh in range(h if qp is not None else 0):
                     sl = slice(hh * dh, (hh + 1) * dh)
@@ -65,8 +80,9 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             if mem.write_route == "top1" and w.sum() > 0:  # the token writes only the slot it reads most
                 w = torch.nn.functional.one_hot(w.argmax(), n).double()
             if hasattr(mem, "write_gate"):  # the token's write strength scales its write weights
-                w = w * torch.sigmoid(mem.write_gate.weight.double() @ x + mem.write_gate.bias.double())
+                w = w * torch.sigmoid(mem.write_gate.weight.double() @ xw + mem.write_gate.bias.double())
             chunk.append((pooled, e, w))
+            seen.append(xw)
             if (start + i + 1) % interval == 0:  # the chunk ends: write eq. (4)-(6), slot by slot
                 new_m = m.clone()
                 for j in range(n):
@@ -98,6 +114,8 @@ MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token
                   {"memory_slot_keys": True}, {"memory_write_route": "top1"}, {"memory_write_shift": True},
                   {"memory_write_address": "previous"},
                   {"memory_write_address": "previous", "memory_write_route": "top1"},
+                  {"memory_write_address": "query"},
+                  {"memory_write_address": "lookback", "memory_write_lookback": 3},
                   {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
                    "memory_slot_keys": True, "memory_write_route": "top1", "memory_write_shift": True}]
 
@@ -122,6 +140,29 @@ def test_vectorised_memory_equals_slow_reference(write, interval, options):
     torch.testing.assert_close(new_state.memory.double(), ref_bank, atol=1e-5, rtol=0)
     # the test can fail: the bank really changed
     assert (new_state.memory - state.memory).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("options", [{}, {"memory_write_address": "previous", "memory_write_shift": True},
+                                     {"memory_write_address": "query", "memory_write_gate": "token"},
+                                     {"memory_write_address": "lookback", "memory_write_gate": "token"}],
+                         ids=["paper", "previous-shift", "query-gate", "lookback-gate"])
+@pytest.mark.parametrize("write", ["read", "input"])
+def test_a_separate_write_state_equals_slow_reference(write, options):
+    """memory_write_after_attention: the write (pooled states, gates, strength, address) comes from other states
+    than the read's. Against the reference with the two apart, and the write really depends on them."""
+    torch.manual_seed(2)
+    cfg = tiny_config(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5,
+                      memory_heads=2, memory_write=write, **options)
+    mem = LM2Memory(cfg)
+    randomize_memory_module(mem, seed=2)
+    x_hat, x_write = torch.randn(2, 12, 16), torch.randn(2, 12, 16)
+    state = MemoryState(mem.initial_state(2).memory + 0.1 * torch.randn(2, 5, 16))
+    gated, new_state, _ = mem(x_hat, state, start=0, memory_update_interval=4, x_write=x_write)
+    ref_reads, ref_bank = reference_memory(mem, x_hat, state.memory, start=0, interval=4, x_write=x_write)
+    torch.testing.assert_close(gated.double(), ref_reads, atol=1e-5, rtol=0)
+    torch.testing.assert_close(new_state.memory.double(), ref_bank, atol=1e-5, rtol=0)
+    _, same_state, _ = mem(x_hat, state, start=0, memory_update_interval=4)
+    assert (new_state.memory - same_state.memory).abs().max() > 1e-3  # the write state matters
 
 
 def randomize_memory_module(mem: LM2Memory, seed: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 A sample is a sequence of segments, each as long as the self-attention window:
 
-    segment 0        k12 v3 k40 v17 ... (the key-value pairs) then filler words
+    segment 0        k12 v3 k40 v17 ... (the key-value pairs, or k12 f5 v3 ... with ``gap``) then filler words
     segments 1..D    filler words only (the distractors)
     last segment     filler words, then "? k40 v17 ? k12 v3 ..." (queries for some of the keys)
 
@@ -47,21 +47,28 @@ class RecallSpec:
     queries: int = 4
     """Keys asked for in the last segment (distinct, at most ``pairs``)."""
     segment_length: int = 16
+    gap: int = 0
+    """Filler words between a key and its value in the first segment: 0 to ``gap``, drawn per pair (0 = adjacent).
+    A gap tests whether a value is stored where its key will be looked up when the two are not neighbours, as a
+    person and a room are not in "Mary went to the kitchen"."""
 
     def __post_init__(self):
         for name in ("num_keys", "num_values", "num_fillers", "pairs", "queries", "segment_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"recall: {name}={value!r} is invalid: it must be a positive integer.")
+        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 0:
+            raise ValueError(f"recall: gap={self.gap!r} is invalid: it must be an integer >= 0.")
         if self.pairs > self.num_keys:
             raise ValueError(f"recall: pairs={self.pairs} is invalid: it needs at most num_keys={self.num_keys}.")
         if self.queries > self.pairs:
             raise ValueError(f"recall: queries={self.queries} is invalid: at most pairs={self.pairs} keys can be "
                              "asked.")
-        if 2 * self.pairs > self.segment_length or 3 * self.queries > self.segment_length:
+        if (2 + self.gap) * self.pairs > self.segment_length or 3 * self.queries > self.segment_length:
             raise ValueError(
-                f"recall: segment_length={self.segment_length} is too short for {self.pairs} pairs (2 tokens each) "
-                f"and {self.queries} queries (3 tokens each): the pairs and the queries must each fit in one segment.")
+                f"recall: segment_length={self.segment_length} is too short for {self.pairs} pairs "
+                f"({2 + self.gap} tokens each at most, gap={self.gap}) and {self.queries} queries (3 tokens each): the "
+                "pairs and the queries must each fit in one segment.")
 
     def vocabulary(self) -> list[str]:
         return ([PAD, EOS, QUERY] + [f"k{i}" for i in range(self.num_keys)]
@@ -84,7 +91,8 @@ def make_sample(spec: RecallSpec, distractor_segments: int, rng: random.Random) 
     fill = lambda n: [f"f{rng.randrange(spec.num_fillers)}" for _ in range(n)]  # noqa: E731
     keys = rng.sample(range(spec.num_keys), spec.pairs)
     pairs = tuple((f"k{k}", f"v{rng.randrange(spec.num_values)}") for k in keys)
-    first = [w for pair in pairs for w in pair]
+    gaps = [rng.randint(0, spec.gap) for _ in pairs] if spec.gap else [0] * len(pairs)
+    first = [w for (key, value), g in zip(pairs, gaps) for w in [key, *fill(g), value]]
     words = first + fill(s - len(first)) + fill(s * distractor_segments)
     asked = rng.sample(pairs, spec.queries)
     last = fill(s - 3 * spec.queries)

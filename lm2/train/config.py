@@ -91,7 +91,7 @@ class DataSection:
     For data.task=recall a stage is {steps, distractors: [..]}: numbers of distractor segments to draw from."""
     # --- recall
     recall: dict = field(default_factory=dict)
-    """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length);
+    """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap);
     segment_length should equal the model's sliding_window, so that one distractor segment hides the pairs."""
     # --- lm
     source: str = "books"

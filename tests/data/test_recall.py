@@ -33,6 +33,33 @@ def test_pairs_in_first_segment_and_queries_answerable(distractors, pairs, queri
         assert len(asked) == queries  # every query asks a different key
 
 
+@pytest.mark.parametrize("gap", [1, 3])
+def test_a_gap_puts_fillers_between_each_key_and_its_value(gap):
+    spec = RecallSpec(pairs=4, queries=4, gap=gap, segment_length=24)
+    s, seen = spec.segment_length, set()
+    for sample in make_samples(spec, 2, 40, seed=5):
+        first = sample.words[:s]
+        keys = [i for i, w in enumerate(first) if w.startswith("k")]
+        values = [i for i, w in enumerate(first) if w.startswith("v")]
+        assert [first[i] for i in keys] == [k for k, _ in sample.pairs]  # the pairs, in order, in segment 0
+        assert [first[i] for i in values] == [v for _, v in sample.pairs]
+        for k, v in zip(keys, values):
+            assert 1 <= v - k <= gap + 1 and all(w.startswith("f") for w in first[k + 1 : v])
+            seen.add(v - k - 1)
+        assert not any(w[0] in "kv?" for w in sample.words[values[-1] + 1 : sample.answers[0] - 2])
+        for pos in sample.answers:  # the queries still ask for the stated values
+            assert dict(sample.pairs)[sample.words[pos - 1]] == sample.words[pos]
+    assert seen == set(range(gap + 1))  # every gap from 0 to ``gap`` occurs
+
+
+def test_no_gap_draws_the_samples_as_before():
+    spec, rng = RecallSpec(pairs=3, queries=2), random.Random(7)
+    sample = make_sample(spec, 1, rng)
+    words = sample.words
+    assert list(words[:6]) == [w for pair in sample.pairs for w in pair]
+    assert make_sample(RecallSpec(pairs=3, queries=2, gap=0), 1, random.Random(7)) == sample
+
+
 def test_encode_supervises_exactly_the_answers():
     spec = RecallSpec(pairs=3, queries=2)
     tok = build_tokenizer(spec)
@@ -57,6 +84,8 @@ def test_samples_are_reproducible_and_the_test_seed_is_not_a_training_seed():
     ({"pairs": 9, "segment_length": 16}, "too short"),
     ({"queries": 5, "pairs": 4}, "queries=5"),
     ({"num_keys": 2, "pairs": 3, "queries": 1}, "num_keys=2"),
+    ({"gap": -1}, "gap=-1"),
+    ({"pairs": 4, "gap": 3, "segment_length": 16}, "too short"),
 ])
 def test_invalid_spec_is_a_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):
