@@ -4,6 +4,7 @@ lm2.eval's library functions."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Annotated, Literal
 
 from lm2.cli import NonNegativeInt, PositiveInt, UserError
@@ -110,7 +111,7 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
 @_with_common
 def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, seed: NonNegativeInt | None = None,
                tokenizer: str | None = None, device: str = "cpu", batch_size: PositiveInt = 50,
-               out: str | None = None, no_progress: bool = False,
+               out: str | None = None, no_progress: bool = False, gap: NonNegativeInt | None = None,
                precision: Literal["fp32", "bf16"] = "fp32") -> int:
     """the memory diagnostic: associative recall across distractor segments
 
@@ -118,6 +119,8 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
         segments: numbers of distractor segments between the key-value pairs and the queries, e.g. 1,8,32
         n: test samples per number of segments
         seed: seed of the test samples (default: the test seed)
+        gap: filler words between a key and its value, 0 up to this (default: data.recall.gap of the model's
+            training)
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.common import default_out_dir
     from lm2.eval.recall import evaluate_recall, parse_segments, recall_spec_of
@@ -126,12 +129,17 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
     segments = parse_segments(segments)  # errors before loading the model
     loaded = _load(model, device, tokenizer, out)
     spec = recall_spec_of(loaded.path)  # a model not trained on the diagnostic is refused before anything is written
+    if gap is not None:
+        try:
+            spec = dataclasses.replace(spec, gap=gap)
+        except ValueError as err:
+            raise ValueError(f"--gap {gap}: {err}") from None
     out = out or default_out_dir(loaded, "recall")
     with hold(out, "lm2 eval recall"), precision_context(device, precision):
         summary = evaluate_recall(loaded, segments, n=n, seed=seed, batch_size=batch_size, out_dir=out,
                                   progress=not no_progress, spec=spec)
     print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, "
-          f"chance {summary['chance']:.1f}%, seed {summary['seed']})")
+          f"gap 0-{spec.gap}, chance {summary['chance']:.1f}%, seed {summary['seed']})")
     for d, e in summary["errors"].items():
         print(f"  {d} segments: {summary['accuracy'][d]:.1f}% right, {e['other_pair']:.1f}% another pair's value "
               f"(stored, not bound to its key), {e['unstated']:.1f}% unstated; by query "

@@ -88,7 +88,8 @@ class DataSection:
     curriculum: list = field(default_factory=lambda: [{"steps": 100, "lengths": ["0k"]}])
     """Stages [{steps, lengths}], run in order, each from where the last ended; every sample of a batch draws its
     length from the stage's list, so lengths vary within a batch and the number of segments grows by stage.
-    For data.task=recall a stage is {steps, distractors: [..]}: numbers of distractor segments to draw from."""
+    For data.task=recall a stage is {steps, distractors: [..]}: numbers of distractor segments to draw from, and
+    optionally gap: G, the stage's own data.recall.gap (e.g. adjacent pairs first, then gaps)."""
     # --- recall
     recall: dict = field(default_factory=dict)
     """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap);
@@ -341,12 +342,19 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, distractors}")
         for i, stage in enumerate(d.curriculum):
             where = f"data.curriculum[{i}]"
-            if (not isinstance(stage, dict) or set(stage) != {"steps", "distractors"}
+            keys = set(stage) if isinstance(stage, dict) else set()
+            if (not isinstance(stage, dict) or not {"steps", "distractors"} <= keys <= {"steps", "distractors", "gap"}
                     or not isinstance(stage["steps"], int) or stage["steps"] < 1
                     or not isinstance(stage["distractors"], list) or not stage["distractors"]
                     or not all(isinstance(n, int) and n >= 0 for n in stage["distractors"])):
                 raise ValueError(f"config field {where}={stage!r} is invalid: a recall stage is {{steps: N, "
-                                 f"distractors: [non-negative ints]}}")
+                                 f"distractors: [non-negative ints]}}, optionally with gap: G (this stage's "
+                                 f"data.recall.gap)")
+            if "gap" in stage:
+                try:
+                    RecallSpec(**{**d.recall, "gap": stage["gap"]})
+                except ValueError as err:
+                    raise ValueError(f"config field {where}: {err}") from None
         for n in e.lengths:
             if not isinstance(n, int) or n < 0:
                 raise ValueError(f"config field eval.lengths={e.lengths!r} is invalid for data.task=recall: numbers "

@@ -9,6 +9,7 @@ exactly the batch that one process would.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import random
@@ -156,8 +157,10 @@ class RecallStream(BabilongStream):
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
         rng = random.Random(f"recall/{self.cfg.train.seed}/{step}/{index}")
-        distractors = rng.choice(self.cfg.stage_at(step)[1]["distractors"])
-        return encode(make_sample(self.spec, distractors, rng), self.tokenizer)
+        stage = self.cfg.stage_at(step)[1]
+        distractors = rng.choice(stage["distractors"])
+        spec = self.spec if "gap" not in stage else dataclasses.replace(self.spec, gap=stage["gap"])
+        return encode(make_sample(spec, distractors, rng), self.tokenizer)
 
 
 class TokenBlockStream:

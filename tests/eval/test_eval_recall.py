@@ -134,6 +134,46 @@ def test_train_then_eval_recall_end_to_end(tmp_path, capsys):
     assert "key decodable" in probe.stdout and "value decodable" in probe.stdout
 
 
+def test_a_stage_gap_trains_on_gaps_and_eval_gap_scores_them(tmp_path, capsys):
+    """A recall stage's gap is the gap of that stage's training samples; `lm2 eval recall --gap` tests a model on
+    gaps it was not trained with (and the summary says which)."""
+    from lm2.cli import main
+    from lm2.train.config import load_config
+    from lm2.train.data import RecallStream
+
+    cfg = load_config("configs/recall-tiny.yaml", [
+        "--data.curriculum", "[{steps: 2, distractors: [1], gap: 0}, {steps: 2, distractors: [1]}]",
+        "--data.recall", "{gap: 2}", "--train.batch_size", "8"])
+    spec = RecallSpec(gap=2)
+    tok = build_tokenizer(spec)
+    stream = RecallStream(cfg, tok)
+    inv = {i: w for w, i in tok.get_vocab().items()}
+
+    def gaps(step):  # the fillers between each key and the value after it, in step's samples
+        found = set()
+        for i in range(8):
+            words = [inv[t] for t in stream.example(step, i)[0][:16]]
+            keys = [j for j, w in enumerate(words) if w.startswith("k")]
+            values = [j for j, w in enumerate(words) if w.startswith("v")]
+            found |= {v - k - 1 for k, v in zip(keys, values)}
+        return found
+
+    assert gaps(0) == gaps(1) == {0} and gaps(2) | gaps(3) == {0, 1, 2}
+    run = tmp_path / "run"
+    assert main(["train", "configs/recall-tiny.yaml", "--out_dir", str(run), "--no-progress",
+                 "--data.curriculum", "[{steps: 2, distractors: [1]}]", "--eval.interval", "2",
+                 "--eval.samples", "4", "--checkpoint.interval", "2", "--train.batch_size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "recall", "--model", str(run / "ckpt-000002"), "--segments", "1", "--n", "5", "--gap", "2",
+                 "--no-progress", "--out", str(tmp_path / "e")]) == 0
+    assert "gap 0-2" in capsys.readouterr().out
+    assert json.loads((tmp_path / "e" / "recall.json").read_text())["gap"] == 2
+    assert main(["eval", "recall", "--model", str(run / "ckpt-000002"), "--gap", "9", "--no-progress",
+                 "--out", str(tmp_path / "e9")]) == 2
+    err = capsys.readouterr().err
+    assert "--gap 9" in err and "too short" in err and not (tmp_path / "e9").exists()
+
+
 def test_linear_probe_finds_a_planted_label_and_not_a_random_one():
     sys.path.insert(0, str(ROOT / "scripts"))
     from probe_recall import probe_accuracy

@@ -81,6 +81,10 @@ def test_an_empty_section_is_the_defaults():
     ({"data": {"task": "recall", "recall": {"pairs": 9, "segment_length": 16}}}, "data.recall"),
     ({"data": {"task": "recall", "curriculum": [{"steps": 5, "lengths": ["0k"]}]}}, r"data.curriculum[0]"),
     ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [-1]}]}}, r"data.curriculum[0]"),
+    ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1], "gap": -1}]}},
+     r"data.curriculum[0]"),
+    ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1]}, {"steps": 5, "distractors": [1],
+                                                 "gap": 3}]}}, r"data.curriculum[1]"),  # 4 pairs of 5 > 16
     ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1]}]}, "eval": {"lengths": ["1k"]}},
      "eval.lengths"),
 ])
