@@ -9,6 +9,8 @@
 #               four to six jobs sharing the 2 cores).
 # Experiment 1b the memory options one at a time on the diagnostic (800 steps each), and the variants that
 #               were measured and not shipped.
+#               Then keys and values apart (configs/recall-gap-tiny.yaml: 0-2 fillers between a key and its
+#               value) with each write address, trained with adjacent pairs first and from the first step.
 # Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
 #               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
@@ -105,6 +107,34 @@ python scripts/compare_recall.py --out "$OUT/recall-options.png" --title "memory
     "+ replace update=$OUT/eval-recall-replace" "+ token write gate=$OUT/eval-recall-gate" \
     "+ read scale=$OUT/eval-recall-readscale" "+ slot keys=$OUT/eval-recall-slotkeys" \
     "+ previous-token address (shipped)=$OUT/eval-recall-all"
+
+echo "== experiment 1b, keys and values apart: 0-2 filler words between each key and its value"
+recall_gap_run() {  # recall_gap_run NAME [overrides...]: configs/recall-gap-tiny.yaml, scored on the test seed
+  local name=$1 run="$OUT/recall-gap-$1"; shift
+  done_already "$run" || lm2 train configs/recall-gap-tiny.yaml --out_dir "$run" --no-progress "${GAP_FLAGS[@]}" "$@"
+  lm2 eval recall --model "$(latest "$run")" --segments 1,8,32 --n "$RECALL_N" --no-progress \
+      --out "$OUT/eval-recall-gap-$name"
+}
+if (( QUICK )); then
+  GAP_FLAGS=(--data.curriculum '[{steps: 60, distractors: [1, 2, 3, 4], gap: 0}, {steps: 40, distractors: [1, 2, 3, 4]}]')
+else
+  GAP_FLAGS=()
+fi
+ONE_STAGE=(--data.curriculum "[{steps: $RECALL_STEPS, distractors: [1, 2, 3, 4]}]")  # gaps from the first step
+recall_gap_run lookback                                                  # the config: adjacent pairs first
+recall_gap_run previous --model.config.memory_write_address previous
+if (( ! QUICK )); then
+  recall_gap_run lookback-1stage "${ONE_STAGE[@]}"
+  recall_gap_run previous-1stage "${ONE_STAGE[@]}" --model.config.memory_write_address previous
+  recall_gap_run query-1stage "${ONE_STAGE[@]}" --model.config.memory_write_address query
+  recall_gap_run previous-after-1stage "${ONE_STAGE[@]}" --model.config.memory_write_address previous \
+      --model.config.memory_write_after_attention true
+  recall_gap_run query-after-1stage "${ONE_STAGE[@]}" --model.config.memory_write_address query \
+      --model.config.memory_write_after_attention true
+fi
+python scripts/compare_recall.py --out "$OUT/recall-gap.png" --title "0-2 fillers between key and value" \
+    "lookback, adjacent pairs first=$OUT/eval-recall-gap-lookback" \
+    "previous, adjacent pairs first=$OUT/eval-recall-gap-previous"
 
 echo "== experiment 1c: BABILong qa1, LM2 vs vanilla vs RMT"
 for KIND in lm2 vanilla rmt; do

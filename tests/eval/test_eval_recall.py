@@ -196,3 +196,39 @@ def test_eval_recall_refuses_a_model_not_trained_on_recall(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train_config.yaml" in err[0]
     assert not (tmp_path / "e").exists()  # nothing written
+
+
+@pytest.mark.parametrize("lag", [1, 3])
+def test_lookback_choice_measures_the_weight_on_the_own_key(lag):
+    """A model rigged to always choose the token ``lag`` back puts weight 1 on a value's own key exactly when that
+    key is ``lag`` back (gap lag - 1), 0 otherwise: the script's number is the mean of that over the values."""
+    import random as random_module
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from lookback_choice import PROBE_SEED, own_key_weight
+
+    from lm2.data.recall import make_sample
+
+    spec = RecallSpec(gap=2)
+    model = memory_model(vocab_size=len(build_tokenizer(spec)), memory_write_address="lookback",
+                         memory_write_lookback=4, sliding_window=16, memory_update_interval=16)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.memory.lookback_score.weight.zero_()
+            layer.memory.lookback_bias.copy_(torch.tensor([-30.0, -30.0, -30.0, -30.0]))
+            layer.memory.lookback_bias[lag - 1] = 30.0
+    rng = random_module.Random(PROBE_SEED)
+    samples = [make_sample(spec, 1, rng) for _ in range(20)]
+    expected = []
+    for s in samples:
+        words = s.words[:16]
+        for pos, w in enumerate(words):
+            if w.startswith("v"):
+                own_key = max(j for j in range(pos) if words[j].startswith("k"))  # the nearest key before
+                # with fewer than ``lag`` tokens before it, a value spreads its weight evenly over those there are
+                expected.append(float(pos - lag == own_key) if pos >= lag else 1.0 / pos)
+    weights = own_key_weight(model, spec, 20)
+    assert set(weights) == {0, 1}
+    for w in weights.values():
+        assert w == pytest.approx(sum(expected) / len(expected), abs=1e-6)
+    assert 0 in expected and 1 in expected  # both kinds of values occur: the test can fail
