@@ -18,7 +18,8 @@
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
 #               room at 0k (seed 4), then 750 steps with memory added (LM2), memory tokens added (RMT) or nothing
 #               (vanilla), then 0k-2k with the evaluation's layout; evaluated like 1c (about 2.5 hours of one core);
-#               then LM2 and vanilla again with the facts of the long training samples placed early (about 1.5 more).
+#               then LM2 and vanilla again with the facts of the long training samples placed early (about 1.5 more),
+#               and LM2 with the lookback write address in the last phase, with and without them (about 2 more).
 # Experiment 2  memory blocks: pretraining on the books with memory in 0, 1, 2 and 4 of 4 blocks, same tokens.
 # Experiment 3  write content: LM2 with memory_write read / input / both on experiment 1's setting.
 #               Experiments 3 and 5 run on today's configs/babilong-tiny.yaml and data pipeline; RESULTS.md 3 and 5
@@ -201,6 +202,19 @@ done
 python scripts/fact_distance.py --window 128,512 --last-move --tokenizer "$(latest "$OUT/bind/backbone")" \
     --lengths "${EVAL_LENGTHS#0k,}" LM2-early="$OUT/eval-bind-early-lm2" LM2="$OUT/eval-bind-lm2" \
     vanilla-early="$OUT/eval-bind-early-vanilla" vanilla="$OUT/eval-bind-vanilla"
+# The last phase again with the lookback write address (RESULTS.md 1d), LM2 only, with BABILong's layout and with
+# the facts placed early; the earlier phases are written with the recipe's address, as 1b's diagnostic needs.
+for VARIANT in lookback lookback-early; do
+  EARLY=()
+  [[ $VARIANT == lookback-early ]] && EARLY=(--lengths.data.facts_within 0.5)
+  lm2 recipe babilong-bind --kinds lm2 --out-dir "$OUT/bind-$VARIANT" --no-progress "${RECIPE_FLAGS[@]}" \
+      --lengths.model.config.memory_write_address lookback "${EARLY[@]}"
+  lm2 eval babilong --model "$(latest "$OUT/bind-$VARIANT/lm2/lengths")" --tasks qa1 --lengths "$EVAL_LENGTHS" \
+      --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/eval-bind-$VARIANT-lm2" --resume
+done
+python scripts/fact_distance.py --window 128,512 --last-move --tokenizer "$(latest "$OUT/bind/backbone")" \
+    --lengths "${EVAL_LENGTHS#0k,}" lookback="$OUT/eval-bind-lookback-lm2" previous="$OUT/eval-bind-lm2" \
+    lookback-early="$OUT/eval-bind-lookback-early-lm2" previous-early="$OUT/eval-bind-early-lm2"
 
 echo "== experiment 2: memory in 0, 1, 2, 4 of 4 blocks (pretraining), seeds: $EXP2_SEEDS"
 EXP2_RUNS=()
