@@ -46,10 +46,10 @@ class LM2Config(LlamaConfig):
     memory_write_lookback (L): how many tokens back a "lookback" write address may reach (default 8).
     memory_write_shift: the write pools x_hat_i + W_s x_hat_(i-1) instead of x_hat_i (a token shift): each token
         is written together with the one before it, e.g. a value with its key.
-    memory_write_after_attention: the write (its pooled states, gates, strength and, with "previous" or "query",
-        its address) is taken from RMSNorm(x + SelfAttn(x_hat)) (the block's post-attention norm) instead of x_hat,
-        so a token is written together with what its attention gathered (a value with its key a few tokens back).
-        The read still uses x_hat (eq. 1).
+    memory_write_after_attention: the write (its pooled states, gates, strength and, unless the address is
+        "self", its address) is taken from RMSNorm(x + SelfAttn(x_hat)) (the block's post-attention norm) instead
+        of x_hat, so a token is written together with what its attention gathered (a value with its key a few
+        tokens back). The read still uses x_hat (eq. 1).
     memory_slot_keys: add a learned address per slot to the slot keys (K = M W_K + A), which writes do not move.
     memory_read_scale: None (the paper's Q K^T / sqrt(d_head)) or a float: the read scores are cosine similarities
         times a learned per-head scale initialised to this value (QK-norm), for sharp reads from the start.
