@@ -151,7 +151,8 @@ def lookback_address(q_lin: torch.Tensor, x_write: torch.Tensor, history: torch.
     q_lin (B, T, D): this call's write states projected by W_Q; x_write (B, T, D) those states; history (B, L, D),
     history_valid (B, L): the L tokens before the call (None at a sequence start). Tokens that do not exist or are
     padding are never chosen; a token with no token before it gets weight zero everywhere (it does not write).
-    Returns the address queries (B, T, D), whether each token has one (B, T) and the new (history, history_valid).
+    Returns the address queries (B, T, D), whether each token has one (B, T), the new (history, history_valid) and
+    the choice a (B, T, L), a[:, i, l - 1] being token i's weight on the token l back (for inspection).
     """
     b, t, d = x_write.shape
     lags = lag_bias.shape[0]
@@ -168,7 +169,7 @@ def lookback_address(q_lin: torch.Tensor, x_write: torch.Tensor, history: torch.
     # a large finite negative, not -inf: a token with no candidate gets a finite (uniform) softmax, zeroed below
     a = scores.masked_fill(~ok, -1e9).softmax(dim=-1) * ok.to(scores.dtype)
     address = torch.einsum("btl,btld->btd", a, queries[:, before])
-    return address, ok.any(dim=-1), (states[:, -lags:], exists[:, -lags:])
+    return address, ok.any(dim=-1), (states[:, -lags:], exists[:, -lags:]), a
 
 
 def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> ChunkStats:
@@ -432,6 +433,7 @@ class LM2Memory(nn.Module):
         fused = self.fused_weights()
         # per-token write strength (B, T, 1), or None: the paper's write, where every read also writes
         xw = x_hat if x_write is None else x_write
+        q_write = q_lin if x_write is None else self.q_proj(xw)  # the read's query of the write states
         strength = torch.sigmoid(self.write_gate(xw)) if hasattr(self, "write_gate") else None
         previous = state.previous
         write_input, q_address = xw, None  # what the write pools into x_bar; the queries that address it
@@ -442,8 +444,7 @@ class LM2Memory(nn.Module):
                 # token i is written where token i - 1 reads: a value lands where its key will look for it. The
                 # query projection has no bias, so shifting the queries equals projecting the shifted states.
                 # The very first token of a sequence has no address and does not write.
-                q_prev = q_lin if x_write is None else self.q_proj(xw)
-                before = shifted(q_prev, None if previous is None else self.q_proj(previous), token_mask)
+                before = shifted(q_write, None if previous is None else self.q_proj(previous), token_mask)
                 q_address = split_heads(before, self.num_heads)
                 if previous is None:
                     first = torch.ones_like(x_hat[:, :, 0])
@@ -455,8 +456,7 @@ class LM2Memory(nn.Module):
             q_address = split_heads(self.address_proj(xw), self.num_heads)
         history, history_valid = state.history, state.history_valid
         if self.write_address == "lookback":
-            q_write = q_lin if x_write is None else self.q_proj(xw)
-            address, has_one, (history, history_valid) = lookback_address(
+            address, has_one, (history, history_valid), _ = lookback_address(
                 q_write, xw, history, history_valid, token_mask, self.q_proj, self.lookback_score,
                 self.lookback_bias)
             q_address = split_heads(address, self.num_heads)

@@ -14,6 +14,7 @@ seed of their own (not the test seed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 
 import torch
@@ -21,6 +22,7 @@ import torch
 from lm2 import LM2ForCausalLM
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample
 from lm2.eval.recall import recall_spec_of
+from lm2.memory import lookback_address
 
 PROBE_SEED = "lookback-choice"
 
@@ -45,15 +47,14 @@ def own_key_weight(model, spec: RecallSpec, n: int, seed: str = PROBE_SEED) -> d
             with torch.no_grad():
                 model(torch.tensor([ids]))
                 for i, mem in blocks.items():
-                    lags = mem.lookback_bias.shape[0]
-                    score = mem.lookback_score(states[i][0]).squeeze(-1)
+                    x = states[i]
+                    choice = lookback_address(mem.q_proj(x), x, None, None, None, mem.q_proj, mem.lookback_score,
+                                              mem.lookback_bias)[3][0]  # (T, L): weight on the token l back
                     for pos, word in enumerate(words):
                         if not word.startswith("v"):
                             continue
-                        key = max(j for j in range(pos) if words[j].startswith("k"))
-                        back = [pos - lag for lag in range(1, lags + 1) if pos - lag >= 0]
-                        a = torch.stack([score[j] + mem.lookback_bias[pos - j - 1] for j in back]).softmax(0)
-                        totals[i][0] += float(a[back.index(key)]) if key in back else 0.0
+                        lag = pos - max(j for j in range(pos) if words[j].startswith("k"))  # its own key
+                        totals[i][0] += float(choice[pos, lag - 1]) if lag <= choice.shape[1] else 0.0
                         totals[i][1] += 1
     finally:
         for hook in hooks:
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     spec = recall_spec_of(args.model)
     if args.gap is not None:
-        spec = RecallSpec(**{**spec.__dict__, "gap": args.gap})
+        spec = dataclasses.replace(spec, gap=args.gap)
     model = LM2ForCausalLM.from_pretrained(args.model).eval()
     if args.fresh:
         torch.manual_seed(0)
