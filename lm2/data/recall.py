@@ -4,7 +4,8 @@ A sample is a sequence of segments, each as long as the self-attention window:
 
     segment 0        k12 v3 k40 v17 ... (the key-value pairs, or k12 f5 v3 ... with ``gap``) then filler words
     segments 1..D    filler words only (the distractors)
-    last segment     filler words, then "? k40 v17 ? k12 v3 ..." (queries for some of the keys)
+    last segment     filler words, then "? k40 v17 ? k12 v3 ..." (queries for some of the keys; with
+                     ``query_gap`` "? k40 = = v17 ...", and as many last segments as the queries need)
 
 and the model is trained and scored on the value after each queried key. Once the distractors fill at least one
 window, the pairs are out of the attention's reach: only a state carried across segments (LM2's memory, RMT's
@@ -25,7 +26,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-PAD, EOS, QUERY = "<pad>", "<eos>", "?"
+PAD, EOS, QUERY, ANSWER = "<pad>", "<eos>", "?", "="
 # Training draws its seeds from random.Random(f"recall/{train seed}/{step}/{index}"): an integer seed this large
 # is never produced there, and evaluation uses it alone.
 TEST_SEED = 2**40 + 17
@@ -51,28 +52,35 @@ class RecallSpec:
     """Filler words between a key and its value in the first segment: 0 to ``gap``, drawn per pair (0 = adjacent).
     A gap tests whether a value is stored where its key will be looked up when the two are not neighbours, as a
     person and a room are not in "Mary went to the kitchen"."""
+    query_gap: int = 0
+    """Marker words ("=") between a queried key and its value: the value is answered ``query_gap`` + 1 tokens after
+    the key instead of right after it, as a room is answered five tokens after the person in "Where is Mary?
+    Answer:". It tests the read side: whether what the key reads from the memory reaches the answer's position."""
 
     def __post_init__(self):
         for name in ("num_keys", "num_values", "num_fillers", "pairs", "queries", "segment_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"recall: {name}={value!r} is invalid: it must be a positive integer.")
-        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 0:
-            raise ValueError(f"recall: gap={self.gap!r} is invalid: it must be an integer >= 0.")
+        for name in ("gap", "query_gap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"recall: {name}={value!r} is invalid: it must be an integer >= 0.")
         if self.pairs > self.num_keys:
             raise ValueError(f"recall: pairs={self.pairs} is invalid: it needs at most num_keys={self.num_keys}.")
         if self.queries > self.pairs:
             raise ValueError(f"recall: queries={self.queries} is invalid: at most pairs={self.pairs} keys can be "
                              "asked.")
-        if (2 + self.gap) * self.pairs > self.segment_length or 3 * self.queries > self.segment_length:
+        if (2 + self.gap) * self.pairs > self.segment_length:
             raise ValueError(
                 f"recall: segment_length={self.segment_length} is too short for {self.pairs} pairs "
-                f"({2 + self.gap} tokens each at most, gap={self.gap}) and {self.queries} queries (3 tokens each): the "
-                "pairs and the queries must each fit in one segment.")
+                f"({2 + self.gap} tokens each at most, gap={self.gap}): the pairs must fit in the first segment.")
 
     def vocabulary(self) -> list[str]:
+        # the answer marker comes last, and only when used: specs without it keep their token ids and size
         return ([PAD, EOS, QUERY] + [f"k{i}" for i in range(self.num_keys)]
-                + [f"v{i}" for i in range(self.num_values)] + [f"f{i}" for i in range(self.num_fillers)])
+                + [f"v{i}" for i in range(self.num_values)] + [f"f{i}" for i in range(self.num_fillers)]
+                + ([ANSWER] if self.query_gap else []))
 
 
 @dataclass(frozen=True)
@@ -95,10 +103,11 @@ def make_sample(spec: RecallSpec, distractor_segments: int, rng: random.Random) 
     first = [w for (key, value), g in zip(pairs, gaps) for w in [key, *fill(g), value]]
     words = first + fill(s - len(first)) + fill(s * distractor_segments)
     asked = rng.sample(pairs, spec.queries)
-    last = fill(s - 3 * spec.queries)
+    width = 3 + spec.query_gap  # "? key = ... = value"
+    last = fill(-width * spec.queries % s)  # the queries end the last of as many segments as they need
     answers = []
     for key, value in asked:
-        last += [QUERY, key, value]
+        last += [QUERY, key, *[ANSWER] * spec.query_gap, value]
         answers.append(len(words) + len(last) - 1)
     return RecallSample(tuple(words + last), tuple(answers), pairs, distractor_segments)
 

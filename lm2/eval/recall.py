@@ -116,7 +116,8 @@ def evaluate_recall(loaded: LoadedModel, segments: Sequence[int], n: int = 200, 
         errors[str(d)] = {"other_pair": 100.0 * found["other_pair"], "unstated": 100.0 * found["unstated"],
                           "by_query": [100.0 * a for a in found["by_query"]]}
     summary = {"model": str(loaded.path), "kind": loaded.kind, "n": n, "seed": seed, "segments": list(segments),
-               "pairs": spec.pairs, "queries": spec.queries, "gap": spec.gap, "chance": 100.0 / spec.num_values,
+               "pairs": spec.pairs, "queries": spec.queries, "gap": spec.gap, "query_gap": spec.query_gap,
+               "chance": 100.0 / spec.num_values,
                "accuracy": accuracy, "errors": errors}
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

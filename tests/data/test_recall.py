@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from lm2.data.recall import QUERY, TEST_SEED, RecallSpec, build_tokenizer, encode, make_sample, make_samples
+from lm2.data.recall import ANSWER, QUERY, TEST_SEED, RecallSpec, build_tokenizer, encode, make_sample, make_samples
 
 
 @pytest.mark.parametrize("distractors", [0, 1, 5])
@@ -52,6 +52,28 @@ def test_a_gap_puts_fillers_between_each_key_and_its_value(gap):
     assert seen == set(range(gap + 1))  # every gap from 0 to ``gap`` occurs
 
 
+@pytest.mark.parametrize("query_gap,queries", [(2, 2), (4, 4)])
+def test_a_query_gap_puts_markers_between_a_queried_key_and_its_answer(query_gap, queries):
+    spec = RecallSpec(pairs=4, queries=queries, query_gap=query_gap, segment_length=16)
+    tokenizer = build_tokenizer(spec)
+    assert ANSWER in tokenizer.get_vocab() and ANSWER not in build_tokenizer(RecallSpec()).get_vocab()
+    width = 3 + query_gap
+    for sample in make_samples(spec, 2, 30, seed=9):
+        words = sample.words
+        query_segments = -(-width * queries // 16)  # as many last segments as the queries need: 1 or 2 here
+        assert query_segments == (1 if queries == 2 else 2)
+        assert len(words) == (1 + 2 + query_segments) * 16  # segment 0, 2 distractor segments, the queries
+        assert all(w.startswith("f") for w in words[16 : 48])  # the distractors are fillers only
+        assert sample.answers[-1] == len(words) - 1  # the last query ends the sample
+        for pos in sample.answers:
+            key = words[pos - 1 - query_gap]
+            assert words[pos - 2 - query_gap] == QUERY and key.startswith("k")
+            assert list(words[pos - query_gap : pos]) == [ANSWER] * query_gap
+            assert dict(sample.pairs)[key] == words[pos]  # still answerable: the stated value of that key
+        ids, labels = encode(sample, tokenizer)
+        assert [i for i, lab in enumerate(labels) if lab != -100] == list(sample.answers)
+
+
 def test_no_gap_keeps_each_value_next_to_its_key():
     # (that gap 0 draws exactly the samples of before is tests/golden's data_recall case)
     sample = make_sample(RecallSpec(pairs=3, queries=2), 1, random.Random(7))
@@ -84,6 +106,8 @@ def test_samples_are_reproducible_and_the_test_seed_is_not_a_training_seed():
     ({"num_keys": 2, "pairs": 3, "queries": 1}, "num_keys=2"),
     ({"gap": -1}, "gap=-1"),
     ({"pairs": 4, "gap": 3, "segment_length": 16}, "too short"),
+    ({"query_gap": -2}, "query_gap=-2"),
+    ({"query_gap": True}, "query_gap=True"),
 ])
 def test_invalid_spec_is_a_clear_error(fields, message):
     with pytest.raises(ValueError, match=message):

@@ -232,3 +232,44 @@ def test_lookback_choice_measures_the_weight_on_the_own_key(lag):
     for w in weights.values():
         assert w == pytest.approx(sum(expected) / len(expected), abs=1e-6)
     assert 0 in expected and 1 in expected  # both kinds of values occur: the test can fail
+
+
+@pytest.mark.parametrize("lag", [4, 5])
+def test_lookback_choice_on_babilong_measures_the_weight_of_a_room_on_its_person(lag):
+    """The same rigged model on qa1 stories: a room is "Mary went to the kitchen": its person is as many tokens back
+    as the fact has words after the name (here one token per word), so the weight is 1 exactly for those facts."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from lookback_choice import BABILONG_PROBE_SEED, room_person_weight
+
+    from lm2.data.babilong import build_samples, finetune_prompt
+
+    samples = build_samples("qa1", "0k", 12, split="train", seed=BABILONG_PROBE_SEED)
+    split = pre_tokenizers.Whitespace()  # words and punctuation apart: one token per word
+    words = sorted({w for s in samples for w, _ in split.pre_tokenize_str(finetune_prompt(s))})
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<unk>", *words])}, unk_token="<unk>"))
+    core.pre_tokenizer = split
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+    model = memory_model(vocab_size=len(tokenizer), memory_write_address="lookback", memory_write_lookback=6,
+                         sliding_window=128, memory_update_interval=16)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.memory.lookback_score.weight.zero_()
+            layer.memory.lookback_bias.fill_(-30.0)
+            layer.memory.lookback_bias[lag - 1] = 30.0
+    expected = []
+    for s in samples:
+        pos = 0  # the story starts each prompt
+        for fact in s.facts:
+            back = len(fact.rstrip(".").split()) - 1  # "Mary went to the kitchen": the kitchen is 4 words on
+            room = pos + back
+            # a room with fewer than ``lag`` tokens before it spreads its weight evenly over those there are
+            expected.append(float(back == lag) if room >= lag else 1.0 / room)
+            pos += back + 2  # the words, then the full stop
+    weights = room_person_weight(model, tokenizer, 12)
+    assert set(weights) == {0, 1}
+    for w in weights.values():
+        assert w == pytest.approx(sum(expected) / len(expected), abs=1e-6)
+    assert 0 in expected and 1 in expected  # facts of both lengths occur: the test can fail
