@@ -30,6 +30,8 @@ PAD, EOS, QUERY, ANSWER = "<pad>", "<eos>", "?", "="
 # Training draws its seeds from random.Random(f"recall/{train seed}/{step}/{index}"): an integer seed this large
 # is never produced there, and evaluation uses it alone.
 TEST_SEED = 2**40 + 17
+# The RecallSpec fields a training curriculum stage may set for itself (adjacent pairs first, then gaps).
+STAGE_FIELDS = ("gap", "query_gap")
 
 
 @dataclass(frozen=True)

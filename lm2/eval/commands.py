@@ -112,7 +112,7 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
 def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, seed: NonNegativeInt | None = None,
                tokenizer: str | None = None, device: str = "cpu", batch_size: PositiveInt = 50,
                out: str | None = None, no_progress: bool = False, gap: NonNegativeInt | None = None,
-               precision: Literal["fp32", "bf16"] = "fp32") -> int:
+               query_gap: NonNegativeInt | None = None, precision: Literal["fp32", "bf16"] = "fp32") -> int:
     """the memory diagnostic: associative recall across distractor segments
 
     Args:
@@ -121,6 +121,8 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
         seed: seed of the test samples (default: the test seed)
         gap: filler words between a key and its value, 0 up to this (default: data.recall.gap of the model's
             training)
+        query_gap: marker words between a queried key and its answer (default: data.recall.query_gap of the
+            model's training; above 0 only for a model trained with markers, whose vocabulary has one)
         precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
     from lm2.eval.common import default_out_dir
     from lm2.eval.recall import evaluate_recall, parse_segments, recall_spec_of
@@ -129,17 +131,21 @@ def run_recall(*, model: str, segments: str = "1,8,32", n: PositiveInt = 200, se
     segments = parse_segments(segments)  # errors before loading the model
     loaded = _load(model, device, tokenizer, out)
     spec = recall_spec_of(loaded.path)  # a model not trained on the diagnostic is refused before anything is written
-    if gap is not None:
-        try:
-            spec = dataclasses.replace(spec, gap=gap)
-        except ValueError as err:
-            raise ValueError(f"--gap {gap}: {err}") from None
+    given = {name: value for name, value in (("gap", gap), ("query_gap", query_gap)) if value is not None}
+    flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in given.items())
+    if query_gap and not spec.query_gap:
+        raise ValueError(f"{flags}: the model was trained without answer markers (data.recall.query_gap 0), so its "
+                         "vocabulary has none; give --query-gap 0 or a model trained with a query_gap")
+    try:
+        spec = dataclasses.replace(spec, **given)
+    except ValueError as err:
+        raise ValueError(f"{flags}: {err}") from None
     out = out or default_out_dir(loaded, "recall")
     with hold(out, "lm2 eval recall"), precision_context(device, precision):
         summary = evaluate_recall(loaded, segments, n=n, seed=seed, batch_size=batch_size, out_dir=out,
                                   progress=not no_progress, spec=spec)
     print(f"written to {out}/recall.json and recall.png ({summary['pairs']} pairs, {summary['queries']} queries, "
-          f"gap 0-{spec.gap}, chance {summary['chance']:.1f}%, seed {summary['seed']})")
+          f"gap 0-{spec.gap}, query gap {spec.query_gap}, chance {summary['chance']:.1f}%, seed {summary['seed']})")
     for d, e in summary["errors"].items():
         print(f"  {d} segments: {summary['accuracy'][d]:.1f}% right, {e['other_pair']:.1f}% another pair's value "
               f"(stored, not bound to its key), {e['unstated']:.1f}% unstated; by query "

@@ -25,7 +25,7 @@ from lm2.configuration_lm2 import PRESETS, LM2Config
 from lm2.data import babi
 from lm2.data.babilong import parse_length
 from lm2.data.babilong_release import open_release
-from lm2.data.recall import RecallSpec
+from lm2.data.recall import STAGE_FIELDS, RecallSpec
 from lm2.precision import PRECISIONS
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
@@ -89,10 +89,12 @@ class DataSection:
     """Stages [{steps, lengths}], run in order, each from where the last ended; every sample of a batch draws its
     length from the stage's list, so lengths vary within a batch and the number of segments grows by stage.
     For data.task=recall a stage is {steps, distractors: [..]}: numbers of distractor segments to draw from, and
-    optionally gap: G, the stage's own data.recall.gap (e.g. adjacent pairs first, then gaps)."""
+    optionally gap: G and query_gap: Q, the stage's own data.recall.gap and query_gap (e.g. adjacent pairs first,
+    then gaps; a query_gap > 0 anywhere needs data.recall.query_gap > 0, which gives the vocabulary its marker)."""
     # --- recall
     recall: dict = field(default_factory=dict)
-    """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap);
+    """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap,
+    query_gap);
     segment_length should equal the model's sliding_window, so that one distractor segment hides the pairs."""
     # --- lm
     source: str = "books"
@@ -343,18 +345,22 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         for i, stage in enumerate(d.curriculum):
             where = f"data.curriculum[{i}]"
             keys = set(stage) if isinstance(stage, dict) else set()
-            if (not isinstance(stage, dict) or not {"steps", "distractors"} <= keys <= {"steps", "distractors", "gap"}
+            if (not isinstance(stage, dict) or not {"steps", "distractors"} <= keys <= {"steps", "distractors",
+                                                                                      *STAGE_FIELDS}
                     or not isinstance(stage["steps"], int) or stage["steps"] < 1
                     or not isinstance(stage["distractors"], list) or not stage["distractors"]
                     or not all(isinstance(n, int) and n >= 0 for n in stage["distractors"])):
                 raise ValueError(f"config field {where}={stage!r} is invalid: a recall stage is {{steps: N, "
-                                 f"distractors: [non-negative ints]}}, optionally with gap: G (this stage's "
-                                 f"data.recall.gap)")
-            if "gap" in stage:
-                try:
-                    RecallSpec(**{**d.recall, "gap": stage["gap"]})
-                except ValueError as err:
-                    raise ValueError(f"config field {where}: {err}") from None
+                                 f"distractors: [non-negative ints]}}, optionally with gap: G and query_gap: Q "
+                                 f"(this stage's data.recall.gap and query_gap)")
+            try:
+                RecallSpec(**{**d.recall, **{k: stage[k] for k in STAGE_FIELDS if k in stage}})
+            except ValueError as err:
+                raise ValueError(f"config field {where}: {err}") from None
+            if stage.get("query_gap") and not d.recall.get("query_gap"):
+                raise ValueError(f"config field {where}: query_gap={stage['query_gap']} needs data.recall.query_gap "
+                                 f"> 0 (the vocabulary's answer marker comes from it); give the final query_gap there "
+                                 f"and 0 in the stages that ask without markers")
         for n in e.lengths:
             if not isinstance(n, int) or n < 0:
                 raise ValueError(f"config field eval.lengths={e.lengths!r} is invalid for data.task=recall: numbers "

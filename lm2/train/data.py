@@ -25,7 +25,7 @@ from lm2.data.babi import generate_stories
 from lm2.data.babilong import build_samples, finetune_example, random_train_sample, story_finetune_example
 from lm2.data.babilong_release import open_release
 from lm2.data.corpora import TokenBlocks, background_books
-from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample, make_samples
+from lm2.data.recall import STAGE_FIELDS, RecallSpec, build_tokenizer, encode, make_sample, make_samples
 from lm2.data.tokenizers import load_tokenizer, train_bpe_tokenizer
 from lm2.train.config import TrainConfig
 from lm2.wheels import cache_dir
@@ -159,7 +159,7 @@ class RecallStream(BabilongStream):
         rng = random.Random(f"recall/{self.cfg.train.seed}/{step}/{index}")
         stage = self.cfg.stage_at(step)[1]
         distractors = rng.choice(stage["distractors"])
-        spec = self.spec if "gap" not in stage else dataclasses.replace(self.spec, gap=stage["gap"])
+        spec = dataclasses.replace(self.spec, **{k: stage[k] for k in STAGE_FIELDS if k in stage})
         return encode(make_sample(spec, distractors, rng), self.tokenizer)
 
 

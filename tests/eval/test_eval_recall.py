@@ -174,6 +174,55 @@ def test_a_stage_gap_trains_on_gaps_and_eval_gap_scores_them(tmp_path, capsys):
     assert "--gap 9" in err and "too short" in err and not (tmp_path / "e9").exists()
 
 
+def test_a_stage_query_gap_asks_without_markers_first_and_eval_reports_it(tmp_path, capsys):
+    """Stages may ask with the answer right after the key (query_gap 0) before the config's query_gap; the model's
+    vocabulary has the marker throughout, and `lm2 eval recall` scores the config's query_gap."""
+    from lm2.cli import main
+    from lm2.data.recall import ANSWER, QUERY
+    from lm2.train.config import load_config
+    from lm2.train.data import RecallStream
+
+    cfg = load_config("configs/recall-tiny.yaml", [
+        "--data.curriculum", "[{steps: 2, distractors: [1], query_gap: 0}, {steps: 2, distractors: [1]}]",
+        "--data.recall", "{query_gap: 2}", "--train.batch_size", "8"])
+    tok = build_tokenizer(RecallSpec(query_gap=2))
+    stream = RecallStream(cfg, tok)
+    inv = {i: w for w, i in tok.get_vocab().items()}
+
+    def before_answers(step):  # the two words before each supervised answer of step's samples
+        found = set()
+        for i in range(8):
+            ids, labels = stream.example(step, i)
+            found |= {(inv[ids[p - 2]], inv[ids[p - 1]]) for p, lab in enumerate(labels) if lab != -100}
+        return found
+
+    assert {q for q, _ in before_answers(0)} == {QUERY} and {q for q, _ in before_answers(1)} == {QUERY}
+    assert before_answers(2) | before_answers(3) == {(ANSWER, ANSWER)}
+    run = tmp_path / "run"
+    assert main(["train", "configs/recall-tiny.yaml", "--out_dir", str(run), "--no-progress",
+                 "--data.recall", "{query_gap: 2}", "--data.curriculum", "[{steps: 2, distractors: [1]}]",
+                 "--eval.interval", "2", "--eval.samples", "4", "--checkpoint.interval", "2",
+                 "--train.batch_size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "recall", "--model", str(run / "ckpt-000002"), "--segments", "1", "--n", "5",
+                 "--no-progress", "--out", str(tmp_path / "e")]) == 0
+    assert "query gap 2" in capsys.readouterr().out
+    assert json.loads((tmp_path / "e" / "recall.json").read_text())["query_gap"] == 2
+    assert main(["eval", "recall", "--model", str(run / "ckpt-000002"), "--segments", "1", "--n", "5",
+                 "--query-gap", "0", "--no-progress", "--out", str(tmp_path / "e0")]) == 0  # asked without markers
+    assert json.loads((tmp_path / "e0" / "recall.json").read_text())["query_gap"] == 0
+    capsys.readouterr()
+    plain = tmp_path / "plain"  # a model trained without markers has no marker token to ask with
+    assert main(["train", "configs/recall-tiny.yaml", "--out_dir", str(plain), "--no-progress",
+                 "--data.curriculum", "[{steps: 1, distractors: [1]}]", "--eval.interval", "1",
+                 "--eval.samples", "4", "--checkpoint.interval", "1", "--train.batch_size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "recall", "--model", str(plain / "ckpt-000001"), "--query-gap", "3", "--no-progress",
+                 "--out", str(tmp_path / "e3")]) == 2
+    err = capsys.readouterr().err
+    assert "--query-gap 3" in err and "without answer markers" in err and not (tmp_path / "e3").exists()
+
+
 def test_linear_probe_finds_a_planted_label_and_not_a_random_one():
     sys.path.insert(0, str(ROOT / "scripts"))
     from probe_recall import probe_accuracy

@@ -85,6 +85,10 @@ def test_an_empty_section_is_the_defaults():
      r"data.curriculum[0]"),
     ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1]}, {"steps": 5, "distractors": [1],
                                                  "gap": 3}]}}, r"data.curriculum[1]"),  # 4 pairs of 5 > 16
+    ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1], "query_gap": 2}]}},
+     r"data.curriculum[0]"),  # a stage's markers need data.recall.query_gap (the vocabulary's marker)
+    ({"data": {"task": "recall", "recall": {"query_gap": 2},
+               "curriculum": [{"steps": 5, "distractors": [1], "query_gap": -1}]}}, r"data.curriculum[0]"),
     ({"data": {"task": "recall", "curriculum": [{"steps": 5, "distractors": [1]}]}, "eval": {"lengths": ["1k"]}},
      "eval.lengths"),
 ])
