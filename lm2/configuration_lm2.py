@@ -8,6 +8,7 @@ described in docs/design.md; the paper's model is the ``lm2-1.7b`` preset.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from transformers import LlamaConfig
@@ -44,6 +45,9 @@ class LM2Config(LlamaConfig):
         ``memory_write_lookback`` tokens before it reads, chosen by a learned softmax over them from how key-like
         each is and how far back: "previous" when it always picks the token before).
     memory_write_lookback (L): how many tokens back a "lookback" write address may reach (default 8).
+    memory_write_lookback_init: the starting cost of each token further back in the "lookback" choice (its
+        preferences start at b_l = -init * (l - 1)); default 1.0 (63% of the choice on the token before); larger
+        starts closer to "previous" (3.0: 95%), 0 starts uniform.
     memory_write_shift: the write pools x_hat_i + W_s x_hat_(i-1) instead of x_hat_i (a token shift): each token
         is written together with the one before it, e.g. a value with its key.
     memory_write_after_attention: the write (its pooled states, gates, strength and, unless the address is
@@ -74,6 +78,7 @@ class LM2Config(LlamaConfig):
     memory_write_route: str = "soft"
     memory_write_address: str = "self"
     memory_write_lookback: int = 8
+    memory_write_lookback_init: float = 1.0
     memory_read_scale: Any = None
     memory_slot_keys: bool = False
     memory_write_shift: bool = False
@@ -122,6 +127,9 @@ class LM2Config(LlamaConfig):
                               ("memory_write_address", MEMORY_WRITE_ADDRESSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")
+        init = self.memory_write_lookback_init
+        if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init) or init < 0:
+            raise ValueError(f"LM2Config.memory_write_lookback_init={init!r} is invalid: it must be a number >= 0.")
         for name in ("memory_slot_keys", "memory_write_shift", "memory_write_after_attention",
                      "attention_key_shift"):
             if not isinstance(getattr(self, name), bool):

@@ -301,8 +301,9 @@ class LM2PreTrainedModel(PreTrainedModel):
                 init.eye_(module.shift_proj.weight)
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
-            if hasattr(module, "lookback_bias"):  # start near "previous": each step further back costs 1
-                init.copy_(module.lookback_bias, -torch.arange(cfg.memory_write_lookback, dtype=torch.float32))
+            if hasattr(module, "lookback_bias"):  # start near "previous": each step further back costs `init`
+                steps = torch.arange(cfg.memory_write_lookback, dtype=torch.float32)
+                init.copy_(module.lookback_bias, -float(cfg.memory_write_lookback_init) * steps)
         elif isinstance(module, LM2Attention):
             if hasattr(module, "key_shift"):
                 init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one

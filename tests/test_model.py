@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -278,6 +279,9 @@ def test_batch_rows_with_padding_match_unpadded_rows():
     ("memory_read_scale", 0, "positive number"),
     ("memory_read_scale", "sharp", "positive number"),
     ("memory_slot_keys", "yes", "true or false"),
+    ("memory_write_lookback_init", -1.0, "number >= 0"),
+    ("memory_write_lookback_init", float("nan"), "number >= 0"),
+    ("memory_write_lookback_init", True, "number >= 0"),
     ("sliding_window", 0, "sliding_window=0"),
     ("num_key_value_heads", 3, "grouped-query"),
 ])
@@ -285,6 +289,21 @@ def test_invalid_config_values_raise_clear_errors(field, value, expected):
     with pytest.raises(ValueError, match=expected) as err:
         LM2Config.from_preset("tiny", **{field: value})
     assert field in str(err.value)
+
+
+@pytest.mark.parametrize("slope", [0.0, 1.0, 3.0])
+def test_lookback_init_sets_the_starting_distance_preference(slope):
+    """b_l = -slope * (l - 1) at initialisation: the share of the choice on the token before is
+    1 / sum_l exp(-slope (l - 1)), e.g. 1/L for a uniform start (slope 0) and ~0.95 for slope 3."""
+    model = LM2ForCausalLM(tiny_config(memory_write_address="lookback", memory_write_lookback=4,
+                                       memory_write_lookback_init=slope))
+    for layer in model.model.layers:
+        torch.testing.assert_close(layer.memory.lookback_bias.detach(), torch.tensor([0.0, -slope, -2 * slope,
+                                                                                       -3 * slope]))
+    share = torch.softmax(model.model.layers[0].memory.lookback_bias.detach(), 0)[0]
+    assert float(share) == pytest.approx(1 / sum(math.exp(-slope * k) for k in range(4)))
+    reloaded = LM2Config.from_dict(model.config.to_dict())
+    assert reloaded.memory_write_lookback_init == slope  # saved with the model
 
 
 def test_unknown_preset_and_paper_preset():
