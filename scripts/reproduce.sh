@@ -10,7 +10,8 @@
 # Experiment 1b the memory options one at a time on the diagnostic (800 steps each), and the variants that
 #               were measured and not shipped.
 #               Then keys and values apart (configs/recall-gap-tiny.yaml: 0-2 fillers between a key and its
-#               value) with each write address, trained with adjacent pairs first and from the first step.
+#               value) with each write address, trained with adjacent pairs first and from the first step; and
+#               the read side (each value asked 5 tokens after its key), alone and with the keys apart too.
 # Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
 #               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
@@ -136,6 +137,22 @@ fi
 python scripts/compare_recall.py --out "$OUT/recall-gap.png" --title "0-2 fillers between key and value" \
     "lookback, adjacent pairs first=$OUT/eval-recall-gap-lookback" \
     "previous, adjacent pairs first=$OUT/eval-recall-gap-previous"
+
+echo "== experiment 1b, the read side: each value asked 5 tokens after its key (data.recall.query_gap 4)"
+recall_read_run() {  # recall_read_run NAME RECALL_FIELDS CURRICULUM [overrides...]: configs/recall-tiny.yaml
+  local name=$1 fields=$2 curriculum=$3 run="$OUT/recall-read-$1"; shift 3
+  local spec="{pairs: 4, queries: 4, num_keys: 64, num_values: 32, num_fillers: 64, segment_length: 16, $fields}"
+  done_already "$run" || lm2 train configs/recall-tiny.yaml --out_dir "$run" --no-progress --data.recall "$spec" \
+      --data.curriculum "$curriculum" "$@"
+  lm2 eval recall --model "$(latest "$run")" --segments 1,8,32 --n "$RECALL_N" --no-progress \
+      --out "$OUT/eval-recall-read-$name"
+}
+if (( QUICK )); then FIRST=60 THEN=40; else FIRST=700 THEN=500; fi
+ALL_D="distractors: [1, 2, 3, 4]"
+STAGED="[{steps: $FIRST, $ALL_D, gap: 0, query_gap: 0}, {steps: $THEN, $ALL_D}]"  # adjacent first, then apart
+recall_read_run qg4 "query_gap: 4" "[{steps: $RECALL_STEPS, $ALL_D}]"          # asked apart from the first step
+recall_read_run qg4-adjacent-first "query_gap: 4" "$STAGED"
+recall_read_run both-apart "gap: 2, query_gap: 4" "$STAGED" --model.config.memory_write_address lookback
 
 echo "== experiment 1c: BABILong qa1, LM2 vs vanilla vs RMT"
 for KIND in lm2 vanilla rmt; do
