@@ -152,7 +152,18 @@ ALL_D="distractors: [1, 2, 3, 4]"
 STAGED="[{steps: $FIRST, $ALL_D, gap: 0, query_gap: 0}, {steps: $THEN, $ALL_D}]"  # adjacent first, then apart
 recall_read_run qg4 "query_gap: 4" "[{steps: $RECALL_STEPS, $ALL_D}]"          # asked apart from the first step
 recall_read_run qg4-adjacent-first "query_gap: 4" "$STAGED"
-recall_read_run both-apart "gap: 2, query_gap: 4" "$STAGED" --model.config.memory_write_address lookback
+# both sides apart: configs/recall-apart-tiny.yaml (its fields are those of recall_read_run's spec with gap: 2, and
+# lookback starting at 86% on the token before); LM2, and vanilla and RMT with LM2's parameter count
+for KIND in lm2 vanilla rmt; do
+  EXTRA=()
+  [[ $KIND == vanilla ]] && EXTRA=(--model.kind vanilla "${RECALL_WIDER[@]}")
+  [[ $KIND == rmt ]] && EXTRA=(--model.kind rmt "${RECALL_WIDER[@]}" "${RECALL_RMT[@]}")
+  (( QUICK )) && EXTRA+=(--data.curriculum "$STAGED")
+  done_already "$OUT/recall-apart-$KIND" || lm2 train configs/recall-apart-tiny.yaml --out_dir "$OUT/recall-apart-$KIND" \
+      --no-progress "${EXTRA[@]}"
+  lm2 eval recall --model "$(latest "$OUT/recall-apart-$KIND")" --segments 1,8,32 --n "$RECALL_N" --no-progress \
+      --out "$OUT/eval-recall-apart-$KIND"
+done
 
 echo "== experiment 1c: BABILong qa1, LM2 vs vanilla vs RMT"
 for KIND in lm2 vanilla rmt; do
