@@ -48,6 +48,9 @@ class LM2Config(LlamaConfig):
     memory_write_lookback_init: the starting cost of each token further back in the "lookback" choice (its
         preferences start at b_l = -init * (l - 1)); default 1.0 (63% of the choice on the token before); larger
         starts closer to "previous" (3.0: 95%), 0 starts uniform.
+    memory_write_lookback_learn_bias: whether the "lookback" distance preference is learned (default true); false
+        keeps it at its start (a buffer), so only how key-like a token is (w_s) can move the choice, and what is
+        learned on adjacent pairs is a kind of token to write under rather than a distance.
     memory_write_shift: the write pools x_hat_i + W_s x_hat_(i-1) instead of x_hat_i (a token shift): each token
         is written together with the one before it, e.g. a value with its key.
     memory_write_after_attention: the write (its pooled states, gates, strength and, unless the address is
@@ -79,6 +82,7 @@ class LM2Config(LlamaConfig):
     memory_write_address: str = "self"
     memory_write_lookback: int = 8
     memory_write_lookback_init: float = 1.0
+    memory_write_lookback_learn_bias: bool = True
     memory_read_scale: Any = None
     memory_slot_keys: bool = False
     memory_write_shift: bool = False
@@ -131,7 +135,7 @@ class LM2Config(LlamaConfig):
         if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init) or init < 0:
             raise ValueError(f"LM2Config.memory_write_lookback_init={init!r} is invalid: it must be a number >= 0.")
         for name in ("memory_slot_keys", "memory_write_shift", "memory_write_after_attention",
-                     "attention_key_shift"):
+                     "attention_key_shift", "memory_write_lookback_learn_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: true or false.")
         conv = self.attention_conv

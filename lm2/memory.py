@@ -375,7 +375,12 @@ class LM2Memory(nn.Module):
             # which of the last L tokens a token is written under (lookback_address): how much each token looks
             # like a key, plus a preference per distance
             self.lookback_score = nn.Linear(d, 1, bias=False)  # a bias would not move a softmax
-            self.lookback_bias = nn.Parameter(-torch.arange(config.memory_write_lookback, dtype=torch.float32))
+            start = -float(config.memory_write_lookback_init) * torch.arange(config.memory_write_lookback,
+                                                                             dtype=torch.float32)
+            if config.memory_write_lookback_learn_bias:
+                self.lookback_bias = nn.Parameter(start)
+            else:  # held at its start (saved with the model under the same name)
+                self.register_buffer("lookback_bias", start)
         if self.write_address == "query":
             # W_A: the write's own query. With "self" a token is written where it reads and with "previous" where
             # the token before it reads; here the address is learned, so a value can be stored where the key it

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
-from helpers import MEMORY_VARIANTS, memory_model, tiny_config
+from helpers import MEMORY_VARIANTS, memory_model, randomize_memory, tiny_config
 
 import lm2  # noqa: F401  (registers the Auto classes)
 from lm2 import LM2Config, LM2ForCausalLM
@@ -282,6 +282,7 @@ def test_batch_rows_with_padding_match_unpadded_rows():
     ("memory_write_lookback_init", -1.0, "number >= 0"),
     ("memory_write_lookback_init", float("nan"), "number >= 0"),
     ("memory_write_lookback_init", True, "number >= 0"),
+    ("memory_write_lookback_learn_bias", "no", "true or false"),
     ("sliding_window", 0, "sliding_window=0"),
     ("num_key_value_heads", 3, "grouped-query"),
 ])
@@ -304,6 +305,24 @@ def test_lookback_init_sets_the_starting_distance_preference(slope):
     assert float(share) == pytest.approx(1 / sum(math.exp(-slope * k) for k in range(4)))
     reloaded = LM2Config.from_dict(model.config.to_dict())
     assert reloaded.memory_write_lookback_init == slope  # saved with the model
+
+
+def test_a_fixed_lookback_bias_stays_at_its_start_and_is_saved(tmp_path):
+    """memory_write_lookback_learn_bias false: the distance preference is a buffer (no gradient, not in the
+    optimizer's parameters) kept at its start, while the key score still learns; save/load keeps it."""
+    model = LM2ForCausalLM(tiny_config(memory_write_address="lookback", memory_write_lookback=4,
+                                       memory_write_lookback_init=2.0, memory_write_lookback_learn_bias=False))
+    randomize_memory(model)  # a non-zero read path, so the write address gets a gradient at all
+    mem = model.model.layers[0].memory
+    assert "lookback_bias" not in dict(mem.named_parameters()) and "lookback_bias" in mem.state_dict()
+    torch.testing.assert_close(mem.lookback_bias, torch.tensor([0.0, -2.0, -4.0, -6.0]))
+    ids = torch.randint(1, 97, (2, 24))
+    model(ids, labels=ids).loss.backward()
+    assert mem.lookback_score.weight.grad is not None and mem.lookback_score.weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    again = LM2ForCausalLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(again.model.layers[0].memory.lookback_bias, torch.tensor([0.0, -2.0, -4.0, -6.0]))
+    assert again.config.memory_write_lookback_learn_bias is False
 
 
 def test_unknown_preset_and_paper_preset():
