@@ -153,7 +153,7 @@ STAGED="[{steps: $FIRST, $ALL_D, gap: 0, query_gap: 0}, {steps: $THEN, $ALL_D}]"
 recall_read_run qg4 "query_gap: 4" "[{steps: $RECALL_STEPS, $ALL_D}]"          # asked apart from the first step
 recall_read_run qg4-adjacent-first "query_gap: 4" "$STAGED"
 # both sides apart: configs/recall-apart-tiny.yaml (its fields are those of recall_read_run's spec with gap: 2, and
-# lookback starting at 86% on the token before); LM2, and vanilla and RMT with LM2's parameter count
+# lookback held at 86% on the token before); LM2, and vanilla and RMT with LM2's parameter count
 for KIND in lm2 vanilla rmt; do
   EXTRA=()
   [[ $KIND == vanilla ]] && EXTRA=(--model.kind vanilla "${RECALL_WIDER[@]}")
