@@ -21,6 +21,8 @@ MEMORY_VARIANTS = {
     "query_address": {"memory_write_address": "query", "memory_read_scale": 4.0, "memory_slot_keys": True},
     "lookback_address": {"memory_write_address": "lookback", "memory_write_lookback": 3, "memory_read_scale": 4.0,
                          "memory_write_gate": "token"},
+    "lookback_held": {"memory_write_address": "lookback", "memory_write_lookback": 3, "memory_write_lookback_init": 2.0,
+                      "memory_write_lookback_learn_bias": False},  # its distance preference a buffer, not a parameter
     "write_after_attention": {"memory_write_after_attention": True, "memory_write_address": "query",
                               "memory_write_gate": "token", "memory_write_shift": True},
     "all": {"memory_update": "replace", "memory_write_gate": "token", "memory_read_scale": 4.0,
