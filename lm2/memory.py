@@ -172,6 +172,12 @@ def lookback_address(q_lin: torch.Tensor, x_write: torch.Tensor, history: torch.
     return address, ok.any(dim=-1), (states[:, -lags:], exists[:, -lags:]), a
 
 
+def lookback_start(lags: int, cost: float) -> torch.Tensor:
+    """The lookback distance preference at initialisation, b_l = -cost * (l - 1) for l = 1..lags
+    (``memory_write_lookback_init``): near "previous" for a cost of 1 or more, uniform for 0."""
+    return -float(cost) * torch.arange(lags, dtype=torch.float32)
+
+
 def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> ChunkStats:
     """Pool a run of tokens into per-slot statistics, weighting token i by its read weight w_ij on slot j.
 
@@ -375,8 +381,7 @@ class LM2Memory(nn.Module):
             # which of the last L tokens a token is written under (lookback_address): how much each token looks
             # like a key, plus a preference per distance
             self.lookback_score = nn.Linear(d, 1, bias=False)  # a bias would not move a softmax
-            start = -float(config.memory_write_lookback_init) * torch.arange(config.memory_write_lookback,
-                                                                             dtype=torch.float32)
+            start = lookback_start(config.memory_write_lookback, config.memory_write_lookback_init)
             if config.memory_write_lookback_learn_bias:
                 self.lookback_bias = nn.Parameter(start)
             else:  # held at its start (saved with the model under the same name)

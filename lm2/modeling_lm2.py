@@ -20,7 +20,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from lm2.cache import LayerCache, LM2Cache
 from lm2.configuration_lm2 import LM2Config
-from lm2.memory import LM2Memory, identity_memory
+from lm2.memory import LM2Memory, identity_memory, lookback_start
 
 # ----------------------------------------------------------------------------- math
 
@@ -302,8 +302,8 @@ class LM2PreTrainedModel(PreTrainedModel):
             if hasattr(module, "read_scale"):
                 init.constant_(module.read_scale, float(cfg.memory_read_scale))
             if hasattr(module, "lookback_bias"):  # start near "previous": each step further back costs `init`
-                steps = torch.arange(cfg.memory_write_lookback, dtype=torch.float32)
-                init.copy_(module.lookback_bias, -float(cfg.memory_write_lookback_init) * steps)
+                init.copy_(module.lookback_bias, lookback_start(cfg.memory_write_lookback,
+                                                                cfg.memory_write_lookback_init))
         elif isinstance(module, LM2Attention):
             if hasattr(module, "key_shift"):
                 init.zeros_(module.key_shift)  # a = 1/2: each key starts as the mean of its own and the previous one

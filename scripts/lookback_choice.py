@@ -37,14 +37,14 @@ def block_choices(model, ids: list[int]) -> dict[int, torch.Tensor]:
     """{block index: the lookback choice (T, L) of each token of ``ids``, weight on the token l back at [:, l-1]}."""
     states: dict[int, torch.Tensor] = {}
     blocks = {i: layer.memory for i, layer in enumerate(model.model.layers) if layer.memory is not None}
-    for layer in model.model.layers:
-        if layer.memory is not None and layer.memory.write_address != "lookback":
-            raise SystemExit(f"the model's write address is {layer.memory.write_address!r}, not lookback")
-        if getattr(layer, "write_after_attention", False):
+    for i, mem in blocks.items():
+        if mem.write_address != "lookback":
+            raise SystemExit(f"the model's write address is {mem.write_address!r}, not lookback")
+        if getattr(model.model.layers[i], "write_after_attention", False):
             raise SystemExit("the model writes after attention (memory_write_after_attention); this script reads "
                              "the memory's input states, which that write does not use")
-    hooks = [layer.memory.register_forward_hook(lambda mod, args, out, i=i: states.__setitem__(i, args[0]))
-             for i, layer in enumerate(model.model.layers) if layer.memory is not None]
+    hooks = [mem.register_forward_hook(lambda mod, args, out, i=i: states.__setitem__(i, args[0]))
+             for i, mem in blocks.items()]
     try:
         with torch.no_grad():
             model(torch.tensor([ids]))
@@ -88,10 +88,10 @@ def fact_tokens(prompt: str, facts: list[str], tokenizer) -> tuple[list[int], li
     """(ids of ``prompt``, [(room token, person token)] for each fact found in it in order): the last token of the
     room word and the last token of the person's name (the state that has read the whole name)."""
     encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
-    ends = [end for _, end in encoded["offset_mapping"]]
+    spans = encoded["offset_mapping"]
 
     def token_at(char_end: int) -> int:  # the token that holds the character before char_end
-        return next(t for t, (start, end) in enumerate(encoded["offset_mapping"]) if start < char_end <= end)
+        return next(t for t, (start, end) in enumerate(spans) if start < char_end <= end)
 
     pairs, cursor = [], 0
     for fact in facts:
@@ -100,7 +100,7 @@ def fact_tokens(prompt: str, facts: list[str], tokenizer) -> tuple[list[int], li
             continue
         body = fact.rstrip(". ")
         person_end, room_end = at + len(body.split()[0]), at + len(body)
-        if room_end <= ends[-1]:
+        if room_end <= spans[-1][1]:
             pairs.append((token_at(room_end), token_at(person_end)))
         cursor = at + len(fact)
     return encoded["input_ids"], pairs

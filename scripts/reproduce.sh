@@ -139,21 +139,20 @@ python scripts/compare_recall.py --out "$OUT/recall-gap.png" --title "0-2 filler
     "previous, adjacent pairs first=$OUT/eval-recall-gap-previous"
 
 echo "== experiment 1b, the read side: each value asked 5 tokens after its key (data.recall.query_gap 4)"
-recall_read_run() {  # recall_read_run NAME RECALL_FIELDS CURRICULUM [overrides...]: configs/recall-tiny.yaml
-  local name=$1 fields=$2 curriculum=$3 run="$OUT/recall-read-$1"; shift 3
-  local spec="{pairs: 4, queries: 4, num_keys: 64, num_values: 32, num_fillers: 64, segment_length: 16, $fields}"
-  done_already "$run" || lm2 train configs/recall-tiny.yaml --out_dir "$run" --no-progress --data.recall "$spec" \
-      --data.curriculum "$curriculum" "$@"
+recall_read_run() {  # recall_read_run NAME CURRICULUM [overrides...]: configs/recall-tiny.yaml, asked 5 tokens on
+  local name=$1 curriculum=$2 run="$OUT/recall-read-$1"; shift 2
+  done_already "$run" || lm2 train configs/recall-tiny.yaml --out_dir "$run" --no-progress \
+      --data.recall.query_gap 4 --data.curriculum "$curriculum" "$@"
   lm2 eval recall --model "$(latest "$run")" --segments 1,8,32 --n "$RECALL_N" --no-progress \
       --out "$OUT/eval-recall-read-$name"
 }
 if (( QUICK )); then FIRST=60 THEN=40; else FIRST=700 THEN=500; fi
 ALL_D="distractors: [1, 2, 3, 4]"
 STAGED="[{steps: $FIRST, $ALL_D, gap: 0, query_gap: 0}, {steps: $THEN, $ALL_D}]"  # adjacent first, then apart
-recall_read_run qg4 "query_gap: 4" "[{steps: $RECALL_STEPS, $ALL_D}]"          # asked apart from the first step
-recall_read_run qg4-adjacent-first "query_gap: 4" "$STAGED"
-# both sides apart: configs/recall-apart-tiny.yaml (its fields are those of recall_read_run's spec with gap: 2, and
-# lookback held at 86% on the token before); LM2, and vanilla and RMT with LM2's parameter count
+recall_read_run qg4 "[{steps: $RECALL_STEPS, $ALL_D}]"          # asked apart from the first step
+recall_read_run qg4-adjacent-first "$STAGED"
+# both sides apart: configs/recall-apart-tiny.yaml (recall_read_run's runs with gap: 2 too, and lookback held at
+# 86% on the token before); LM2, and vanilla and RMT with LM2's parameter count
 for KIND in lm2 vanilla rmt; do
   EXTRA=()
   [[ $KIND == vanilla ]] && EXTRA=(--model.kind vanilla "${RECALL_WIDER[@]}")

@@ -20,7 +20,7 @@ Samples are a pure function of (seed, index): nothing is stored, and the test se
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -112,6 +112,12 @@ def make_sample(spec: RecallSpec, distractor_segments: int, rng: random.Random) 
         last += [QUERY, key, *[ANSWER] * spec.query_gap, value]
         answers.append(len(words) + len(last) - 1)
     return RecallSample(tuple(words + last), tuple(answers), pairs, distractor_segments)
+
+
+def stage_spec(spec: RecallSpec, stage: dict) -> RecallSpec:
+    """``spec`` with the fields a training curriculum stage sets for itself (``STAGE_FIELDS``); ValueError if the
+    result is not a valid spec."""
+    return replace(spec, **{name: stage[name] for name in STAGE_FIELDS if name in stage})
 
 
 def make_samples(spec: RecallSpec, distractor_segments: int, n: int, seed: int = TEST_SEED) -> list[RecallSample]:

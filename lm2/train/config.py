@@ -25,7 +25,7 @@ from lm2.configuration_lm2 import PRESETS, LM2Config
 from lm2.data import babi
 from lm2.data.babilong import parse_length
 from lm2.data.babilong_release import open_release
-from lm2.data.recall import STAGE_FIELDS, RecallSpec
+from lm2.data.recall import STAGE_FIELDS, RecallSpec, stage_spec
 from lm2.precision import PRECISIONS
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
@@ -354,7 +354,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                                  f"distractors: [non-negative ints]}}, optionally with gap: G and query_gap: Q "
                                  f"(this stage's data.recall.gap and query_gap)")
             try:
-                RecallSpec(**{**d.recall, **{k: stage[k] for k in STAGE_FIELDS if k in stage}})
+                stage_spec(RecallSpec(**d.recall), stage)
             except ValueError as err:
                 raise ValueError(f"config field {where}: {err}") from None
             if stage.get("query_gap") and not d.recall.get("query_gap"):

@@ -9,7 +9,6 @@ exactly the batch that one process would.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import random
@@ -25,7 +24,7 @@ from lm2.data.babi import generate_stories
 from lm2.data.babilong import build_samples, finetune_example, random_train_sample, story_finetune_example
 from lm2.data.babilong_release import open_release
 from lm2.data.corpora import TokenBlocks, background_books
-from lm2.data.recall import STAGE_FIELDS, RecallSpec, build_tokenizer, encode, make_sample, make_samples
+from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample, make_samples, stage_spec
 from lm2.data.tokenizers import load_tokenizer, train_bpe_tokenizer
 from lm2.train.config import TrainConfig
 from lm2.wheels import cache_dir
@@ -154,13 +153,13 @@ class RecallStream(BabilongStream):
     def __init__(self, cfg: TrainConfig, tokenizer, rank: int = 0, world_size: int = 1, micro: int | None = None):
         super().__init__(cfg, tokenizer, rank, world_size, micro)
         self.spec = RecallSpec(**cfg.data.recall)
+        self.stage_specs = [stage_spec(self.spec, stage) for stage in cfg.data.curriculum]  # once, not per sample
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
         rng = random.Random(f"recall/{self.cfg.train.seed}/{step}/{index}")
-        stage = self.cfg.stage_at(step)[1]
+        number, stage = self.cfg.stage_at(step)
         distractors = rng.choice(stage["distractors"])
-        spec = dataclasses.replace(self.spec, **{k: stage[k] for k in STAGE_FIELDS if k in stage})
-        return encode(make_sample(spec, distractors, rng), self.tokenizer)
+        return encode(make_sample(self.stage_specs[number], distractors, rng), self.tokenizer)
 
 
 class TokenBlockStream:
