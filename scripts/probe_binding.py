@@ -9,18 +9,23 @@ then the accuracy by how many facts were stated after the person's last move (0:
 where "the last room mentioned" is right) and what the wrong answers were (the last room, the one before it).
 
     python scripts/probe_binding.py runs/babilong-tiny/ckpt-000680 [--length 0k] [--n 200] [--seed 0]
+        [--split train] [--drop-words went,moved,journeyed,travelled,back,to,the]
 
-The samples are the test split's (the seed `lm2 eval babilong` uses by default); nothing here trains.
+The samples are the test split's (the seed `lm2 eval babilong` uses by default); nothing here trains. For choices
+made while training (which stage, which run) use `--split train` with a seed of your own, so the test stays unseen.
+`--drop-words` asks on compacted statements ("Mary kitchen."), as a curriculum stage with drop_words trains.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import random
 
 import torch
 
-from lm2.data.babilong import build_samples, finetune_example, qa1_places
+from lm2.data.babi import BabiSample
+from lm2.data.babilong import build_sample, build_samples, drop_fact_words, finetune_example, qa1_places
 from lm2.eval.common import load_model
 
 
@@ -82,14 +87,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="a checkpoint folder trained on BABILong qa1")
     parser.add_argument("--length", default="0k")
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0, help="test seed of the samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples (0: the test seed of lm2 eval)")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--drop-words", default="", help="comma-separated words removed from every statement")
     args = parser.parse_args(argv)
     loaded = load_model(args.model)
-    samples = build_samples("qa1", args.length, args.n, split="test", seed=args.seed)
+    samples = build_samples("qa1", args.length, args.n, split=args.split, seed=args.seed)
+    if args.drop_words:  # the same questions on compacted statements (each sample's layout rebuilt from its seed)
+        drop = args.drop_words.split(",")
+        samples = [build_sample(drop_fact_words(BabiSample(s.task, s.facts, s.question, s.target, s.supporting), drop),
+                                s.length, args.split, random.Random(f"probe/{i}"))
+                   for i, s in enumerate(samples)]
     answers = [first_answer_token(loaded.model, loaded.tokenizer, s) for s in samples]  # each sample asked once
     r = probe(loaded.model, loaded.tokenizer, samples, answers)
-    print(f"{r['pairs']} pairs ({args.length}, test seed {args.seed}): the answer changes with the person asked "
-          f"about in {100 * r['answer_changed']:.1f}% (true answers differ in {100 * r['targets_differ']:.1f}%); "
+    print(f"{r['pairs']} pairs ({args.length}, {args.split} seed {args.seed}): the answer changes with the person "
+          f"asked about in {100 * r['answer_changed']:.1f}% (true answers differ in {100 * r['targets_differ']:.1f}%); "
           f"accuracy {100 * r['accuracy']:.1f}% asked as written, {100 * r['accuracy_swapped']:.1f}% swapped")
     table, kinds = by_distance(samples, answers)
     print("accuracy by facts since the person's last move: " + ", ".join(

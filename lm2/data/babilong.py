@@ -20,6 +20,7 @@ The scoring rules (``label_score``, ``exact_match``, ``score_csv``) are in ``lm2
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -194,22 +195,40 @@ TRAIN_QUESTION_WINDOW = 20  # questions (several whole stories) that one trainin
 
 
 def random_train_sample(task: str, length: str | int, rng: random.Random, tokenizer: Any = None,
-                        window: int = TRAIN_QUESTION_WINDOW, facts_within: float = 1.0) -> BabilongSample:
+                        window: int = TRAIN_QUESTION_WINDOW, facts_within: float = 1.0,
+                        drop_words: Sequence[str] = ()) -> BabilongSample:
     """One training sample for ``rng``: a question drawn uniformly from the first ``window`` questions that fit
     ``length`` in a fresh train-split stream, hidden in background text.
 
     Drawing among whole stories matters: the first question of a bAbI story always follows exactly two
     statements, so taking the first fitting question of each stream (``build_samples(..., 1, ...)``) would train
     on two-fact stories only, while the test samples run through every position of their stories (2-10 facts
-    on qa1).
+    on qa1). ``drop_words`` compacts the statements (``drop_fact_words``); the question is chosen on the full text.
     """
     task = check_task(task)
     tokens = parse_length(length)
     seed = rng.randrange(2**31)
     chosen = _choose_questions(task, tokens, window, "train", seed, token_counter(tokenizer), 20 * window + 1000)
     i = rng.randrange(len(chosen))
-    return build_sample(chosen[i], tokens, "train", random.Random(f"babilong/{task}/{tokens}/train/{seed}/{i}"),
-                        tokenizer, facts_within)
+    return build_sample(drop_fact_words(chosen[i], drop_words), tokens, "train",
+                        random.Random(f"babilong/{task}/{tokens}/train/{seed}/{i}"), tokenizer, facts_within)
+
+
+def drop_fact_words(sample: BabiSample, words: Sequence[str] = ()) -> BabiSample:
+    """``sample`` with the given words removed from its statements (training only; case-sensitive, whole words,
+    the final full stop kept): with qa1's verbs, "to" and "the" dropped, "Mary went back to the kitchen." becomes
+    "Mary kitchen.", the person right before the room. The question and the answer are left as they are."""
+    if not words:
+        return sample
+    drop = set(words)
+
+    def compact(fact: str) -> str:
+        kept = [w for w in fact.rstrip(".").split() if w not in drop]
+        if not kept:
+            raise ValueError(f"dropping {sorted(drop)} leaves nothing of the statement {fact!r}")
+        return " ".join(kept) + "." if fact.endswith(".") else " ".join(kept)
+
+    return dataclasses.replace(sample, facts=[compact(f) for f in sample.facts])
 
 
 def _choose_questions(task: str, tokens: int, n: int, split: str, seed: int, counter: TokenCounter,
@@ -389,7 +408,9 @@ def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
 
 
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
-                           fact_loss: bool = False, ask_everyone: bool = False) -> tuple[list[int], list[int]]:
+                           fact_loss: bool = False, ask_everyone: bool = False,
+                           drop_words: Sequence[str] = (), bare_questions: bool = False
+                           ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
 
     The story's statements are hidden in background text as ``build_sample`` hides one sample's facts (the same
@@ -402,11 +423,14 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     With ``ask_everyone`` (qa1 only) each question point asks where every person placed so far is, in random order,
     instead of about one person: in bAbI's own questions the person of the last statement is the answer 45% of
     the time, so "the last room mentioned" is a strong shortcut that these extra questions take away.
+    ``drop_words`` compacts every statement (``drop_fact_words``). ``bare_questions`` asks without the prompt's
+    markers and with the question's words less ``drop_words`` and "?", the answer right after: "\nMary kitchen"
+    (with "Where" and "is" dropped), the layout in which a tiny model first learns to look a person up.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token; the fine-tuning format ends every answer with one")
-    questions = [s for s in story_samples(story) if fits(s, length, None)]
+    questions = [drop_fact_words(s, drop_words) for s in story_samples(story) if fits(s, length, None)]
     if not questions:
         raise ValueError(f"no question of this {story.task} story fits length {length_name(length)}")
     if ask_everyone:
@@ -429,8 +453,11 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
         add(piece if first else " " + piece, fact_loss and fact is not None)
         first = False
         for q in asked_after.get(fact, []) if fact is not None else []:
-            add(f"\n{QUESTION_PREFIX} {q.question}", fact_loss)
-            add(f"\n{ANSWER_MARKER}", False)
+            if bare_questions:
+                add("\n" + " ".join(w for w in q.question.rstrip("?").split() if w not in drop_words), fact_loss)
+            else:
+                add(f"\n{QUESTION_PREFIX} {q.question}", fact_loss)
+                add(f"\n{ANSWER_MARKER}", False)
             add(" " + q.answer, True)
             ids.append(eos)
             labels.append(eos)

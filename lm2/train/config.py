@@ -28,6 +28,8 @@ from lm2.data.babilong_release import open_release
 from lm2.data.recall import STAGE_FIELDS, RecallSpec, stage_spec
 from lm2.precision import PRECISIONS
 
+# optional fields of a BABILong curriculum stage (a compact training layout; see DataSection.curriculum)
+BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share")
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
 STRATEGIES = ("none", "ddp", "fsdp")
@@ -90,7 +92,12 @@ class DataSection:
     length from the stage's list, so lengths vary within a batch and the number of segments grows by stage.
     For data.task=recall a stage is {steps, distractors: [..]}: numbers of distractor segments to draw from, and
     optionally gap: G and query_gap: Q, the stage's own data.recall.gap and query_gap (e.g. adjacent pairs first,
-    then gaps; a query_gap > 0 anywhere needs data.recall.query_gap > 0, which gives the vocabulary its marker)."""
+    then gaps; a query_gap > 0 anywhere needs data.recall.query_gap > 0, which gives the vocabulary its marker).
+    A BABILong stage may add drop_words: [..], words removed from the training statements in that stage (e.g. qa1's
+    verbs, "to" and "the": "Mary kitchen.", the person right before the room), and with data.supervise=story
+    bare_questions: true, questions without the prompt's markers, less drop_words and "?", the answer right after
+    ("Mary kitchen"); compact_share: p lays out only that share of the stage's samples so (drawn per sample), the
+    rest as evaluated, to move between layouts without a jump. Validation and test keep the text."""
     # --- recall
     recall: dict = field(default_factory=dict)
     """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap,
@@ -310,8 +317,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
         for i, stage in enumerate(d.curriculum):
             where = f"data.curriculum[{i}]"
-            if not isinstance(stage, dict) or set(stage) - {"steps", "lengths"} or "lengths" not in stage:
-                raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}")
+            fields = {"steps", "lengths", *BABILONG_STAGE_FIELDS}
+            if not isinstance(stage, dict) or set(stage) - fields or "lengths" not in stage:
+                raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}"
+                                 " with optionally drop_words: [..], bare_questions: true and compact_share: p")
             if not isinstance(stage.get("steps"), int) or stage["steps"] < 1:
                 raise ValueError(f"config field {where}.steps={stage.get('steps')!r} is invalid: a positive int")
             if not isinstance(stage["lengths"], list) or not stage["lengths"]:
@@ -321,6 +330,23 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                     parse_length(length)
                 except (ValueError, TypeError) as err:
                     raise ValueError(f"config field {where}.lengths: {err}") from None
+            drop = stage.get("drop_words", [])
+            if not isinstance(drop, list) or not all(isinstance(w, str) and w and " " not in w for w in drop):
+                raise ValueError(f"config field {where}.drop_words={drop!r} is invalid: a list of single words, "
+                                 "e.g. [went, moved, to, the]")
+            if not isinstance(stage.get("bare_questions", False), bool):
+                raise ValueError(f"config field {where}.bare_questions={stage['bare_questions']!r} is invalid: "
+                                 "true or false")
+            share = stage.get("compact_share", 1.0)
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                raise ValueError(f"config field {where}.compact_share={share!r} is invalid: the share of the stage's "
+                                 "samples laid out with its drop_words and bare_questions, a number in [0, 1]")
+            if stage.get("bare_questions") and d.supervise != "story":
+                raise ValueError(f"config field {where}.bare_questions asks every question of a story without the "
+                                 "prompt's markers; it needs data.supervise=story")
+            if drop and d.babilong_path is not None:
+                raise ValueError(f"config field {where}.drop_words compacts generated statements; it cannot be "
+                                 "used with data.babilong_path (the official samples)")
         if d.babilong_path is not None:
             release = open_release(d.babilong_path, what="config field data.babilong_path")
             try:

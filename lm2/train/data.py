@@ -125,14 +125,19 @@ class BabilongStream:
         _, stage = self.cfg.stage_at(step)
         task = rng.choice(self.cfg.data.babi_tasks)
         length = rng.choice(stage["lengths"])
+        # a stage's compact layout, for all its samples or (compact_share) a share of them, drawn per sample
+        compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
+        drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
             story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
             return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss,
-                                          self.cfg.data.ask_everyone)
+                                          self.cfg.data.ask_everyone, drop,
+                                          compact and stage.get("bare_questions", False))
         if self.cfg.data.babilong_path is not None:
             sample = self.release.random_sample(task, length, rng)
         else:
-            sample = random_train_sample(task, length, rng, facts_within=self.cfg.data.facts_within)
+            sample = random_train_sample(task, length, rng, facts_within=self.cfg.data.facts_within,
+                                         drop_words=drop)
         ids, labels = finetune_example(sample, self.tokenizer)
         return list(ids), list(labels)
 

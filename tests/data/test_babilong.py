@@ -158,6 +158,26 @@ def test_facts_within_puts_the_facts_early_and_changes_nothing_else():
         bl.random_train_sample("qa1", "1k", random.Random(0), facts_within=0.0)
 
 
+QA1_FILLER = ["went", "moved", "journeyed", "travelled", "back", "to", "the"]
+
+
+def test_drop_words_compacts_the_statements_only():
+    """drop_words (training only) removes whole words from every statement, keeping each person before the room,
+    the question and the answer; the same draw without it is the full text."""
+    for i in range(6):
+        full = bl.random_train_sample("qa1", "1k", random.Random(f"d{i}"))
+        compact = bl.random_train_sample("qa1", "1k", random.Random(f"d{i}"), drop_words=QA1_FILLER)
+        assert (compact.question, compact.target) == (full.question, full.target)
+        assert compact.facts == [f"{f.split()[0]} {f.rstrip('.').split()[-1]}." for f in full.facts]
+        assert all(f in compact.context for f in compact.facts)
+        assert "the" in compact.context.split()  # the books keep theirs
+    sample = BabiSample("qa1", ["Mary went back to the kitchen."], "Where is Mary?", "kitchen", [0])
+    assert bl.drop_fact_words(sample, ["the", "Kitchen"]).facts == ["Mary went back to kitchen."]
+    assert bl.drop_fact_words(sample, []) is sample
+    with pytest.raises(ValueError, match="leaves nothing"):
+        bl.drop_fact_words(BabiSample("qa1", ["the the."], "Where is Mary?", "kitchen", [0]), ["the"])
+
+
 def _fake_sample(n_facts: int) -> BabiSample:
     return BabiSample("qa1", ["Mary went to the kitchen."] * n_facts, "Where is Mary?", "kitchen", [n_facts - 1])
 
@@ -243,6 +263,24 @@ def test_story_example_answers_every_question_after_its_facts(task, length):
     if length != "0k":  # hidden in background text like an evaluation sample of this length
         assert len(ids) > 600
     # with the fact loss the statements and questions are supervised too, the background and markers never
+    # compacted statements: the same questions and answers, each statement without the dropped words
+    if task == "qa1":
+        ids3, labels3 = bl.story_finetune_example(story, length, "train", random.Random(0), tok,
+                                                  drop_words=QA1_FILLER)
+        supervised = [t for t, lab in zip(ids, labels) if lab != -100]
+        assert [t for t, lab in zip(ids3, labels3) if lab != -100] == supervised
+        text3 = tok.decode(ids3)
+        stated = all_facts[:len(questions[-1].facts)]
+        assert all(f"{f.split()[0]} {f.rstrip('.').split()[-1]}." in text3 for f in stated)
+        assert not any(f in text3 for f in all_facts)
+        # bare questions: the name asked about, then the answer, no markers
+        ids4, labels4 = bl.story_finetune_example(story, length, "train", random.Random(0), tok,
+                                                  drop_words=[*QA1_FILLER, "Where", "is"], bare_questions=True)
+        assert [t for t, lab in zip(ids4, labels4) if lab != -100] == supervised
+        text4 = tok.decode(ids4)
+        assert bl.QUESTION_PREFIX not in text4 and bl.ANSWER_MARKER not in text4
+        for q in questions:
+            assert f"\n{q.question.split()[-1].rstrip('?')} {q.answer}{tok.eos_token}" in text4
     ids2, labels2 = bl.story_finetune_example(story, length, "train", random.Random(0), tok, fact_loss=True)
     assert ids2 == ids
     supervised = tok.decode([t for t, lab in zip(ids2, labels2) if lab != -100 and t != tok.eos_token_id])

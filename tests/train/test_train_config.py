@@ -74,6 +74,19 @@ def test_an_empty_section_is_the_defaults():
     ({"data": {"task": "babilong", "facts_within": 0.0}}, "data.facts_within"),
     ({"data": {"task": "babilong", "facts_within": 1.5}}, "data.facts_within"),
     ({"data": {"task": "babilong", "supervise": "story", "facts_within": 0.5}}, "data.facts_within"),
+    ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "drop_words": "the"}]}},
+     r"data.curriculum[0].drop_words"),
+    ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "drop_words": ["went to"]}]}},
+     r"data.curriculum[0].drop_words"),
+    ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "drop_wordz": ["to"]}]}},
+     r"data.curriculum[0]"),
+    ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "bare_questions": True}]}},
+     r"data.curriculum[0].bare_questions"),  # needs data.supervise=story
+    ({"data": {"task": "babilong", "supervise": "story",
+               "curriculum": [{"steps": 5, "lengths": ["0k"], "bare_questions": "yes"}]}},
+     r"data.curriculum[0].bare_questions"),
+    ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "compact_share": 1.5}]}},
+     r"data.curriculum[0].compact_share"),
     ({"model": {"config": {"attention_conv": 1}}}, "model.config"),
     ({"train": {"memory_after": -1}}, "train.memory_after"),
     ({"train": {"memory_after": 5}, "model": {"kind": "vanilla"}}, "train.memory_after"),
@@ -161,3 +174,26 @@ def test_unreadable_config_is_one_clear_error(tmp_path, text, overrides, message
     path.write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match=message):
         load_config(path, overrides)
+
+
+def test_babilong_stage_fields_shape_only_their_stage():
+    """A stage's drop_words and bare_questions reach the training stream in that stage only: "Mary kitchen."
+    statements and "\\nMary kitchen" questions first, the evaluation's text after."""
+    from lm2.data.tokenizers import gpt2_tokenizer
+    from lm2.train.data import make_stream
+
+    drop = ["went", "moved", "journeyed", "travelled", "back", "to", "the", "Where", "is"]
+    cfg = from_dict({"data": {"task": "babilong", "supervise": "story", "curriculum": [
+        {"steps": 1, "lengths": ["0k"], "drop_words": drop, "bare_questions": True}, {"steps": 1, "lengths": ["0k"]}]},
+        "train": {"batch_size": 4}})
+    tok = gpt2_tokenizer()
+    stream = make_stream(cfg, tok, 0, 1, 4)
+    first, second = ([tok.decode(stream.example(step, i)[0]) for i in range(4)] for step in (0, 1))
+    assert not any("Question:" in t or " the " in t or "?" in t for t in first)
+    assert all(re.fullmatch(r"(?:[A-Z][a-z]+ [a-z]+\.[ \n]|\n?[A-Z][a-z]+ [a-z]+<\|endoftext\|>)+", t) for t in first)
+    assert all("Question: Where is" in t and " to the " in t for t in second)
+    # compact_share: a share of the stage's samples compact, the rest as evaluated, drawn per sample
+    cfg.data.curriculum[0]["compact_share"] = 0.5
+    mixed = [tok.decode(make_stream(cfg, tok, 0, 1, 4).example(0, i)[0]) for i in range(40)]
+    bare = sum("Question:" not in t for t in mixed)
+    assert 10 <= bare <= 30 and all(("Question:" in t) == (" to the " in t) for t in mixed)
