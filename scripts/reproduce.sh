@@ -12,8 +12,10 @@
 #               Then keys and values apart (configs/recall-gap-tiny.yaml: 0-2 fillers between a key and its
 #               value) with each write address, trained with adjacent pairs first and from the first step; and
 #               the read side (each value asked 5 tokens after its key), alone and with the keys apart too.
-# Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the `lm2 demo` run), evaluated
-#               at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
+# Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the earlier `lm2 demo` run),
+#               evaluated at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
+#               Then qa1 at 0k from scratch with the statements compact first (configs/babilong-qa1-tiny.yaml, the
+#               `lm2 demo` run; about 10-15 minutes of one core per model), tested at 0k and 1k.
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
@@ -37,7 +39,7 @@
 #
 # --quick shortens every run so that the whole script finishes in under 10 minutes on 2 CPU cores; its
 # numbers only show that the pipeline works. The full run took 71 minutes on 2 CPU cores with the LM2 run
-# already trained by `lm2 demo` (8 more minutes) and one seed in experiment 2; seeds 1 and 2 there add eight
+# already trained by the earlier `lm2 demo` (8 more minutes) and one seed in experiment 2; seeds 1 and 2 there add eight
 # runs of 1-2 minutes each (about 13 minutes).
 set -euo pipefail
 
@@ -52,7 +54,7 @@ if (( QUICK )); then
   RECALL_STEPS=100; ABLATION_STEPS=50; RECALL_N=50
   EVAL_LENGTHS=0k,1k,2k; EVAL_N=20; LM_STEPS=40; WRITE_MODES=""  # experiment 3 only in the full run
   EXP2_SEEDS=0
-else  # the configs as they stand: configs/babilong-tiny.yaml is the same run as `lm2 demo`
+else  # the configs as they stand: configs/babilong-qa1-tiny.yaml is the same run as `lm2 demo`
   TRAIN_FLAGS=(--no-progress)
   RECALL_STEPS=1200; ABLATION_STEPS=800; RECALL_N=200
   EVAL_LENGTHS=0k,1k,2k,4k,8k,16k; EVAL_N=100; LM_STEPS=150; WRITE_MODES="read input"
@@ -176,6 +178,21 @@ for KIND in lm2 vanilla rmt; do
 done
 python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-compare.png" LM2="$OUT/eval-babilong-lm2" \
     vanilla="$OUT/eval-babilong-vanilla" RMT="$OUT/eval-babilong-rmt"
+
+echo "== experiment 1c: qa1 at 0k from scratch, statements compact first (LM2, vanilla, RMT)"
+QA1_FLAGS=(--no-progress)
+(( QUICK )) && QA1_FLAGS+=(--eval.interval 0 --checkpoint.interval 0 --data.curriculum '[{steps: 20, lengths: [0k],
+    drop_words: [went, moved, journeyed, travelled, back, to, the, Where, is], bare_questions: true},
+    {steps: 20, lengths: [0k], drop_words: [back], compact_share: 0.5}, {steps: 20, lengths: [0k]}]')
+for KIND in lm2 vanilla rmt; do
+  EXTRA=()
+  [[ $KIND != lm2 ]] && EXTRA=("${WIDER[@]}")
+  done_already "$OUT/qa1-$KIND" || lm2 train configs/babilong-qa1-tiny.yaml --out_dir "$OUT/qa1-$KIND" \
+      --model.kind "$KIND" "${QA1_FLAGS[@]}" "${EXTRA[@]}"
+  lm2 eval babilong --model "$(latest "$OUT/qa1-$KIND")" --tasks qa1 --lengths 0k,1k --n "$EVAL_N" --batch-size 16 \
+      --no-progress --out "$OUT/eval-qa1-$KIND" --resume
+  python scripts/probe_binding.py "$(latest "$OUT/qa1-$KIND")" --n "$EVAL_N"
+done
 
 if [[ ${SEEDS:-0} == 1 && $QUICK == 0 ]]; then
   echo "== experiment 1c, seeds: does the backbone bind a person to a room? (smeared keys, every question supervised)"
