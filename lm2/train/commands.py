@@ -167,8 +167,8 @@ def compare_kinds(finals: dict, out: Path, lengths: str, n: int, no_progress: bo
 
 run_train.__doc__ += _TRAIN_DOC.format(shipped=", ".join(shipped_config_names()))
 run_recipe.__doc__ = run_recipe.__doc__.format(recipes=", ".join(recipe_names()))
-run_demo.__doc__ += _TRAIN_DOC.replace("config: a YAML", "config: (default: the shipped babilong-qa1-tiny) a YAML").format(
-    shipped=", ".join(shipped_config_names()))
+run_demo.__doc__ += _TRAIN_DOC.replace("config: a YAML", "config: (default: the shipped babilong-qa1-tiny) a YAML"
+                                       ).format(shipped=", ".join(shipped_config_names()))
 
 
 def report(run) -> None:
