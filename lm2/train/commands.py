@@ -67,7 +67,7 @@ def run_demo(*overrides: str, config: str | None = None, resume: bool = False, o
              init_from: str | None = None, no_progress: bool = False, count_tokens: bool = False,
              threads: PositiveInt | None = None, _argv: list[str] | None = None) -> int:
     """train a tiny LM2 on generated BABILong qa1 at 0k (the shipped config babilong-qa1-tiny), evaluate it at 0k
-    and 1k, print a results table and write a plot; 10 to 20 minutes on 2 CPU cores beside other jobs"""
+    and 1k, print a results table and write a plot; about 25 minutes on 2 CPU cores beside another job"""
     return run_train(config or str(shipped_configs_dir() / DEMO_CONFIG), *overrides, resume=resume,
                      overwrite=overwrite, init_from=init_from, no_progress=no_progress, count_tokens=count_tokens,
                      threads=threads, _argv=_argv)
