@@ -13,20 +13,32 @@ where "the last room mentioned" is right) and what the wrong answers were (the l
 
 The samples are the test split's (the seed `lm2 eval babilong` uses by default); nothing here trains. For choices
 made while training (which stage, which run) use `--split train` with a seed of your own, so the test stays unseen.
-`--drop-words` asks on compacted statements ("Mary kitchen."), as a curriculum stage with drop_words trains.
+`--drop-words` asks on compacted statements ("Mary kitchen."), as a curriculum stage with drop_words trains; each
+statement is replaced where it stands, so the rest of the context is the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
 
 import torch
 
 from lm2.data.babi import BabiSample
-from lm2.data.babilong import build_sample, build_samples, drop_fact_words, finetune_example, qa1_places
+from lm2.data.babilong import build_samples, drop_fact_words, finetune_example, qa1_places
+from lm2.data.tokenizers import token_counter
 from lm2.eval.common import load_model
+
+
+def compacted(sample, words: list[str]):
+    """``sample`` with each statement compacted in place in its context (``drop_fact_words``)."""
+    facts = drop_fact_words(BabiSample(sample.task, list(sample.facts), sample.question, sample.target,
+                                       list(sample.supporting)), words).facts
+    context, cursor = sample.context, 0
+    for full, short in zip(sample.facts, facts):
+        at = context.index(full, cursor)
+        context, cursor = context[:at] + short + context[at + len(full):], at + len(short)
+    return dataclasses.replace(sample, context=context, facts=facts, n_tokens=token_counter(None)([context])[0])
 
 
 def first_answer_token(model, tokenizer, sample) -> str:
@@ -93,11 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     loaded = load_model(args.model)
     samples = build_samples("qa1", args.length, args.n, split=args.split, seed=args.seed)
-    if args.drop_words:  # the same questions on compacted statements (each sample's layout rebuilt from its seed)
-        drop = args.drop_words.split(",")
-        samples = [build_sample(drop_fact_words(BabiSample(s.task, s.facts, s.question, s.target, s.supporting), drop),
-                                s.length, args.split, random.Random(f"probe/{i}"))
-                   for i, s in enumerate(samples)]
+    if args.drop_words:  # the same questions and contexts, the statements compacted
+        samples = [compacted(s, args.drop_words.split(",")) for s in samples]
     answers = [first_answer_token(loaded.model, loaded.tokenizer, s) for s in samples]  # each sample asked once
     r = probe(loaded.model, loaded.tokenizer, samples, answers)
     print(f"{r['pairs']} pairs ({args.length}, {args.split} seed {args.seed}): the answer changes with the person "

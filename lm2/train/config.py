@@ -30,6 +30,7 @@ from lm2.precision import PRECISIONS
 
 # optional fields of a BABILong curriculum stage (a compact training layout; see DataSection.curriculum)
 BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share")
+
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
 STRATEGIES = ("none", "ddp", "fsdp")
