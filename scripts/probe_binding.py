@@ -9,18 +9,22 @@ then the accuracy by how many facts were stated after the person's last move (0:
 where "the last room mentioned" is right) and what the wrong answers were (the last room, the one before it).
 
     python scripts/probe_binding.py runs/babilong-tiny/ckpt-000680 [--length 0k] [--n 200] [--seed 0]
-        [--split train] [--drop-words went,moved,journeyed,travelled,back,to,the]
+        [--split train] [--drop-words went,moved,journeyed,travelled,back,to,the] [--window 128,512]
 
 The samples are the test split's (the seed `lm2 eval babilong` uses by default); nothing here trains. For choices
 made while training (which stage, which run) use `--split train` with a seed of your own, so the test stays unseen.
 `--drop-words` asks on compacted statements ("Mary kitchen."), as a curriculum stage with drop_words trains; each
-statement is replaced where it stands, so the rest of the context is the same.
+statement is replaced where it stands, so the rest of the context is the same. `--window` adds the accuracy by how
+many tokens back the answer's fact lies (`scripts/fact_distance.py`'s bands): on compacted statements at 1k and
+beyond, whether a memory carries a binding past the attention window in the layout it was first trained on.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import torch
 
@@ -39,6 +43,14 @@ def compacted(sample, words: list[str]):
         at = context.index(full, cursor)
         context, cursor = context[:at] + short + context[at + len(full):], at + len(short)
     return dataclasses.replace(sample, context=context, facts=facts, n_tokens=token_counter(None)([context])[0])
+
+
+def fact_distance_script():
+    """scripts/fact_distance.py, the sibling script that measures how far back the answer's fact lies."""
+    spec = importlib.util.spec_from_file_location("fact_distance", Path(__file__).with_name("fact_distance.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def first_answer_token(model, tokenizer, sample) -> str:
@@ -102,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (0: the test seed of lm2 eval)")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--drop-words", default="", help="comma-separated words removed from every statement")
+    parser.add_argument("--window", default="", help="comma-separated token distances: accuracy by how far back "
+                        "the answer's fact lies, split at these edges (e.g. 128,512)")
     args = parser.parse_args(argv)
     loaded = load_model(args.model)
     samples = build_samples("qa1", args.length, args.n, split=args.split, seed=args.seed)
@@ -116,6 +130,12 @@ def main(argv: list[str] | None = None) -> None:
     print("accuracy by facts since the person's last move: " + ", ".join(
         f"{k}{'+' if k == 4 else ''}: {100 * right / asked:.0f}% of {asked}" for k, (right, asked) in table.items()))
     print("answers: " + ", ".join(f"{name} {count}" for name, count in kinds.items()))
+    if args.window:
+        script, edges = fact_distance_script(), [int(e) for e in args.window.split(",")]
+        groups = script.split_by_distance([script.distance(s, loaded.tokenizer) for s in samples], edges)
+        print("accuracy by tokens from the answer's fact to the question: " + ", ".join(
+            f"{band}: {100 * sum(answers[i] == samples[i].target for i in group) / len(group):.0f}% of {len(group)}"
+            if group else f"{band}: none" for band, group in zip(script.band_names(edges), groups)))
 
 
 if __name__ == "__main__":

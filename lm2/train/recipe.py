@@ -5,6 +5,7 @@ A recipe is a YAML file (or the name of one shipped in ``lm2/configs/recipes``):
     config: babilong-tiny              # the config every phase starts from
     kinds: [lm2, vanilla, rmt]         # the model kinds it trains, each through the same phases and data
     every_phase: {model.config.attention_key_shift: true}    # fields set in every phase
+    per_kind: {vanilla: {model.config.intermediate_size: 662}}  # fields of one kind's phases (equal budgets)
     phases:
       - name: backbone                 # runs once, for all kinds (shared phases come first)
         shared: true
@@ -50,7 +51,7 @@ from lm2.train.config import (
 from lm2.train.loop import train
 
 SECTIONS = tuple(TrainConfig.__dataclass_fields__)  # a phase may not be named like a config section
-_RECIPE_KEYS = {"config", "kinds", "every_phase", "phases"}
+_RECIPE_KEYS = {"config", "kinds", "every_phase", "per_kind", "phases"}
 _PHASE_KEYS = {"name", "shared", "set"}
 _IGNORED = {"out_dir", "train.threads"}  # fields a finished phase may differ in and still count as done
 
@@ -69,6 +70,7 @@ class Recipe:
     kinds: list[str]
     every_phase: dict[str, Any]
     phases: list[Phase]
+    per_kind: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> fields of its (unshared) phases
 
 
 def resolve_recipe(path: str | Path) -> Path:
@@ -106,6 +108,12 @@ def load_recipe(path: str | Path) -> Recipe:
     kinds = values.get("kinds") or ["lm2"]
     if not isinstance(kinds, list) or not kinds or any(k not in MODEL_KINDS for k in kinds):
         raise ValueError(f"recipe file {path}: kinds={kinds!r} is invalid: a list of {', '.join(MODEL_KINDS)}")
+    per_kind = values.get("per_kind") or {}
+    if not isinstance(per_kind, dict) or any(k not in MODEL_KINDS for k in per_kind):
+        raise ValueError(f"recipe file {path}: per_kind={per_kind!r:.120} is invalid: a mapping from a model kind "
+                         f"({', '.join(MODEL_KINDS)}) to the fields its phases set (e.g. vanilla: "
+                         f"{{model.config.intermediate_size: 662}})")
+    per_kind = {k: _mapping(v, f"per_kind: {k}") for k, v in per_kind.items()}
     phases = []
     for i, raw in enumerate(values.get("phases") or []):
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or set(raw) - _PHASE_KEYS:
@@ -125,7 +133,7 @@ def load_recipe(path: str | Path) -> Recipe:
     if shared != sorted(shared, reverse=True):
         raise ValueError(f"recipe file {path}: shared phases must come before the per-kind ones (they are trained "
                          f"once, and every kind continues from them)")
-    return Recipe(path, config, kinds, _mapping(values.get("every_phase"), "every_phase"), phases)
+    return Recipe(path, config, kinds, _mapping(values.get("every_phase"), "every_phase"), phases, per_kind)
 
 
 @dataclass
@@ -229,6 +237,7 @@ def plan(recipe: Recipe, out_dir: str | Path, overrides: list[str] | None = None
             fields: dict[str, Any] = dict(recipe.every_phase)
             if kind is not None:
                 fields["model.kind"] = kind
+                fields.update(recipe.per_kind.get(kind, {}))  # a phase's own fields still win
             fields.update(phase.fields)
             if previous is not None:  # the tokenizer is the first phase's, saved in each of its checkpoints
                 root = previous

@@ -142,6 +142,18 @@ def test_overrides_reach_every_phase_or_one(recipe_file, tmp_path):
     assert "--train.seed 5" in runs[0].command and runs[1].command.startswith("lm2 train ")
 
 
+def test_per_kind_fields_reach_only_that_kinds_phases_and_a_phase_field_wins(recipe_file, tmp_path):
+    """Equal budgets need kind-specific widths (vanilla's MLP wider than LM2's): per_kind sets them in each of that
+    kind's phases, never in the shared one or another kind's, and a phase's own field still decides."""
+    phases = [PHASES[0], {"name": "memory", "set": {"train.steps": 4, "train.lr": 2e-3}}]
+    per_kind = {"vanilla": {"model.config.intermediate_size": 96, "train.lr": 5e-3}}
+    runs = plan(load_recipe(recipe_file(phases, per_kind=per_kind)), tmp_path / "o")
+    sizes = {r.kind: r.cfg.model.config.get("intermediate_size") for r in runs}
+    assert sizes == {None: 64, "lm2": 64, "vanilla": 96}  # 64: the small config's own
+    assert [r.cfg.train.lr for r in runs][1:] == [2e-3, 2e-3]  # the phase's lr over vanilla's per_kind lr
+    assert "--model.config.intermediate_size 96" in runs[2].command
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"phases": []}, "phases is empty"),
     ({"phases": [PHASES[1], PHASES[0]]}, "shared phases must come before"),
@@ -151,6 +163,8 @@ def test_overrides_reach_every_phase_or_one(recipe_file, tmp_path):
     ({"kinds": ["gpt"]}, "kinds=.*invalid"),
     ({"config": "no-such-config"}, "config file no-such-config does not exist"),
     ({"epochs": 3}, "unknown key"),
+    ({"per_kind": {"gpt": {"train.lr": 1e-3}}}, "per_kind=.*invalid: a mapping from a model kind"),
+    ({"per_kind": {"vanilla": [1, 2]}}, "per_kind: vanilla must be a mapping of dotted config fields"),
 ])
 def test_a_malformed_recipe_is_refused_in_one_line(recipe_file, change, message):
     values = yaml.safe_load(recipe_file().read_text())
