@@ -196,7 +196,8 @@ for KIND in lm2 vanilla rmt; do
 done
 
 echo "== experiment 1c: qa1 past the window (recipe babilong-qa1-memory: 0k, 1k compact, the words back; 3 kinds)"
-# About 1.5 hours of one core per kind in the full run (phase 2 and 3 at 1k); the evaluation reaches 16k.
+# 1-1.7 hours of one core per kind in the full run (LM2 6,071 s, vanilla 3,178 s, RMT 4,310 s with other jobs on
+# the cores, RESULTS.md 1c); the evaluation reaches 16k.
 MEM_FLAGS=(--no-progress)
 (( QUICK )) && MEM_FLAGS+=(--eval.interval 0 --checkpoint.interval 0
     --zero.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
