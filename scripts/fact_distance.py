@@ -31,17 +31,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from lm2.data.babilong import build_samples, finetune_prompt
-from lm2.eval.babilong_scoring import exact_match, scored_predictions
-
-
-def distance(sample, tokenizer) -> int:
-    """Tokens from the end of the last supporting fact to the end of the prompt (the answer position)."""
-    fact = sample.facts[max(sample.supporting)] if sample.supporting else sample.facts[-1]
-    end = sample.context.rindex(fact) + len(fact)  # the last occurrence: a later copy would be the later fact
-    prompt = finetune_prompt(sample)
-    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    return count(prompt) - count(prompt[:end])
+from lm2.data.babilong import build_samples
+from lm2.eval.babilong_scoring import band_names, exact_match, scored_predictions, split_by_distance
+from lm2.eval.babilong_scoring import fact_distance as distance
 
 
 def main() -> None:
@@ -92,20 +84,6 @@ def main() -> None:
         print(f"| length | questions last / not | {heads} |")
         print("|---|---:|" + "---:|---:|" * len(runs))
         print("\n".join(beyond_rows))
-
-
-def band_names(edges: list[int]) -> list[str]:
-    """Names of the distance bands that ``edges`` cut: '<= 128', '129-512', '> 512'."""
-    names = [f"<= {edges[0]}"] + [f"{a + 1}-{b}" for a, b in zip(edges, edges[1:])]
-    return names + [f"> {edges[-1]}"]
-
-
-def split_by_distance(distances: list[int], edges: list[int]) -> list[list[int]]:
-    """The sample indices in each band: distance <= edges[0], then (edges[k-1], edges[k]], then > edges[-1]."""
-    groups = [[] for _ in range(len(edges) + 1)]
-    for i, d in enumerate(distances):
-        groups[sum(d > e for e in edges)].append(i)
-    return groups
 
 
 def last_room(sample) -> str:

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import torch
 
 from lm2.data.babi import BabiSample
 from lm2.data.babilong import build_samples, drop_fact_words, finetune_example, qa1_places
 from lm2.data.tokenizers import token_counter
+from lm2.eval.babilong_scoring import band_names, fact_distance, split_by_distance
 from lm2.eval.common import load_model
 
 
@@ -43,14 +42,6 @@ def compacted(sample, words: list[str]):
         at = context.index(full, cursor)
         context, cursor = context[:at] + short + context[at + len(full):], at + len(short)
     return dataclasses.replace(sample, context=context, facts=facts, n_tokens=token_counter(None)([context])[0])
-
-
-def fact_distance_script():
-    """scripts/fact_distance.py, the sibling script that measures how far back the answer's fact lies."""
-    spec = importlib.util.spec_from_file_location("fact_distance", Path(__file__).with_name("fact_distance.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def first_answer_token(model, tokenizer, sample) -> str:
@@ -131,11 +122,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{k}{'+' if k == 4 else ''}: {100 * right / asked:.0f}% of {asked}" for k, (right, asked) in table.items()))
     print("answers: " + ", ".join(f"{name} {count}" for name, count in kinds.items()))
     if args.window:
-        script, edges = fact_distance_script(), [int(e) for e in args.window.split(",")]
-        groups = script.split_by_distance([script.distance(s, loaded.tokenizer) for s in samples], edges)
+        edges = [int(e) for e in args.window.split(",")]
+        groups = split_by_distance([fact_distance(s, loaded.tokenizer) for s in samples], edges)
         print("accuracy by tokens from the answer's fact to the question: " + ", ".join(
             f"{band}: {100 * sum(answers[i] == samples[i].target for i in group) / len(group):.0f}% of {len(group)}"
-            if group else f"{band}: none" for band, group in zip(script.band_names(edges), groups)))
+            if group else f"{band}: none" for band, group in zip(band_names(edges), groups)))
 
 
 if __name__ == "__main__":

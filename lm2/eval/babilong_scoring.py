@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lm2.data.babi import LABELS, check_task
+from lm2.data.babilong import finetune_prompt
 from lm2.data.tokenizers import ENDOFTEXT
 
 _CUTS = (".", "<context>", "<example>")
@@ -107,3 +108,28 @@ def scored_predictions(folder: str | os.PathLike, task: str, length: str) -> tup
     rule = json.loads((folder / "summary.json").read_text()).get("rule", "exact")
     rows = read_predictions(folder / f"{task}_{length}.csv")
     return rows, row_scores(rows, task, rule)
+
+
+# --- where the answer's fact lies: scripts/fact_distance.py and scripts/probe_binding.py --window
+
+def fact_distance(sample, tokenizer) -> int:
+    """Tokens from the end of the last supporting fact to the end of the prompt (the answer position)."""
+    fact = sample.facts[max(sample.supporting)] if sample.supporting else sample.facts[-1]
+    end = sample.context.rindex(fact) + len(fact)  # the last occurrence: a later copy would be the later fact
+    prompt = finetune_prompt(sample)
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return count(prompt) - count(prompt[:end])
+
+
+def band_names(edges: list[int]) -> list[str]:
+    """Names of the distance bands that ``edges`` cut: '<= 128', '129-512', '> 512'."""
+    names = [f"<= {edges[0]}"] + [f"{a + 1}-{b}" for a, b in zip(edges, edges[1:])]
+    return names + [f"> {edges[-1]}"]
+
+
+def split_by_distance(distances: list[int], edges: list[int]) -> list[list[int]]:
+    """The sample indices in each band: distance <= edges[0], then (edges[k-1], edges[k]], then > edges[-1]."""
+    groups = [[] for _ in range(len(edges) + 1)]
+    for i, d in enumerate(distances):
+        groups[sum(d > e for e in edges)].append(i)
+    return groups
