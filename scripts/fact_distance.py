@@ -14,6 +14,9 @@ latest move answers the first kind and fails the second.
 
     python scripts/fact_distance.py --tokenizer CKPT --window 128,512 --lengths 1k,2k,4k LM2=EVAL_DIR vanilla=EVAL_DIR
 
+With --first-fact the distance is taken from the first supporting fact, the one furthest back: a task that needs
+several facts (qa2-qa5) needs that one too.
+
 Stacked windows reach further than one: with a window of W tokens in each of L blocks, a token's state can draw on
 about L * W tokens before it (each block reads the previous block's states, which read W further back), so a fact
 between W and L * W tokens back is not beyond the attention of a model without memory, only of its single block.
@@ -46,6 +49,8 @@ def main() -> None:
     parser.add_argument("--lengths", default="1k,2k,4k")
     parser.add_argument("--task", default="qa1")
     parser.add_argument("--seed", type=int, default=0, help="the test seed the evaluations used")
+    parser.add_argument("--first-fact", action="store_true",
+                        help="measure from the first supporting fact, the one furthest back (qa2-qa5 need several)")
     parser.add_argument("--last-move", action="store_true",
                         help="also split the questions beyond the last window by whether the person asked about "
                              "moved last")
@@ -70,7 +75,7 @@ def main() -> None:
             outputs[name] = [r["output"] for r in rows]
         n = len(next(iter(answers.values())))
         samples = build_samples(args.task, length, n, split="test", seed=args.seed)
-        groups = split_by_distance([distance(s, tokenizer) for s in samples], edges)
+        groups = split_by_distance([distance(s, tokenizer, args.first_fact) for s in samples], edges)
         targets = [s.target for s in samples]
         cells = [" / ".join(pct(answers[name], g) for g in groups) for name, _ in runs]
         print(f"| {length} | {' / '.join(str(len(g)) for g in groups)} | " + " | ".join(cells)

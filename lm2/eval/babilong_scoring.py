@@ -112,10 +112,17 @@ def scored_predictions(folder: str | os.PathLike, task: str, length: str) -> tup
 
 # --- where the answer's fact lies: scripts/fact_distance.py and scripts/probe_binding.py --window
 
-def fact_distance(sample, tokenizer) -> int:
-    """Tokens from the end of the last supporting fact to the end of the prompt (the answer position)."""
-    fact = sample.facts[max(sample.supporting)] if sample.supporting else sample.facts[-1]
-    end = sample.context.rindex(fact) + len(fact)  # the last occurrence: a later copy would be the later fact
+def fact_distance(sample, tokenizer, first: bool = False) -> int:
+    """Tokens from the end of the last supporting fact to the end of the prompt (the answer position); with
+    ``first``, from the end of the first supporting fact, the one furthest back (qa2-qa5 need several)."""
+    if first and sample.supporting:
+        cursor = 0
+        for fact in sample.facts[: min(sample.supporting) + 1]:  # each statement in order: repeats stay apart
+            cursor = sample.context.index(fact, cursor) + len(fact)
+        end = cursor
+    else:
+        fact = sample.facts[max(sample.supporting)] if sample.supporting else sample.facts[-1]
+        end = sample.context.rindex(fact) + len(fact)  # the last occurrence: a later copy would be the later fact
     prompt = finetune_prompt(sample)
     count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     return count(prompt) - count(prompt[:end])

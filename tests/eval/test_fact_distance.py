@@ -35,6 +35,22 @@ def test_the_distance_ends_exactly_at_the_last_supporting_fact():
         assert fact.startswith(person) and not any(f.startswith(person) for f in later)  # qa1: the person's last move
 
 
+def test_the_first_fact_distance_ends_at_the_first_supporting_fact_in_its_place():
+    """qa3 needs several facts: measured from the first one, the prompt before the distance ends with it, it lies as
+    many statements in as its index says (repeated statements kept apart), and it is never nearer than the last."""
+    distance = load_script().distance
+    tokenizer = char_tokenizer()
+    for sample in build_samples("qa3", "0k", 6, split="test", seed=0) + build_samples("qa2", "1k", 3, split="test"):
+        first, last = distance(sample, tokenizer, True), distance(sample, tokenizer)
+        prompt = finetune_prompt(sample)
+        before = prompt[: len(prompt) - first]
+        assert before.endswith(sample.facts[min(sample.supporting)])
+        cursor = 0
+        for fact in sample.facts[: min(sample.supporting)]:
+            cursor = before.index(fact, cursor) + len(fact)  # every earlier statement comes before it
+        assert first >= last and (first > last) == (min(sample.supporting) != max(sample.supporting))
+
+
 def test_bands_split_distances_at_each_edge_inclusively():
     """A distance equal to an edge stays in the band below it (the window reads that far); every index lands in
     exactly one band."""
