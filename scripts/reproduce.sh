@@ -213,6 +213,19 @@ python scripts/probe_binding.py "$(latest "$OUT/qa1-memory/lm2/far")" --length 1
     --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
 python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory/lm2/words")" --babilong --n "$EVAL_N"
 
+echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2 and vanilla)"
+# phase five: LM2 4,601 s, vanilla 2,783 s with two jobs on the cores (RESULTS.md 1c), after the qa1 phase.
+FIVE_FLAGS=(--no-progress)
+(( QUICK )) && FIVE_FLAGS+=(--eval.interval 0 --checkpoint.interval 0
+    --zero.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
+        Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]'
+    --five.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
+        The, there, Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]')
+lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --kinds lm2,vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
+    "${FIVE_FLAGS[@]}"
+python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5/lm2/five")" --task qa3 --lengths 0k --window 128 \
+    --first-fact LM2="$OUT/qa1to5/lm2/eval" vanilla="$OUT/qa1to5/vanilla/eval"
+
 if [[ ${SEEDS:-0} == 1 && $QUICK == 0 ]]; then
   echo "== experiment 1c, seeds: does the backbone bind a person to a room? (smeared keys, every question supervised)"
   # 750 steps of a 1,500-step schedule per run (about 10-15 minutes of one core each), seeds 0-5, probed at 0k
