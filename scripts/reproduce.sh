@@ -198,10 +198,12 @@ done
 echo "== experiment 1c: qa1 past the window (recipe babilong-qa1-memory: 0k, 1k compact, the words back; 3 kinds)"
 # 1-1.7 hours of one core per kind in the full run (LM2 6,071 s, vanilla 3,178 s, RMT 4,310 s with other jobs on
 # the cores, RESULTS.md 1c); the evaluation reaches 16k.
-MEM_FLAGS=(--no-progress)
-(( QUICK )) && MEM_FLAGS+=(--eval.interval 0 --checkpoint.interval 0
+# quick runs: every recipe's qa1 phase (zero) in 20 steps
+QUICK_ZERO=(--eval.interval 0 --checkpoint.interval 0
     --zero.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
-        Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]'
+        Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]')
+MEM_FLAGS=(--no-progress)
+(( QUICK )) && MEM_FLAGS+=("${QUICK_ZERO[@]}"
     --far.data.curriculum '[{steps: 10, lengths: [1k], drop_words: [went, moved, journeyed, travelled, back, to, the,
         Where, is], bare_questions: true}, {steps: 10, lengths: [1k]}]' --far.train.stop_after 10
     --words.data.curriculum '[{steps: 10, lengths: [1k], drop_words: [back], compact_share: 0.5}]')
@@ -216,9 +218,7 @@ python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory/lm2/words")" --babi
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2 and vanilla)"
 # phase five: LM2 4,601 s, vanilla 2,783 s with two jobs on the cores (RESULTS.md 1c), after the qa1 phase.
 FIVE_FLAGS=(--no-progress)
-(( QUICK )) && FIVE_FLAGS+=(--eval.interval 0 --checkpoint.interval 0
-    --zero.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
-        Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]'
+(( QUICK )) && FIVE_FLAGS+=("${QUICK_ZERO[@]}"
     --five.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
         The, there, Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]')
 lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --kinds lm2,vanilla --eval-lengths 0k --eval-n "$EVAL_N" \

@@ -60,6 +60,18 @@ def memory_model(seed: int = 0, **overrides) -> LM2ForCausalLM:
     return model
 
 
+def load_script(name: str):
+    """A script of scripts/ imported as a module (they are not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 EOS = "<eos>"
 
 

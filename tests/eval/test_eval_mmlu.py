@@ -10,6 +10,8 @@ import math
 
 import pytest
 
+from helpers import load_script
+
 from lm2.data.mmlu import CATEGORIES, LEVELS, SUBJECT_CATEGORY, SUBJECT_LEVEL, MMLUQuestion
 from lm2.eval.mmlu import summarize, table2
 
@@ -235,18 +237,6 @@ def test_merging_subject_halves_equals_one_run(gpt2, tmp_path):
     overlap = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "m2"), str(tmp_path / "a"),
                               str(tmp_path / "a")], capture_output=True, text=True)
     assert overlap.returncode != 0 and "disjoint" in overlap.stderr
-
-
-def load_script(name: str):
-    """A script of scripts/ imported as a module (they are not part of the package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_compare_mmlu_counts_changes_question_by_question():

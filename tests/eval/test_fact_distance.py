@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-from helpers import char_tokenizer
+from helpers import char_tokenizer, load_script
 
 from lm2.data.babilong import build_samples, finetune_prompt
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("fact_distance", ROOT / "scripts" / "fact_distance.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_distance_ends_exactly_at_the_last_supporting_fact():
     """With one token per character: the last `distance` characters of the prompt follow the fact, and the fact
     (the person's last move in qa1) ends right before them; it is the last time that sentence occurs."""
-    distance = load_script().distance
+    distance = load_script("fact_distance").distance
     tokenizer = char_tokenizer()
     for sample in build_samples("qa1", "1k", 5, split="test", seed=0) + build_samples("qa1", "0k", 3, split="test"):
         d = distance(sample, tokenizer)
@@ -38,7 +26,7 @@ def test_the_distance_ends_exactly_at_the_last_supporting_fact():
 def test_the_first_fact_distance_ends_at_the_first_supporting_fact_in_its_place():
     """qa3 needs several facts: measured from the first one, the prompt before the distance ends with it, it lies as
     many statements in as its index says (repeated statements kept apart), and it is never nearer than the last."""
-    distance = load_script().distance
+    distance = load_script("fact_distance").distance
     tokenizer = char_tokenizer()
     for sample in build_samples("qa3", "0k", 6, split="test", seed=0) + build_samples("qa2", "1k", 3, split="test"):
         first, last = distance(sample, tokenizer, True), distance(sample, tokenizer)
@@ -54,7 +42,7 @@ def test_the_first_fact_distance_ends_at_the_first_supporting_fact_in_its_place(
 def test_bands_split_distances_at_each_edge_inclusively():
     """A distance equal to an edge stays in the band below it (the window reads that far); every index lands in
     exactly one band."""
-    script = load_script()
+    script = load_script("fact_distance")
     distances = [0, 128, 129, 512, 513, 4000, 300]
     groups = script.split_by_distance(distances, [128, 512])
     assert groups == [[0, 1], [2, 3, 6], [4, 5]]
@@ -64,7 +52,7 @@ def test_bands_split_distances_at_each_edge_inclusively():
 
 def test_when_the_person_asked_about_moved_last_the_last_room_is_the_answer():
     """qa1: the last move's room is the target exactly when it was the asked person's move (or by coincidence)."""
-    last_room = load_script().last_room
+    last_room = load_script("fact_distance").last_room
     samples = build_samples("qa1", "1k", 40, split="test", seed=0)
     moved_last = [s for s in samples if max(s.supporting) == len(s.facts) - 1]
     assert moved_last and len(moved_last) < len(samples)
@@ -75,7 +63,7 @@ def test_when_the_person_asked_about_moved_last_the_last_room_is_the_answer():
 def test_last_move_row_for_a_model_that_always_names_the_last_room():
     """Such a model is right on every question about the person who moved last, names the last room every time,
     and is right on the others only where the asked person happens to be in that room too."""
-    script = load_script()
+    script = load_script("fact_distance")
     samples = build_samples("qa1", "1k", 40, split="test", seed=0)
     beyond = list(range(0, 40, 2))  # the row looks at these questions only
     outputs = {"last": [script.last_room(s) for s in samples]}

@@ -7,22 +7,13 @@ always names one room (it cannot bind). The probe must tell them apart exactly.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
+from helpers import load_script
+
 from lm2.data.babilong import build_samples, finetune_prompt, qa1_places
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("probe_binding", ROOT / "scripts" / "probe_binding.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def word_tokenizer(samples):
@@ -64,7 +55,7 @@ def oracle(words):
 
 
 def test_the_probe_tells_a_binding_model_from_a_constant_one():
-    script = load_script()
+    script = load_script("probe_binding")
     samples = build_samples("qa1", "0k", 60, split="test", seed=0)
     tokenizer = word_tokenizer(samples)
 
@@ -84,7 +75,7 @@ def test_the_probe_tells_a_binding_model_from_a_constant_one():
 
 
 def test_by_distance_counts_each_answer_once_and_the_last_room_is_right_at_distance_zero():
-    script = load_script()
+    script = load_script("probe_binding")
     samples = build_samples("qa1", "0k", 80, split="test", seed=0)
     last_room = [s.facts[-1].rstrip(".").split()[-1] for s in samples]
     table, kinds = script.by_distance(samples, last_room)
@@ -98,7 +89,7 @@ def test_by_distance_counts_each_answer_once_and_the_last_room_is_right_at_dista
 
 
 def test_compacted_replaces_each_statement_in_place_and_keeps_the_background():
-    script = load_script()
+    script = load_script("probe_binding")
     words = ["went", "moved", "journeyed", "travelled", "back", "to", "the"]
     for sample in build_samples("qa1", "1k", 4, split="test", seed=0):
         short = script.compacted(sample, words)
