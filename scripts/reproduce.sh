@@ -14,8 +14,9 @@
 #               the read side (each value asked 5 tokens after its key), alone and with the keys apart too.
 # Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the earlier `lm2 demo` run),
 #               evaluated at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
-#               Then qa1 at 0k from scratch with the statements compact first (configs/babilong-qa1-tiny.yaml, the
-#               `lm2 demo` run; 20-40 minutes per model beside other jobs), tested at 0k and 1k.
+#               Then qa1 at 0k from scratch with the statements compact first (configs/babilong-qa1-tiny.yaml;
+#               20-40 minutes per model beside other jobs), tested at 0k and 1k; then the `lm2 demo` run
+#               (configs/babilong-qa1-demo.yaml: 0k, then 1k through the memory; about 18 minutes of one core).
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
@@ -54,7 +55,7 @@ if (( QUICK )); then
   RECALL_STEPS=100; ABLATION_STEPS=50; RECALL_N=50
   EVAL_LENGTHS=0k,1k,2k; EVAL_N=20; LM_STEPS=40; WRITE_MODES=""  # experiment 3 only in the full run
   EXP2_SEEDS=0
-else  # the configs as they stand: configs/babilong-qa1-tiny.yaml is the same run as `lm2 demo`
+else  # the configs as they stand: configs/babilong-qa1-demo.yaml is the same run as `lm2 demo`
   TRAIN_FLAGS=(--no-progress)
   RECALL_STEPS=1200; ABLATION_STEPS=800; RECALL_N=200
   EVAL_LENGTHS=0k,1k,2k,4k,8k,16k; EVAL_N=100; LM_STEPS=150; WRITE_MODES="read input"
@@ -194,6 +195,17 @@ for KIND in lm2 vanilla rmt; do
       --no-progress --out "$OUT/eval-qa1-$KIND" --resume
   python scripts/probe_binding.py "$(latest "$OUT/qa1-$KIND")" --n "$EVAL_N"
 done
+
+echo "== experiment 1c: the demo (qa1 at 0k, then at 1k through the memory: configs/babilong-qa1-demo.yaml)"
+DEMO_FLAGS=(--no-progress)
+(( QUICK )) && DEMO_FLAGS+=(--eval.interval 0 --checkpoint.interval 0 --data.curriculum '[{steps: 20, lengths: [0k],
+    drop_words: [went, moved, journeyed, travelled, back, to, the, Where, is], bare_questions: true},
+    {steps: 5, lengths: [1k], drop_words: [back], compact_share: 0.5}]')
+done_already "$OUT/qa1-demo" || lm2 train configs/babilong-qa1-demo.yaml --out_dir "$OUT/qa1-demo" "${DEMO_FLAGS[@]}"
+lm2 eval babilong --model "$(latest "$OUT/qa1-demo")" --tasks qa1 --lengths 0k,1k --n "$EVAL_N" --batch-size 16 \
+    --no-progress --out "$OUT/eval-qa1-demo" --resume
+python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-demo")" --lengths 1k --window 128,512 \
+    demo="$OUT/eval-qa1-demo"
 
 echo "== experiment 1c: qa1 past the window (recipe babilong-qa1-memory: 0k, 1k compact, the words back; 3 kinds)"
 # 1-1.7 hours of one core per kind in the full run (LM2 6,071 s, vanilla 3,178 s, RMT 4,310 s with other jobs on

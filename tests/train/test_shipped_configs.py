@@ -70,7 +70,7 @@ def test_train_and_demo_take_a_shipped_name_and_overrides(tmp_path, monkeypatch,
     (train_path, train_cfg), (demo_path, demo_cfg) = loaded
     assert train_path == shipped_configs_dir() / "recall-tiny.yaml" and train_cfg.data.task == "recall"
     assert train_cfg.total_steps() == 2
-    assert demo_path == shipped_configs_dir() / "babilong-qa1-tiny.yaml"
+    assert demo_path == shipped_configs_dir() / "babilong-qa1-demo.yaml"
     assert (demo_cfg.total_steps(), demo_cfg.eval.samples) == (3, 0)
 
 
