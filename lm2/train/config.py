@@ -29,7 +29,7 @@ from lm2.data.recall import STAGE_FIELDS, RecallSpec, stage_spec
 from lm2.precision import PRECISIONS
 
 # optional fields of a BABILong curriculum stage (a compact training layout; see DataSection.curriculum)
-BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share")
+BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share", "length_per_step")
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
@@ -98,7 +98,9 @@ class DataSection:
     verbs, "to" and "the": "Mary kitchen.", the person right before the room), and with data.supervise=story
     bare_questions: true, questions without the prompt's markers, less drop_words and "?", the answer right after
     ("Mary kitchen"); compact_share: p lays out only that share of the stage's samples so (drawn per sample), the
-    rest as evaluated, to move between layouts without a jump. Validation and test keep the text."""
+    rest as evaluated, to move between layouts without a jump; length_per_step: true draws one length per step
+    for the whole batch (e.g. lengths [0k, 1k]: about half the steps all 0k, cheap, instead of 0k samples padded
+    to the 1k ones' length). Validation and test keep the text."""
     # --- recall
     recall: dict = field(default_factory=dict)
     """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap,
@@ -321,7 +323,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             fields = {"steps", "lengths", *BABILONG_STAGE_FIELDS}
             if not isinstance(stage, dict) or set(stage) - fields or "lengths" not in stage:
                 raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}"
-                                 " with optionally drop_words: [..], bare_questions: true and compact_share: p")
+                                 " with optionally drop_words: [..], bare_questions: true, compact_share: p and "
+                                 "length_per_step: true")
             if not isinstance(stage.get("steps"), int) or stage["steps"] < 1:
                 raise ValueError(f"config field {where}.steps={stage.get('steps')!r} is invalid: a positive int")
             if not isinstance(stage["lengths"], list) or not stage["lengths"]:
@@ -338,6 +341,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(stage.get("bare_questions", False), bool):
                 raise ValueError(f"config field {where}.bare_questions={stage['bare_questions']!r} is invalid: "
                                  "true or false")
+            if not isinstance(stage.get("length_per_step", False), bool):
+                raise ValueError(f"config field {where}.length_per_step={stage['length_per_step']!r} is invalid: "
+                                 "true (one length per step, drawn from the stage's lengths) or false (per sample)")
             share = stage.get("compact_share", 1.0)
             if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
                 raise ValueError(f"config field {where}.compact_share={share!r} is invalid: the share of the stage's "

@@ -125,6 +125,8 @@ class BabilongStream:
         _, stage = self.cfg.stage_at(step)
         task = rng.choice(self.cfg.data.babi_tasks)
         length = rng.choice(stage["lengths"])
+        if stage.get("length_per_step"):  # the whole batch, on every process, at one length: no padding to a longer
+            length = random.Random(f"babilong/{self.cfg.train.seed}/{step}/length").choice(stage["lengths"])
         # a stage's compact layout, for all its samples or (compact_share) a share of them, drawn per sample
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()

@@ -66,7 +66,7 @@ def test_train_and_demo_take_a_shipped_name_and_overrides(tmp_path, monkeypatch,
     with pytest.raises(Loaded):
         main(["train", "recall-tiny", "--train.steps", "2", "--no-progress"])
     with pytest.raises(Loaded):  # lm2 demo --help lists the overrides: they work as for lm2 train
-        main(["demo", "--train.steps", "3", "--eval.samples=0", "--no-progress"])
+        main(["demo", "--train.steps", "3", "--eval.samples=0", "--processes", "1", "--no-progress"])
     (train_path, train_cfg), (demo_path, demo_cfg) = loaded
     assert train_path == shipped_configs_dir() / "recall-tiny.yaml" and train_cfg.data.task == "recall"
     assert train_cfg.total_steps() == 2

@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from lm2.cli import main
+from lm2.cli import UserError, main
+from lm2.train.commands import run_demo
 
 
 @pytest.fixture(autouse=True)
@@ -109,5 +110,34 @@ def test_demo_takes_overrides_first(lm_config, tmp_path):
     unparsed."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(lm_config(train={"steps": 1}, eval={"interval": 0}).to_dict()))
-    assert main(["demo", "--config", str(config), "--out_dir", str(tmp_path / "elsewhere"), "--no-progress"]) == 0
+    assert main(["demo", "--config", str(config), "--out_dir", str(tmp_path / "elsewhere"), "--processes", "1",
+                 "--no-progress"]) == 0
     assert (tmp_path / "elsewhere" / "ckpt-000001" / "README.md").is_file()
+
+
+def test_demo_in_two_processes_trains_what_one_process_trains(lm_config, tmp_path, capfd):
+    """`lm2 demo --processes 2` (its default on a CPU machine with 2 cores) launches two DDP processes over gloo:
+    the same global batches, so the same weights as one process up to rounding, and one results table."""
+    from safetensors.torch import load_file
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(lm_config(train={"steps": 2, "warmup_steps": 1}, eval={"interval": 0},
+                                               checkpoint={"interval": 2, "keep_best": False}).to_dict()))
+    for n in (1, 2):
+        assert main(["demo", "--config", str(config), "--out_dir", str(tmp_path / f"p{n}"), "--processes", str(n),
+                     "--threads", "2", "--no-progress"]) == 0
+    out = capfd.readouterr().out
+    assert "training in 2 processes of 1 thread(s) each" in out
+    assert out.count("2 steps,") == 2  # each run's summary line, printed once (by process 0 under DDP)
+    one, two = (load_file(str(tmp_path / f"p{n}" / "ckpt-000002" / "model.safetensors")) for n in (1, 2))
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_demo_refuses_processes_that_do_not_divide_the_batch(lm_config, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(lm_config(train={"steps": 1, "batch_size": 3}).to_dict()))
+    with pytest.raises(UserError, match="divisible"):
+        run_demo("--out_dir", str(tmp_path / "run"), config=str(config), processes=2)
+    assert not (tmp_path / "run").exists()

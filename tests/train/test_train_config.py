@@ -87,6 +87,8 @@ def test_an_empty_section_is_the_defaults():
      r"data.curriculum[0].bare_questions"),
     ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "compact_share": 1.5}]}},
      r"data.curriculum[0].compact_share"),
+    ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "length_per_step": 1}]}},
+     r"data.curriculum[0].length_per_step"),
     ({"model": {"config": {"attention_conv": 1}}}, "model.config"),
     ({"train": {"memory_after": -1}}, "train.memory_after"),
     ({"train": {"memory_after": 5}, "model": {"kind": "vanilla"}}, "train.memory_after"),
@@ -197,3 +199,25 @@ def test_babilong_stage_fields_shape_only_their_stage():
     mixed = [tok.decode(make_stream(cfg, tok, 0, 1, 4).example(0, i)[0]) for i in range(40)]
     bare = sum("Question:" not in t for t in mixed)
     assert 10 <= bare <= 30 and all(("Question:" in t) == (" to the " in t) for t in mixed)
+
+
+def test_length_per_step_gives_each_batch_one_length_on_every_process():
+    """length_per_step: true draws a stage's length once per step, the same for every sample and process (no
+    short sample padded to a long one); without it each sample draws its own."""
+    from lm2.data.tokenizers import gpt2_tokenizer
+    from lm2.train.data import make_stream
+
+    tok = gpt2_tokenizer()
+
+    def lengths(per_step: bool, rank: int = 0, world: int = 1) -> list[set[bool]]:
+        """Per step: which lengths its samples have (True: a 1k sample, over 600 tokens)."""
+        cfg = from_dict({"data": {"task": "babilong", "supervise": "story", "curriculum": [
+            {"steps": 12, "lengths": ["0k", "1k"], "length_per_step": per_step}]}, "train": {"batch_size": 8}})
+        stream = make_stream(cfg, tok, rank, world, 8 // world)
+        return [{bool(n > 600) for batch in stream.micro_batches(step) for n in batch["attention_mask"].sum(1)}
+                for step in range(12)]
+
+    one = lengths(True)
+    assert all(len(kinds) == 1 for kinds in one) and set().union(*one) == {False, True}
+    assert lengths(True, rank=1, world=2) == one  # the other process's half of each batch: the same length
+    assert any(len(kinds) == 2 for kinds in lengths(False))  # per sample: 0k and 1k within a batch
