@@ -16,7 +16,8 @@
 #               evaluated at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               Then qa1 at 0k from scratch with the statements compact first (configs/babilong-qa1-tiny.yaml;
 #               20-40 minutes per model beside other jobs), tested at 0k and 1k; then the `lm2 demo` run
-#               (configs/babilong-qa1-demo.yaml: 0k, then 1k through the memory; about 14 minutes on the 2 cores).
+#               (configs/babilong-qa1-demo.yaml: 0k, then 1k through the memory; about 11 minutes on the 2 cores
+#               as two processes).
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
@@ -201,7 +202,7 @@ DEMO_FLAGS=(--no-progress)
 (( QUICK )) && DEMO_FLAGS+=(--eval.interval 0 --checkpoint.interval 0 --data.curriculum '[{steps: 20, lengths: [0k],
     drop_words: [went, moved, journeyed, travelled, back, to, the, Where, is], bare_questions: true},
     {steps: 5, lengths: [1k], drop_words: [back], compact_share: 0.5}]')
-done_already "$OUT/qa1-demo" || lm2 train configs/babilong-qa1-demo.yaml --out_dir "$OUT/qa1-demo" "${DEMO_FLAGS[@]}"
+done_already "$OUT/qa1-demo" || lm2 demo --out_dir "$OUT/qa1-demo" "${DEMO_FLAGS[@]}"   # 2 processes on 2+ cores
 lm2 eval babilong --model "$(latest "$OUT/qa1-demo")" --tasks qa1 --lengths 0k,1k --n "$EVAL_N" --batch-size 16 \
     --no-progress --out "$OUT/eval-qa1-demo" --resume
 python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-demo")" --lengths 1k --window 128,512 \

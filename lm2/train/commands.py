@@ -72,15 +72,7 @@ def run_demo(*overrides: str, config: str | None = None, resume: bool = False, o
              _argv: list[str] | None = None) -> int:
     """train a tiny LM2 on generated BABILong qa1, at 0k and then at 1k where only its memory reaches the facts
     (the shipped config babilong-qa1-demo), evaluate it at 0k and 1k, print a results table and write a plot;
-    about 10 minutes on 2 CPU cores
-
-    Args:
-        config: a config to train instead of the shipped demo (a YAML file or a shipped name)
-        threads: CPU threads in all (default: OMP_NUM_THREADS if set, else the cores this process may use),
-            shared evenly among the processes
-        processes: training processes, data-parallel (DDP over gloo) with the same global batch and results as one
-            process up to rounding (default: 2 on a machine without a GPU that has 2 or more cores, else 1); small
-            models train faster as two one-thread processes than as one two-thread process"""
+    about 11 minutes on 2 CPU cores, where it trains as two data-parallel processes"""
     config = config or str(shipped_configs_dir() / DEMO_CONFIG)
     if processes is None:
         processes = default_demo_processes()
@@ -104,16 +96,19 @@ def launch_processes(processes: int, config: str, overrides: list[str], *, threa
     gloo), each with its share of the threads, and return their exit status. The config is loaded here first, so
     that a bad value is one error before any process starts."""
     from lm2.train.config import load_config
+    from lm2.train.loop import check_out_dir
 
-    total = threads or available_cores()
-    per = max(1, total // processes)
-    extra = ["--distributed.strategy", "ddp", "--distributed.backend", "gloo", "--train.threads", str(per)]
-    cfg = load_config(config, [*overrides, *extra])  # validated here: a bad value is one error, no processes
+    if init_from:
+        overrides = [*overrides, "--model.init_from", init_from]
+    cfg = load_config(config, overrides)  # checked here: a bad value or a taken out_dir is one error, no processes
+    check_out_dir(cfg, resume, overwrite)
     if cfg.train.batch_size % processes:
         raise UserError(f"--processes {processes}: train.batch_size={cfg.train.batch_size} must be divisible by the "
                         f"number of processes")
+    per = max(1, (threads or cfg.train.threads or available_cores()) // processes)
+    extra = ["--distributed.strategy", "ddp", "--distributed.backend", "gloo", "--train.threads", str(per)]
     flags = (["--resume"] if resume else []) + (["--overwrite"] if overwrite else []) + (
-        ["--init-from", init_from] if init_from else []) + (["--no-progress"] if no_progress else [])
+        ["--no-progress"] if no_progress else [])
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                "-m", "lm2", "train", config, *overrides, *extra, *flags]
     print(f"training in {processes} processes of {per} thread(s) each (DDP over gloo; --processes 1 for one)",
@@ -217,7 +212,11 @@ def compare_kinds(finals: dict, out: Path, lengths: str, n: int, no_progress: bo
 run_train.__doc__ += _TRAIN_DOC.format(shipped=", ".join(shipped_config_names()))
 run_recipe.__doc__ = run_recipe.__doc__.format(recipes=", ".join(recipe_names()))
 run_demo.__doc__ += _TRAIN_DOC.replace("config: a YAML", "config: (default: the shipped babilong-qa1-demo) a YAML"
-                                       ).format(shipped=", ".join(shipped_config_names()))
+                                       ).format(shipped=", ".join(shipped_config_names())) + """
+        processes: training processes, data-parallel (DDP over gloo, the threads shared among them), with the same
+            global batches and results as one process up to rounding (default: 2 on a machine without a GPU that
+            has 2 or more cores, else 1): a tiny model trains faster as two one-thread processes than as one
+            two-thread process"""
 
 
 def report(run) -> None:

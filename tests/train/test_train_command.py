@@ -135,9 +135,16 @@ def test_demo_in_two_processes_trains_what_one_process_trains(lm_config, tmp_pat
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_demo_refuses_processes_that_do_not_divide_the_batch(lm_config, tmp_path):
+def test_demo_checks_its_processes_and_out_dir_before_starting_them(lm_config, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(lm_config(train={"steps": 1, "batch_size": 3}).to_dict()))
     with pytest.raises(UserError, match="divisible"):
         run_demo("--out_dir", str(tmp_path / "run"), config=str(config), processes=2)
     assert not (tmp_path / "run").exists()
+    held = tmp_path / "held"  # a run already there: refused before any process starts, and kept
+    assert main(["demo", "--config", str(config), "--out_dir", str(held), "--processes", "1", "--train.batch_size", "2",
+                 "--no-progress"]) == 0
+    before = sorted(p.name for p in held.iterdir())
+    with pytest.raises(ValueError, match="holds a run"):
+        run_demo("--out_dir", str(held), "--train.batch_size", "2", config=str(config), processes=2)
+    assert sorted(p.name for p in held.iterdir()) == before
