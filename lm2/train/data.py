@@ -124,7 +124,7 @@ class BabilongStream:
         rng = random.Random(f"babilong/{self.cfg.train.seed}/{step}/{index}")
         _, stage = self.cfg.stage_at(step)
         task = rng.choice(self.cfg.data.babi_tasks)
-        length = rng.choice(stage["lengths"])
+        length = rng.choice(stage["lengths"])  # drawn either way, so that the sample's other draws stay the same
         if stage.get("length_per_step"):  # the whole batch, on every process, at one length: no padding to a longer
             length = random.Random(f"babilong/{self.cfg.train.seed}/{step}/length").choice(stage["lengths"])
         # a stage's compact layout, for all its samples or (compact_share) a share of them, drawn per sample
