@@ -142,30 +142,41 @@ class SegmentedLM(nn.Module):
 
 
 @torch.no_grad()
-def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device) -> dict[str, float]:
+def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
+                      world_size: int = 1) -> dict[str, float]:
     """Exact-match accuracy of greedy answers after the answer marker, per task and length ("acc/qa1/1k").
 
     Prompts are streamed ``segment_length`` tokens at a time in batches of ``eval.batch_size``, with the same
-    batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one)."""
+    batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one).
+    With ``world_size`` > 1 (data-parallel processes whose model forward needs no collective, i.e. DDP) each process
+    decodes every ``world_size``-th sample from ``rank`` and the correct counts are summed over the processes: the
+    same accuracies as one process, in 1/world_size of the time."""
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    results = {}
+    keys, correct, totals = [], [], []
     for task in cfg.data.babi_tasks:
         for length in eval_lengths(cfg):
             samples = babilong_validation_samples(task, length, cfg.eval.samples)
+            mine = list(range(rank, len(samples), world_size))
             prompts = []
-            for s in samples:
-                ids, labels = finetune_example(s, tokenizer)
-                first = next(i for i, lab in enumerate(labels) if lab != -100)  # the answer starts here
+            for i in mine:
+                ids, labels = finetune_example(samples[i], tokenizer)
+                first = next(j for j, lab in enumerate(labels) if lab != -100)  # the answer starts here
                 prompts.append(list(ids)[:first])
-            correct = 0
+            hits = 0
             for batch in plan_batches([len(p) for p in prompts], cfg.eval.batch_size, padding_multiple(model)):
-                answers = greedy_streaming(model, [prompts[i] for i in batch], cfg.data.segment_length,
+                answers = greedy_streaming(model, [prompts[j] for j in batch], cfg.data.segment_length,
                                            cfg.eval.max_new_tokens, eos, pad_id(tokenizer), lambda _: False,
                                            device=device)
-                correct += sum(bool(exact_match(tokenizer.decode(a), samples[i].target))
-                               for i, a in zip(batch, answers))
-            results[f"acc/{task}/{length}"] = correct / max(1, len(samples))
-    return results
+                hits += sum(bool(exact_match(tokenizer.decode(a), samples[mine[j]].target))
+                            for j, a in zip(batch, answers))
+            keys.append(f"acc/{task}/{length}")
+            correct.append(hits)
+            totals.append(len(samples))
+    if world_size > 1:
+        counts = torch.tensor(correct, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(counts)
+        correct = [int(c) for c in counts.tolist()]
+    return {key: hits / max(1, n) for key, hits, n in zip(keys, correct, totals)}
 
 
 def recall_metrics(model, tokenizer, cfg: TrainConfig) -> dict[str, float]:
@@ -176,7 +187,10 @@ def recall_metrics(model, tokenizer, cfg: TrainConfig) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(runner: SegmentedLM, tokenizer, cfg: TrainConfig, batches, device) -> dict[str, float]:
+def evaluate(runner: SegmentedLM, tokenizer, cfg: TrainConfig, batches, device, rank: int = 0,
+             world_size: int = 1) -> dict[str, float]:
+    """Validation loss on ``batches`` (every process the same) and the accuracy metrics of the task; the BABILong
+    accuracy is split over ``world_size`` processes (pass 1 where a forward needs every process, as under FSDP)."""
     model = runner.model
     was_training = model.training
     model.eval()
@@ -187,7 +201,7 @@ def evaluate(runner: SegmentedLM, tokenizer, cfg: TrainConfig, batches, device) 
     metrics = {"val_loss": total / max(count, 1)}
     if cfg.data.task in ("babilong", "recall") and cfg.eval.samples:
         if cfg.data.task == "babilong":
-            metrics.update(babilong_accuracy(model, tokenizer, cfg, device))
+            metrics.update(babilong_accuracy(model, tokenizer, cfg, device, rank, world_size))
         else:
             metrics.update(recall_metrics(model, tokenizer, cfg))
         accs = [v for k, v in metrics.items() if k.startswith("acc/")]
@@ -432,7 +446,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, comm
     start, last_stage = time.perf_counter(), None
 
     def validate() -> dict:
-        metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device)
+        # a DDP forward of the unwrapped model needs no other process, so the accuracy samples are split between
+        # them; FSDP's forward gathers parameters from every process, so there each one decodes every sample
+        split = ctx.world_size if ctx.enabled and cfg.distributed.strategy != "fsdp" else 1
+        metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device, ctx.rank if split > 1 else 0, split)
         metrics["elapsed_s"] = time.perf_counter() - start
         log.log(run.step, "eval", metrics)
         run.history.append({"step": run.step, "kind": "eval", **metrics})

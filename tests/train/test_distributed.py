@@ -79,3 +79,52 @@ def test_fsdp_shards_every_decoder_block_as_its_own_unit(lm_config):
     import torch.multiprocessing as mp
 
     mp.spawn(_wrap_worker, args=(2, _free_port(), lm_config().to_dict()), nprocs=2, join=True)
+
+
+def _eval_worker(rank: int, world_size: int, port: int, values: dict, out: str) -> None:
+    """Trains the run of ``values`` with a scorer that accepts targets before "h" in the alphabet (so the accuracy
+    is known without a trained model) and records how many prompts this process decoded."""
+    _join(rank, world_size, port)
+    from lm2.train import loop
+
+    decoded, greedy = [], loop.greedy_streaming
+    loop.exact_match = lambda answer, target: target < "h"
+
+    def counting(model, prompts, *args, **kwargs):
+        decoded.append(len(prompts))
+        return greedy(model, prompts, *args, **kwargs)
+
+    loop.greedy_streaming = counting
+    loop.train(from_dict(values), progress=False)
+    with open(f"{out}/rank{rank}.json", "w") as f:
+        json.dump(sum(decoded), f)
+
+
+@pytest.mark.distributed
+def test_ddp_splits_babilong_accuracy_between_processes(lm_config, tmp_path):
+    """Under DDP each process decodes its share of the validation samples (3 + 2 of 5) and the summed counts give
+    the accuracy of one process decoding all of them."""
+    import torch.multiprocessing as mp
+
+    from lm2.train.data import babilong_validation_samples
+
+    base = lm_config(data={"task": "babilong", "babi_tasks": ["qa1"], "segment_length": 16, "bptt_segments": 0,
+                           "curriculum": [{"steps": 2, "lengths": ["0k"]}]},
+                     train={"steps": 2, "batch_size": 2, "micro_batch_size": 1, "warmup_steps": 1},
+                     eval={"interval": 2, "val_batches": 1, "samples": 5, "lengths": ["0k"], "max_new_tokens": 2},
+                     checkpoint={"interval": 0, "keep_best": False}).to_dict()
+    expected = sum(s.target < "h" for s in babilong_validation_samples("qa1", "0k", 5)) / 5
+    assert 0 < expected < 1  # the scorer separates the samples, so a wrong share or sum shows
+    accuracy = {}
+    for world_size in (1, 2):
+        out = tmp_path / str(world_size)
+        values = dict(base, out_dir=str(out / "run"))
+        if world_size == 2:
+            values["distributed"] = {"strategy": "ddp", "backend": "gloo"}
+        out.mkdir()
+        mp.spawn(_eval_worker, args=(world_size, _free_port(), values, str(out)), nprocs=world_size, join=True)
+        evals = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+        accuracy[world_size] = [e["acc/qa1/0k"] for e in evals if e["kind"] == "eval"]
+        counts = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
+        assert counts == ([5] if world_size == 1 else [3, 2])
+    assert accuracy[1] == accuracy[2] == [expected]
