@@ -173,9 +173,9 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
             correct.append(hits)
             totals.append(len(samples))
     if world_size > 1:
-        counts = torch.tensor(correct, dtype=torch.float64, device=device)
+        counts = torch.tensor(correct, dtype=torch.int64, device=device)
         torch.distributed.all_reduce(counts)
-        correct = [int(c) for c in counts.tolist()]
+        correct = counts.tolist()
     return {key: hits / max(1, n) for key, hits, n in zip(keys, correct, totals)}
 
 
@@ -448,8 +448,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, comm
     def validate() -> dict:
         # a DDP forward of the unwrapped model needs no other process, so the accuracy samples are split between
         # them; FSDP's forward gathers parameters from every process, so there each one decodes every sample
-        split = ctx.world_size if ctx.enabled and cfg.distributed.strategy != "fsdp" else 1
-        metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device, ctx.rank if split > 1 else 0, split)
+        share = (0, 1) if cfg.distributed.strategy == "fsdp" else (ctx.rank, ctx.world_size)
+        metrics = evaluate(unwrapped, run.tokenizer, cfg, val_batches, ctx.device, *share)
         metrics["elapsed_s"] = time.perf_counter() - start
         log.log(run.step, "eval", metrics)
         run.history.append({"step": run.step, "kind": "eval", **metrics})
