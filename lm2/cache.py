@@ -93,7 +93,8 @@ class LM2Cache:
                         total += t.numel() * t.element_size()
                 if layer.memory.pending is not None:
                     p = layer.memory.pending
-                    total += sum(t.numel() * t.element_size() for t in (p.weight, p.x_sum, p.e_sum, p.log_keep))
+                    total += sum(t.numel() * t.element_size() for t in (p.weight, p.x_sum, p.e_sum, p.log_keep)
+                                 if t is not None)
         return total
 
 

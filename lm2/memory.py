@@ -10,8 +10,10 @@ before them); the write that uses a chunk lands after its last token. Boundaries
 (multiples of U from the start of the sequence), so streaming a sequence in pieces of any size gives the same
 result as one call: an unfinished chunk's pooled statistics are additive and are carried in the state.
 
-Speed: the loop over chunks runs ``chunk_step`` once per piece; ``set_compile(True)`` (or LM2_COMPILE_MEMORY=1)
-runs it through ``torch.compile``, an opt-in runtime switch with the same results (not a config field).
+Speed: the loop over chunks runs ``chunk_step`` once per piece; where the write never uses the read ("input"
+candidate, "replace" update) it runs the smaller ``address_step`` instead and ``read_banks`` reads every chunk at
+once after it. ``set_compile(True)`` (or LM2_COMPILE_MEMORY=1) runs the step through ``torch.compile``, an opt-in
+runtime switch with the same results (not a config field).
 """
 
 from __future__ import annotations
@@ -38,12 +40,19 @@ class ChunkStats:
 
     weight: torch.Tensor  # (B, N)     sum_i w_ij
     x_sum: torch.Tensor  # (B, N, D)  sum_i w_ij x_hat_i
-    e_sum: torch.Tensor  # (B, N, D)  sum_i w_ij h_i, h = the read before its output projection (see below)
+    e_sum: torch.Tensor | None  # (B, N, D)  sum_i w_ij h_i, h = the read before its output projection (see
+    #                              below); None where the write does not use the read (``read_after_writes``)
     log_keep: torch.Tensor  # (B, N)  sum_i log(1 - w_ij)
 
     def __add__(self, other: "ChunkStats") -> "ChunkStats":
-        return ChunkStats(self.weight + other.weight, self.x_sum + other.x_sum,
-                          self.e_sum + other.e_sum, self.log_keep + other.log_keep)
+        e_sum = None if self.e_sum is None else self.e_sum + other.e_sum
+        return ChunkStats(self.weight + other.weight, self.x_sum + other.x_sum, e_sum,
+                          self.log_keep + other.log_keep)
+
+    def apply(self, fn) -> "ChunkStats":
+        """The same statistics with ``fn`` applied to each tensor (detach, index_select)."""
+        return ChunkStats(fn(self.weight), fn(self.x_sum), None if self.e_sum is None else fn(self.e_sum),
+                          fn(self.log_keep))
 
 
 @dataclass
@@ -57,19 +66,13 @@ class MemoryState:
     history_valid: torch.Tensor | None = None  # (B, L) 1 where that token exists and is not padding, else 0
 
     def detach(self) -> "MemoryState":
-        pending = None
-        if self.pending is not None:
-            p = self.pending
-            pending = ChunkStats(p.weight.detach(), p.x_sum.detach(), p.e_sum.detach(), p.log_keep.detach())
+        pending = None if self.pending is None else self.pending.apply(torch.Tensor.detach)
         previous = None if self.previous is None else self.previous.detach()
         history = None if self.history is None else self.history.detach()
         return MemoryState(self.memory.detach(), pending, previous, history, self.history_valid)
 
     def index_select(self, index: torch.Tensor) -> "MemoryState":
-        pending = None
-        if self.pending is not None:
-            p = self.pending
-            pending = ChunkStats(*(t.index_select(0, index) for t in (p.weight, p.x_sum, p.e_sum, p.log_keep)))
+        pending = None if self.pending is None else self.pending.apply(lambda t: t.index_select(0, index))
         previous = None if self.previous is None else self.previous.index_select(0, index)
         history, valid = ((None, None) if self.history is None else
                           (self.history.index_select(0, index), self.history_valid.index_select(0, index)))
@@ -178,18 +181,19 @@ def lookback_start(lags: int, cost: float) -> torch.Tensor:
     return -float(cost) * torch.arange(lags, dtype=torch.float32)
 
 
-def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor) -> ChunkStats:
+def chunk_stats(w: torch.Tensor, x_hat: torch.Tensor, e_mem: torch.Tensor | None) -> ChunkStats:
     """Pool a run of tokens into per-slot statistics, weighting token i by its read weight w_ij on slot j.
 
     w (B, T, N) (already zero for padding tokens), x_hat and e_mem (B, T, D). Matrix products only: the cost is
     O(T N D) and nothing of size (T, N, D) is built. ``e_mem`` may be taken before a linear output projection
-    and the projection applied to the pooled mean instead: the weighted mean commutes with it.
+    and the projection applied to the pooled mean instead: the weighted mean commutes with it; None where the
+    write does not use the read (no ``e_sum``).
     """
     wt = w.transpose(1, 2)  # (B, N, T)
     return ChunkStats(
         weight=w.sum(dim=1),
         x_sum=wt @ x_hat,
-        e_sum=wt @ e_mem,
+        e_sum=None if e_mem is None else wt @ e_mem,
         log_keep=torch.log1p(-w.clamp(max=_MAX_WEIGHT)).sum(dim=1),
     )
 
@@ -231,7 +235,9 @@ def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, wr
     """
     denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
     d = memory.shape[-1]
-    e_bar = F.linear(stats.e_sum / denom, fused.o)
+    e_bar = None  # the pooled read, which the "input" candidate with the "replace" update does not use
+    if write_mode != "input" or update != "replace":
+        e_bar = F.linear(stats.e_sum / denom, fused.o)
     x_side = F.linear(stats.x_sum / denom, fused.x, fused.x_bias)
     s = (-torch.expm1(stats.log_keep)).unsqueeze(-1)  # (B, N, 1)
     if write_mode == "read":
@@ -289,7 +295,18 @@ def chunk_step(q: torch.Tensor, q_address: torch.Tensor | None, memory: torch.Te
     eagerly or, after ``set_compile(True)``, through ``torch.compile``.
     """
     h, w_read, address = read_heads(q, memory, fused.kv, num_heads, slot_keys, scale, q_address)
-    w = w_read if address is None else address
+    memory, pending = pool_and_write(w_read if address is None else address, write_input, h, memory, pending,
+                                     token_mask, strength, fused, write_route, write_mode, update, ends_chunk)
+    return h, w_read, memory, pending
+
+
+def pool_and_write(w: torch.Tensor, write_input: torch.Tensor, h: torch.Tensor | None, memory: torch.Tensor,
+                   pending: ChunkStats | None, token_mask: torch.Tensor | None, strength: torch.Tensor | None,
+                   fused: FusedWeights, write_route: str, write_mode: str, update: str,
+                   ends_chunk: bool) -> tuple[torch.Tensor, ChunkStats | None]:
+    """The write half of a chunk step: the piece's write weights w (B, l, N) routed, masked and scaled by the
+    write strength, its statistics added to the pending ones and, if the piece ends the chunk, the write.
+    Returns the bank and the pending statistics (None after a write)."""
     if write_route == "top1":
         w = top1_route(w)
     if token_mask is not None:
@@ -300,13 +317,71 @@ def chunk_step(q: torch.Tensor, q_address: torch.Tensor | None, memory: torch.Te
     pending = stats if pending is None else pending + stats
     if ends_chunk:
         memory, pending = gated_write(memory, pending, fused, write_mode, update), None
-    return h, w_read, memory, pending
+    return memory, pending
+
+
+def scaled_queries(q: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Queries (B, H, T, dh) made ready for a plain dot product with ``bank_keys``: q / sqrt(dh), or with the
+    QK-norm ``scale`` (H,) the unit query times its head's scale (eq. 1 as ``memory_attention`` computes it, with
+    the per-token work done once for a whole call instead of once per chunk)."""
+    if scale is None:
+        return q / math.sqrt(q.shape[-1])
+    return F.normalize(q, dim=-1) * scale.view(-1, 1, 1)
+
+
+def bank_keys(memory: torch.Tensor, k_weight: torch.Tensor, slot_keys: torch.Tensor | None, num_heads: int,
+              scale: torch.Tensor | None) -> torch.Tensor:
+    """The bank's keys M W_K (+ the slot addresses) per head (B, H, N, dh), unit length under QK-norm."""
+    k = F.linear(memory, k_weight)
+    if slot_keys is not None:
+        k = k + slot_keys
+    k = split_heads(k, num_heads)
+    return k if scale is None else F.normalize(k, dim=-1)
+
+
+def address_step(q_address: torch.Tensor, memory: torch.Tensor, pending: ChunkStats | None,
+                 write_input: torch.Tensor, token_mask: torch.Tensor | None, strength: torch.Tensor | None,
+                 k_weight: torch.Tensor, fused: FusedWeights, slot_keys: torch.Tensor | None,
+                 scale: torch.Tensor | None, num_heads: int, write_route: str, update: str,
+                 ends_chunk: bool) -> tuple[torch.Tensor, torch.Tensor, ChunkStats | None]:
+    """``chunk_step`` for a write that never uses the read (the "input" candidate with the "replace" update):
+    per piece only the write's address weights, the pooled statistics and, at a chunk's end, the write. The
+    reads wait until the loop is over (``read_banks``), all chunks in one batched attention.
+
+    q_address (B, H, l, dh): the addressing queries through ``scaled_queries``. Returns the piece's keys
+    (``bank_keys``, for the read after the loop), the bank and the pending statistics after the piece.
+    """
+    k = bank_keys(memory, k_weight, slot_keys, num_heads, scale)
+    w = (q_address @ k.transpose(-1, -2)).softmax(dim=-1).mean(dim=1)  # (B, l, N)
+    memory, pending = pool_and_write(w, write_input, None, memory, pending, token_mask, strength, fused,
+                                     write_route, "input", update, ends_chunk)
+    return k, memory, pending
+
+
+def read_banks(q: torch.Tensor, keys: list[torch.Tensor], banks: list[torch.Tensor], v_weight: torch.Tensor,
+               sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. (1) for every piece of a call at once: piece p's queries (from ``scaled_queries``, (B, H, T, dh) for
+    all pieces) against keys[p] (``bank_keys``) and the values of banks[p], the bank it read. Pieces of one length
+    (a call that starts and ends on update boundaries, as in training) go through one batched attention; others
+    one at a time. Returns the read before the output projection (B, T, D) and the weights over heads (B, T, N)."""
+    if len(set(sizes)) > 1:
+        parts = [read_banks(q_p, [k], [m], v_weight, [n]) for q_p, k, m, n in zip(q.split(sizes, dim=2), keys,
+                                                                                   banks, sizes)]
+        return torch.cat([r for r, _ in parts], dim=1), torch.cat([w for _, w in parts], dim=1)
+    b, h, t, dh = q.shape
+    p = len(sizes)
+    k = torch.stack(keys, dim=2)  # (B, H, P, N, dh)
+    v = F.linear(torch.stack(banks, dim=1), v_weight)  # (B, P, N, D)
+    v = v.view(b, p, -1, h, dh).permute(0, 3, 1, 2, 4)  # (B, H, P, N, dh)
+    probs = (q.reshape(b, h, p, t // p, dh) @ k.transpose(-1, -2)).softmax(dim=-1)  # (B, H, P, l, N)
+    out = (probs @ v).view(b, h, t, dh)
+    return merge_heads(out), probs.mean(dim=1).reshape(b, t, -1)
 
 
 # The compiled fast path: a runtime switch, never a config field (a saved model does not depend on it).
 _COMPILE = os.environ.get("LM2_COMPILE_MEMORY", "") not in ("", "0")
 _COMPILE_OPTIONS: dict = {}
-_COMPILED = None
+_COMPILED: dict = {}
 
 
 def set_compile(enabled: bool = True, **options) -> None:
@@ -320,9 +395,9 @@ def set_compile(enabled: bool = True, **options) -> None:
     turning the switch on raises dynamo's recompile limit to at least ``RECOMPILE_LIMIT`` (at dynamo's default
     of 8, a streaming run would silently fall back to eager).
     """
-    global _COMPILE, _COMPILE_OPTIONS, _COMPILED
+    global _COMPILE, _COMPILE_OPTIONS
     if options != _COMPILE_OPTIONS:
-        _COMPILED = None
+        _COMPILED.clear()
     _COMPILE, _COMPILE_OPTIONS = bool(enabled), dict(options)
 
 
@@ -333,14 +408,14 @@ def compile_enabled() -> bool:
 RECOMPILE_LIMIT = 64
 
 
-def _compiled_chunk_step():
-    global _COMPILED
-    if _COMPILED is None:
+def _compiled(step):
+    """``step`` (``chunk_step`` or ``address_step``) through torch.compile, compiled once per process."""
+    if step not in _COMPILED:
         config = torch._dynamo.config
         name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
-        _COMPILED = torch.compile(chunk_step, **_COMPILE_OPTIONS)
-    return _COMPILED
+        _COMPILED[step] = torch.compile(step, **_COMPILE_OPTIONS)
+    return _COMPILED[step]
 
 
 # ----------------------------------------------------------------------------- the module
@@ -366,6 +441,9 @@ class LM2Memory(nn.Module):
         self.out_gate = nn.Linear(d, d)  # eq. (2)
         self.in_gate = nn.Linear(d, d)  # eq. (4)
         self.update = config.memory_update
+        # whether the loop over chunks can leave the reads for later (address_step, read_banks): true where the
+        # write's candidate and gates come from the token states alone, the read's pooled value unused
+        self.read_after_writes = self.write_mode == "input" and self.update == "replace"
         self.write_route = config.memory_write_route
         self.write_address = config.memory_write_address
         if self.update == "gated":
@@ -472,8 +550,6 @@ class LM2Memory(nn.Module):
             q_address = split_heads(address, self.num_heads)
             has_one = has_one.unsqueeze(-1).to(xw.dtype)
             strength = has_one if strength is None else strength * has_one
-        reads, weights = [], []
-        step = _compiled_chunk_step() if _COMPILE else chunk_step
         slot_keys, scale = getattr(self, "slot_keys", None), getattr(self, "read_scale", None)
         pieces = chunk_pieces(start, x_hat.shape[1], memory_update_interval)
         sizes = [length for _, length, _ in pieces]
@@ -483,16 +559,37 @@ class LM2Memory(nn.Module):
             # backward would fill a zero tensor of the full length and add into it (quadratic in the pieces)
             return [None] * len(sizes) if t is None else t.split(sizes, dim=dim)
 
-        for (_, _, ends_chunk), q_i, qa_i, x_i, m_i, s_i in zip(
-                pieces, split(q, 2), split(q_address, 2), split(write_input), split(token_mask), split(strength)):
-            h, w, memory, pending = step(q_i, qa_i, memory, pending, x_i, m_i, s_i, fused, slot_keys, scale,
-                                         self.num_heads, self.write_route, self.write_mode, self.update, ends_chunk)
-            reads.append(h)  # (B, l, D)
-            if return_weights:
-                weights.append(w)  # (B, l, N)
-        e_mem = self.o_proj(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0])  # (B, T, D)
+        if self.read_after_writes:
+            # The write never uses the read: the loop only addresses and writes, and the reads of all pieces
+            # follow in one batched attention against the banks they saw (the same values, fewer small ops).
+            step = _compiled(address_step) if _COMPILE else address_step
+            k_weight, v_weight = fused.kv.split(x_hat.shape[-1])
+            q_read = scaled_queries(q, scale)
+            q_write = q_read if q_address is None else scaled_queries(q_address, scale)
+            keys, banks = [], []
+            for (_, _, ends_chunk), qa_i, x_i, m_i, s_i in zip(
+                    pieces, split(q_write, 2), split(write_input), split(token_mask), split(strength)):
+                banks.append(memory)
+                k, memory, pending = step(qa_i, memory, pending, x_i, m_i, s_i, k_weight, fused, slot_keys, scale,
+                                          self.num_heads, self.write_route, self.update, ends_chunk)
+                keys.append(k)
+            read, read_weights = read_banks(q_read, keys, banks, v_weight, sizes)
+        else:
+            reads, weights = [], []
+            step = _compiled(chunk_step) if _COMPILE else chunk_step
+            for (_, _, ends_chunk), q_i, qa_i, x_i, m_i, s_i in zip(
+                    pieces, split(q, 2), split(q_address, 2), split(write_input), split(token_mask), split(strength)):
+                h, w, memory, pending = step(q_i, qa_i, memory, pending, x_i, m_i, s_i, fused, slot_keys, scale,
+                                             self.num_heads, self.write_route, self.write_mode, self.update,
+                                             ends_chunk)
+                reads.append(h)  # (B, l, D)
+                if return_weights:
+                    weights.append(w)  # (B, l, N)
+            read = torch.cat(reads, dim=1) if len(reads) > 1 else reads[0]
+            read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if weights else None
+        e_mem = self.o_proj(read)  # (B, T, D)
         gated = torch.sigmoid(self.out_gate(e_mem)) * e_mem  # eq. (2)-(3): the gated read joins the residual
-        read_weights = (torch.cat(weights, dim=1) if len(weights) > 1 else weights[0]) if return_weights else None
+        read_weights = read_weights if return_weights else None
         new_state = replace(state, memory=memory, pending=pending, previous=previous, history=history,
                             history_valid=history_valid)
         return gated, new_state, read_weights

@@ -213,3 +213,49 @@ def test_identity_initial_memory_and_chunking():
     assert m.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]]
     assert chunk_pieces(6, 7, 4) == [(0, 2, True), (2, 4, True), (6, 1, False)]
     assert chunk_pieces(0, 3, 1) == [(0, 1, True), (1, 1, True), (2, 1, True)]
+
+
+@pytest.mark.parametrize("options", [{}, {"memory_write_address": "lookback", "memory_write_gate": "token",
+                                          "memory_read_scale": 4.0, "memory_slot_keys": True},
+                                     {"memory_write_route": "top1", "memory_write_address": "previous"}],
+                         ids=["plain", "lookback-gate-scale-keys", "top1-previous"])
+@pytest.mark.parametrize("pieces", [(12,), (2, 5, 4, 1)], ids=["one-call", "uneven-pieces"])
+def test_reads_after_the_writes_equal_reads_in_the_loop(options, pieces):
+    """With the "input" write and the "replace" update the write never uses the read, so the loop over chunks
+    only addresses and writes and the reads follow in one batch (``read_after_writes``). Its reads, read
+    weights, banks and gradients equal those of the general loop, which reads chunk by chunk; in one call and
+    streamed in pieces that start and end inside chunks, with padding."""
+    torch.manual_seed(3)
+    cfg = tiny_config(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5,
+                      memory_heads=2, memory_write="input", memory_update="replace", **options)
+    mem = LM2Memory(cfg)
+    randomize_memory_module(mem, seed=3)
+    assert mem.read_after_writes
+    x_hat = torch.randn(2, 12, 16)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False  # right padding in the second row
+
+    def run(batched: bool):
+        mem.zero_grad()
+        mem.read_after_writes = batched
+        x = x_hat.clone().requires_grad_(True)
+        state, reads, weights, pos = mem.initial_state(2), [], [], 0
+        for size in pieces:
+            r, state, w = mem(x[:, pos:pos + size], state, pos, 4, token_mask=mask[:, pos:pos + size],
+                              return_weights=True)
+            reads.append(r)
+            weights.append(w)
+            pos += size
+        reads, weights = torch.cat(reads, 1), torch.cat(weights, 1)
+        (reads.square().sum() + state.memory.square().sum()).backward()
+        grads = {name: p.grad.clone() for name, p in mem.named_parameters() if p.grad is not None}
+        return reads, weights, state.memory, x.grad, grads
+
+    fast, loop = run(True), run(False)
+    mem.read_after_writes = True
+    for a, b in zip(fast[:4], loop[:4]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert fast[4].keys() == loop[4].keys() and "q_proj.weight" in fast[4]
+    for name in loop[4]:
+        torch.testing.assert_close(fast[4][name], loop[4][name], atol=1e-5, rtol=1e-5, msg=name)
+    assert (fast[2] - mem.initial_state(2).memory).abs().max() > 1e-3  # the banks were written
