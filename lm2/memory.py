@@ -565,10 +565,10 @@ class LM2Memory(nn.Module):
             step = _compiled(address_step) if _COMPILE else address_step
             k_weight, v_weight = fused.kv.split(x_hat.shape[-1])
             q_read = scaled_queries(q, scale)
-            q_write = q_read if q_address is None else scaled_queries(q_address, scale)
+            q_addressing = q_read if q_address is None else scaled_queries(q_address, scale)
             keys, banks = [], []
             for (_, _, ends_chunk), qa_i, x_i, m_i, s_i in zip(
-                    pieces, split(q_write, 2), split(write_input), split(token_mask), split(strength)):
+                    pieces, split(q_addressing, 2), split(write_input), split(token_mask), split(strength)):
                 banks.append(memory)
                 k, memory, pending = step(qa_i, memory, pending, x_i, m_i, s_i, k_weight, fused, slot_keys, scale,
                                           self.num_heads, self.write_route, self.update, ends_chunk)

@@ -16,7 +16,7 @@
 #               evaluated at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               Then qa1 at 0k from scratch with the statements compact first (configs/babilong-qa1-tiny.yaml;
 #               20-40 minutes per model beside other jobs), tested at 0k and 1k; then the `lm2 demo` run
-#               (configs/babilong-qa1-demo.yaml: 0k, then 1k through the memory; about 10 minutes on the 2 cores
+#               (configs/babilong-qa1-demo.yaml: 0k, then 1k through the memory; 9-10 minutes on the 2 cores
 #               as two processes).
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.

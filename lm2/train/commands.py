@@ -72,7 +72,7 @@ def run_demo(*overrides: str, config: str | None = None, resume: bool = False, o
              _argv: list[str] | None = None) -> int:
     """train a tiny LM2 on generated BABILong qa1, at 0k and then at 1k where only its memory reaches the facts
     (the shipped config babilong-qa1-demo), evaluate it at 0k and 1k, print a results table and write a plot;
-    about 11 minutes on 2 CPU cores, where it trains as two data-parallel processes"""
+    about 9-10 minutes on 2 CPU cores, where it trains as two data-parallel processes"""
     config = config or str(shipped_configs_dir() / DEMO_CONFIG)
     if processes is None:
         processes = default_demo_processes()
