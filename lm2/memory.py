@@ -41,7 +41,7 @@ class ChunkStats:
     weight: torch.Tensor  # (B, N)     sum_i w_ij
     x_sum: torch.Tensor  # (B, N, D)  sum_i w_ij x_hat_i
     e_sum: torch.Tensor | None  # (B, N, D)  sum_i w_ij h_i, h = the read before its output projection (see
-    #                              below); None where the write does not use the read (``read_after_writes``)
+    #                              below); None where the write does not use the read (``write_uses_read``)
     log_keep: torch.Tensor  # (B, N)  sum_i log(1 - w_ij)
 
     def __add__(self, other: "ChunkStats") -> "ChunkStats":
@@ -102,22 +102,31 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, length, h * dh)
 
 
-def memory_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. (1): softmax(Q K^T / sqrt(d)) V over the slots.
-
-    q (B, H, T, dh), k and v (B, H, N, dh). Returns the read (B, H, T, dh) and the weights (B, H, T, N).
-    The weights are materialised on purpose: the write needs them (they are only T x N per head).
-    With ``scale`` (H,), the scores are cosine similarities times a learned per-head scale (QK-norm): the read
-    can be as sharp as the scale allows from the first step, where plain dot products of a fresh model give
-    near-uniform weights over the slots.
-    """
+def scaled_queries(q: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Eq. (1)'s queries (B, H, T, dh), made ready for a plain dot product with ``head_keys``: q / sqrt(dh), or,
+    with ``scale`` (H,), the unit query times its head's learned scale, so that the scores are cosine similarities
+    times that scale (QK-norm): the read can be as sharp as the scale allows from the first step, where plain dot
+    products of a fresh model give near-uniform weights over the slots. Per token, so done once for a whole call
+    where the bank does not come into it."""
     if scale is None:
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, T, N)
-    else:
-        scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2) * scale.view(-1, 1, 1)
-    probs = scores.softmax(dim=-1)
-    return probs @ v, probs
+        return q / math.sqrt(q.shape[-1])
+    return F.normalize(q, dim=-1) * scale.view(-1, 1, 1)
+
+
+def head_keys(k: torch.Tensor, slot_keys: torch.Tensor | None, num_heads: int,
+              scale: torch.Tensor | None) -> torch.Tensor:
+    """The bank's projected keys M W_K (B, N, D), plus the fixed slot addresses ``slot_keys`` (N, D), per head
+    (B, H, N, dh), of unit length under QK-norm (``scale`` given)."""
+    if slot_keys is not None:
+        k = k + slot_keys
+    k = split_heads(k, num_heads)
+    return k if scale is None else F.normalize(k, dim=-1)
+
+
+def slot_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Eq. (1)'s attention weights over the slots, softmax(Q K^T), for queries from ``scaled_queries`` and keys
+    from ``head_keys``: (B, H, T, N). Materialised on purpose: the write needs them (only T x N per head)."""
+    return (q @ k.transpose(-1, -2)).softmax(dim=-1)
 
 
 def top1_route(w: torch.Tensor) -> torch.Tensor:
@@ -216,6 +225,12 @@ class FusedWeights:
     forget_bias: torch.Tensor | None
 
 
+def write_uses_read(write_mode: str, update: str) -> bool:
+    """Whether the write needs the pooled read e_bar: for the candidate ("read", "both") or the forget gate ("gated"
+    update). Only the "input" candidate with the "replace" update takes everything from the token states."""
+    return write_mode != "input" or update != "replace"
+
+
 def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, write_mode: str,
                 update: str = "gated") -> torch.Tensor:
     """Eq. (4)-(6) per slot, for one finished chunk.
@@ -235,9 +250,7 @@ def gated_write(memory: torch.Tensor, stats: ChunkStats, fused: FusedWeights, wr
     """
     denom = stats.weight.unsqueeze(-1).clamp_min(_EPS)  # (B, N, 1)
     d = memory.shape[-1]
-    e_bar = None  # the pooled read, which the "input" candidate with the "replace" update does not use
-    if write_mode != "input" or update != "replace":
-        e_bar = F.linear(stats.e_sum / denom, fused.o)
+    e_bar = F.linear(stats.e_sum / denom, fused.o) if write_uses_read(write_mode, update) else None
     x_side = F.linear(stats.x_sum / denom, fused.x, fused.x_bias)
     s = (-torch.expm1(stats.log_keep)).unsqueeze(-1)  # (B, N, 1)
     if write_mode == "read":
@@ -274,12 +287,10 @@ def read_heads(q: torch.Tensor, memory: torch.Tensor, kv_weight: torch.Tensor, n
     queries would read with (B, T, N), which then address the write. ``slot_keys`` (N, D): a fixed address per
     slot added to the content keys; ``scale`` (H,): the QK-norm read scale."""
     k, v = F.linear(memory, kv_weight).split(memory.shape[-1], dim=-1)
-    if slot_keys is not None:
-        k = k + slot_keys
-    k, v = split_heads(k, num_heads), split_heads(v, num_heads)
-    out, probs = memory_attention(q, k, v, scale)
-    address = None if q_address is None else memory_attention(q_address, k, v, scale)[1].mean(dim=1)
-    return merge_heads(out), probs.mean(dim=1), address
+    k, v = head_keys(k, slot_keys, num_heads, scale), split_heads(v, num_heads)
+    probs = slot_weights(scaled_queries(q, scale), k)
+    address = None if q_address is None else slot_weights(scaled_queries(q_address, scale), k).mean(dim=1)
+    return merge_heads(probs @ v), probs.mean(dim=1), address
 
 
 def chunk_step(q: torch.Tensor, q_address: torch.Tensor | None, memory: torch.Tensor,
@@ -313,30 +324,11 @@ def pool_and_write(w: torch.Tensor, write_input: torch.Tensor, h: torch.Tensor |
         w = w * token_mask[:, :, None].to(w.dtype)
     if strength is not None:
         w = w * strength
-    stats = chunk_stats(w, write_input, h)
+    stats = chunk_stats(w, write_input, h if write_uses_read(write_mode, update) else None)
     pending = stats if pending is None else pending + stats
     if ends_chunk:
         memory, pending = gated_write(memory, pending, fused, write_mode, update), None
     return memory, pending
-
-
-def scaled_queries(q: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """Queries (B, H, T, dh) made ready for a plain dot product with ``bank_keys``: q / sqrt(dh), or with the
-    QK-norm ``scale`` (H,) the unit query times its head's scale (eq. 1 as ``memory_attention`` computes it, with
-    the per-token work done once for a whole call instead of once per chunk)."""
-    if scale is None:
-        return q / math.sqrt(q.shape[-1])
-    return F.normalize(q, dim=-1) * scale.view(-1, 1, 1)
-
-
-def bank_keys(memory: torch.Tensor, k_weight: torch.Tensor, slot_keys: torch.Tensor | None, num_heads: int,
-              scale: torch.Tensor | None) -> torch.Tensor:
-    """The bank's keys M W_K (+ the slot addresses) per head (B, H, N, dh), unit length under QK-norm."""
-    k = F.linear(memory, k_weight)
-    if slot_keys is not None:
-        k = k + slot_keys
-    k = split_heads(k, num_heads)
-    return k if scale is None else F.normalize(k, dim=-1)
 
 
 def address_step(q_address: torch.Tensor, memory: torch.Tensor, pending: ChunkStats | None,
@@ -349,10 +341,10 @@ def address_step(q_address: torch.Tensor, memory: torch.Tensor, pending: ChunkSt
     reads wait until the loop is over (``read_banks``), all chunks in one batched attention.
 
     q_address (B, H, l, dh): the addressing queries through ``scaled_queries``. Returns the piece's keys
-    (``bank_keys``, for the read after the loop), the bank and the pending statistics after the piece.
+    (``head_keys``, for the read after the loop), the bank and the pending statistics after the piece.
     """
-    k = bank_keys(memory, k_weight, slot_keys, num_heads, scale)
-    w = (q_address @ k.transpose(-1, -2)).softmax(dim=-1).mean(dim=1)  # (B, l, N)
+    k = head_keys(F.linear(memory, k_weight), slot_keys, num_heads, scale)
+    w = slot_weights(q_address, k).mean(dim=1)  # (B, l, N)
     memory, pending = pool_and_write(w, write_input, None, memory, pending, token_mask, strength, fused,
                                      write_route, "input", update, ends_chunk)
     return k, memory, pending
@@ -361,7 +353,7 @@ def address_step(q_address: torch.Tensor, memory: torch.Tensor, pending: ChunkSt
 def read_banks(q: torch.Tensor, keys: list[torch.Tensor], banks: list[torch.Tensor], v_weight: torch.Tensor,
                sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. (1) for every piece of a call at once: piece p's queries (from ``scaled_queries``, (B, H, T, dh) for
-    all pieces) against keys[p] (``bank_keys``) and the values of banks[p], the bank it read. Pieces of one length
+    all pieces) against keys[p] (``head_keys``) and the values of banks[p], the bank it read. Pieces of one length
     (a call that starts and ends on update boundaries, as in training) go through one batched attention; others
     one at a time. Returns the read before the output projection (B, T, D) and the weights over heads (B, T, N)."""
     if len(set(sizes)) > 1:
@@ -373,7 +365,7 @@ def read_banks(q: torch.Tensor, keys: list[torch.Tensor], banks: list[torch.Tens
     k = torch.stack(keys, dim=2)  # (B, H, P, N, dh)
     v = F.linear(torch.stack(banks, dim=1), v_weight)  # (B, P, N, D)
     v = v.view(b, p, -1, h, dh).permute(0, 3, 1, 2, 4)  # (B, H, P, N, dh)
-    probs = (q.reshape(b, h, p, t // p, dh) @ k.transpose(-1, -2)).softmax(dim=-1)  # (B, H, P, l, N)
+    probs = slot_weights(q.reshape(b, h, p, t // p, dh), k)  # (B, H, P, l, N)
     out = (probs @ v).view(b, h, t, dh)
     return merge_heads(out), probs.mean(dim=1).reshape(b, t, -1)
 
@@ -443,7 +435,7 @@ class LM2Memory(nn.Module):
         self.update = config.memory_update
         # whether the loop over chunks can leave the reads for later (address_step, read_banks): true where the
         # write's candidate and gates come from the token states alone, the read's pooled value unused
-        self.read_after_writes = self.write_mode == "input" and self.update == "replace"
+        self.read_after_writes = not write_uses_read(self.write_mode, self.update)
         self.write_route = config.memory_write_route
         self.write_address = config.memory_write_address
         if self.update == "gated":
