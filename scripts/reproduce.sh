@@ -220,7 +220,7 @@ python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-demo")" --length
 if (( ! QUICK )); then
   echo "== experiment 1b on BABILong: the demo with one memory option removed at a time, vanilla and RMT (seed 0)"
   # one process of one thread each, as in RESULTS.md (the result depends on it: the same seed as two processes sums
-  # the gradients in another order and lands elsewhere); two side by side took 736-1,570 s each
+  # the gradients in another order and lands elsewhere); two to six jobs sharing the cores took 736-2,442 s each
   demo_without() {  # demo_without NAME [overrides...]
     local run="$OUT/qa1-demo-$1"; shift
     done_already "$run" || lm2 demo --processes 1 --threads 1 --out_dir "$run" "${DEMO_FLAGS[@]}" "$@"
