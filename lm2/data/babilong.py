@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from lm2.data.babi import BabiSample, Story, check_task, generate_samples, story_samples
+from lm2.data.babi.questions import EVERY_QUESTION_TASKS, every_question
 from lm2.data.babilong_haystack import MIN_SENTENCE_TOKENS, background_sentences
 from lm2.data.corpora import jsonl_records
 from lm2.data.tokenizers import TokenCounter, token_counter
@@ -397,14 +398,10 @@ def qa1_places(facts: Sequence[str]) -> dict[str, tuple[str, int]]:
 
 
 def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
-    """A qa1 question asked about every person its facts place, shuffled."""
-    if sample.task != "qa1":
-        raise ValueError(f"ask_everyone is defined for qa1 only (where is each person?), not {sample.task}")
-    last = qa1_places(sample.facts)
-    people = sorted(last)
-    rng.shuffle(people)
-    return [BabiSample("qa1", sample.facts, f"Where is {person}?", last[person][0], [last[person][1]])
-            for person in people]
+    """Every question the sample's statements answer where it is asked (``every_question``), shuffled."""
+    asked = every_question(sample)
+    rng.shuffle(asked)
+    return asked
 
 
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
@@ -420,9 +417,10 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     not fit the length (``fits``) are dropped from the end of the story. With ``fact_loss`` the statements and the
     questions are language-modelled too (the background never is), ten times the supervised tokens; measured on
     qa1 it made the tiny model give one room to every question (RESULTS.md 1c), so it is off by default.
-    With ``ask_everyone`` (qa1 only) each question point asks where every person placed so far is, in random order,
-    instead of about one person: in bAbI's own questions the person of the last statement is the answer 45% of
-    the time, so "the last room mentioned" is a strong shortcut that these extra questions take away.
+    With ``ask_everyone`` (qa1-qa5) each question point asks every question its statements answer, in random order
+    (``every_question``: in qa1 where every person placed so far is, in qa2 every placed object, in qa5 the latest
+    give in all five forms), instead of one: more answers per story, and in qa1, where the person of the last
+    statement is the answer of 45% of bAbI's own questions, "the last room mentioned" no longer pays.
     ``drop_words`` compacts every statement (``drop_fact_words``). ``bare_questions`` asks without the prompt's
     markers and with the question's words less ``drop_words`` and "?", the answer right after: "\nMary kitchen"
     (with "Where" and "is" dropped), the layout in which a tiny model first learns to look a person up.
@@ -430,11 +428,12 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token; the fine-tuning format ends every answer with one")
-    questions = [drop_fact_words(s, drop_words) for s in story_samples(story) if fits(s, length, None)]
+    questions = [s for s in story_samples(story) if fits(s, length, None)]
     if not questions:
         raise ValueError(f"no question of this {story.task} story fits length {length_name(length)}")
-    if ask_everyone:
+    if ask_everyone:  # worked out from the full statements, before any words are dropped
         questions = [asked for q in questions for asked in _everyone(q, rng)]
+    questions = [drop_fact_words(q, drop_words) for q in questions]
     asked_after: dict[int, list[BabiSample]] = {}  # fact index -> the questions right after that fact
     for q in questions:
         asked_after.setdefault(len(q.facts) - 1, []).append(q)

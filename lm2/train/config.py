@@ -23,6 +23,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 import lm2
 from lm2.configuration_lm2 import PRESETS, LM2Config
 from lm2.data import babi
+from lm2.data.babi.questions import EVERY_QUESTION_TASKS
 from lm2.data.babilong import parse_length
 from lm2.data.babilong_release import open_release
 from lm2.data.recall import STAGE_FIELDS, RecallSpec, stage_spec
@@ -75,8 +76,9 @@ class DataSection:
     """With supervise=story: also the language-model loss on the story's statements and questions (never on the
     background text)."""
     ask_everyone: bool = False
-    """With supervise=story and qa1 only: every question point asks where each person placed so far is (about 3x the
-    answers per story), so that answering with the last room mentioned no longer pays."""
+    """With supervise=story and tasks among qa1-qa5: every question point asks every question its statements answer
+    (lm2.data.babi.questions: in qa1 where each person placed so far is, about 3x the answers per story, so that
+    answering with the last room mentioned no longer pays; in qa2 each placed object; in qa5 all five forms)."""
     facts_within: float = 1.0
     """With supervise=answer and generated samples: hide a training sample's facts among the first this fraction
     of its background sentences (0.5: the first half), so that at 2k they lie beyond what stacked attention windows
@@ -294,9 +296,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if d.fact_loss and d.supervise != "story":
             raise ValueError("config field data.fact_loss=true needs data.supervise=story (the loss on a story's "
                              "statements and questions)")
-        if d.ask_everyone and (d.supervise != "story" or list(d.babi_tasks) != ["qa1"]):
-            raise ValueError("config field data.ask_everyone=true needs data.supervise=story and data.babi_tasks=[qa1] "
-                             "(it asks where each person is)")
         if isinstance(d.facts_within, bool) or not isinstance(d.facts_within, (int, float)) \
                 or not 0 < d.facts_within <= 1:
             raise ValueError(f"config field data.facts_within={d.facts_within!r} must be a fraction in (0, 1] "
@@ -315,6 +314,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 babi.check_task(task)
             except (ValueError, KeyError) as err:
                 raise ValueError(f"config field data.babi_tasks: {err}") from None
+        if d.ask_everyone and (d.supervise != "story"
+                               or not {babi.check_task(t) for t in d.babi_tasks} <= set(EVERY_QUESTION_TASKS)):
+            raise ValueError("config field data.ask_everyone=true needs data.supervise=story and data.babi_tasks "
+                             f"among {', '.join(EVERY_QUESTION_TASKS)} (it asks every question a story point answers), "
+                             f"got supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)}")
         if not d.curriculum:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, lengths}")
 

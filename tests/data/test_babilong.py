@@ -318,8 +318,8 @@ def test_ask_everyone_asks_each_placed_person_with_the_room_the_facts_give(lengt
     assert sum(len(p) for p in expected) > len(points)  # more answers than the story's own questions
     supervised = [t for t, lab in zip(ids, labels) if lab != -100]
     assert supervised.count(tok.eos_token_id) == len(asked)
-    with pytest.raises(ValueError, match="qa1"):
-        bl.story_finetune_example(generate_stories("qa2", 1, split="train", seed=7)[0], "0k", "train",
+    with pytest.raises(ValueError, match="qa1, qa2, qa3, qa4, qa5, not qa6"):
+        bl.story_finetune_example(generate_stories("qa6", 1, split="train", seed=7)[0], "0k", "train",
                                   random.Random(1), tok, ask_everyone=True)
 
 

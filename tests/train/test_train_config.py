@@ -69,7 +69,7 @@ def test_an_empty_section_is_the_defaults():
     ({"data": {"task": "babilong", "supervise": "all"}}, "data.supervise"),
     ({"data": {"task": "babilong", "fact_loss": True}}, "data.fact_loss"),
     ({"data": {"task": "babilong", "ask_everyone": True}}, "data.ask_everyone"),
-    ({"data": {"task": "babilong", "supervise": "story", "ask_everyone": True, "babi_tasks": ["qa1", "qa2"]}},
+    ({"data": {"task": "babilong", "supervise": "story", "ask_everyone": True, "babi_tasks": ["qa1", "qa6"]}},
      "data.ask_everyone"),
     ({"data": {"task": "babilong", "facts_within": 0.0}}, "data.facts_within"),
     ({"data": {"task": "babilong", "facts_within": 1.5}}, "data.facts_within"),

@@ -13,6 +13,7 @@ One job per module:
 * ``world``: the hidden truth of one story and what its text has established, and the narrated actions;
 * ``tasks``: the ten story makers and the weights tuned to the spec;
 * ``streams``: the train/test split, the reproducible story streams, ``generate_stories``/``generate_samples``;
+* ``questions``: every question a qa1-qa5 story point answers (``every_question``, for training);
 * ``textformat``: the bAbI text format (``read_babi``, ``write_babi``, ``format_babi``).
 
 Real bAbI files load with `read_babi`, so everything downstream works on the published data too.

@@ -1,0 +1,100 @@
+"""every_question: every question a qa1-qa5 story point answers, against the generator's own questions and the
+independent checker (babi_check), and as data.ask_everyone lays it out for training."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from babi_check import check_story
+
+from lm2.data import babilong as bl
+from lm2.data.babi import BabiLine, BabiSample, Story, generate_stories, story_samples
+from lm2.data.babi.questions import every_question
+from lm2.data.tokenizers import gpt2_tokenizer
+
+TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
+
+
+def _as_story(task: str, facts: list[str], asked: list[BabiSample]) -> Story:
+    """The statements, then every asked question, as one bAbI story (supporting fact indices -> line ids)."""
+    lines = [BabiLine(i + 1, fact) for i, fact in enumerate(facts)]
+    lines += [BabiLine(len(lines) + 1 + k, q.question, q.answer, [i + 1 for i in q.supporting])
+              for k, q in enumerate(asked)]
+    return Story(task, lines)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_question_holds_the_generators_own_and_each_checks_out(task):
+    """At each of 150 stories' question points: the generator's question, answer and supporting facts are among
+    every_question's, and each of them is re-derived from the text by the independent checker."""
+    counts = Counter()
+    for story in generate_stories(task, 150, split="train", seed=3):
+        for sample in story_samples(story):
+            asked = every_question(sample)
+            own = (sample.question, sample.answer, sorted(sample.supporting))
+            assert own in [(q.question, q.answer, sorted(q.supporting)) for q in asked], (own, asked)
+            assert len({q.question for q in asked}) == len(asked)  # nothing asked twice
+            assert all(q.facts == sample.facts and q.task == task for q in asked)
+            assert check_story(_as_story(task, sample.facts, asked)) == []
+            counts[len(asked)] += 1
+    mean = sum(n * c for n, c in counts.items()) / sum(counts.values())
+    # more than the one question bAbI asks: qa4 always four, qa5 always five, qa1-qa3 more on average
+    expected = {"qa1": (2.0, 4.0), "qa2": (1.3, 3.0), "qa3": (1.05, 3.0), "qa4": (4.0, 4.0), "qa5": (5.0, 5.0)}[task]
+    assert expected[0] <= mean <= expected[1], (task, mean, counts)
+
+
+def test_every_question_follows_the_statements_by_hand():
+    facts = ["Mary went to the kitchen.", "Mary got the milk there.", "John moved to the garden.",
+             "Mary travelled to the office.", "Mary dropped the milk.", "John picked up the apple there.",
+             "Sandra took the football."]
+    sample = BabiSample("qa2", facts, "Where is the milk?", "office", [4, 3])
+    assert {(q.question, q.answer, tuple(q.supporting)) for q in every_question(sample)} == {
+        ("Where is the milk?", "office", (4, 3)), ("Where is the apple?", "garden", (5, 2))}  # Sandra: never placed
+    before = every_question(BabiSample("qa3", facts, "", "", []))
+    assert [(q.question, q.answer, q.supporting) for q in before] == [
+        ("Where was the milk before the office?", "kitchen", [3, 1, 0])]
+    relations = ["The kitchen is north of the garden.", "The garden is east of the office."]
+    qa4 = {(q.question, q.answer) for q in every_question(BabiSample("qa4", relations, "", "", []))}
+    assert qa4 == {("What is north of the garden?", "kitchen"), ("What is the kitchen north of?", "garden"),
+                   ("What is west of the garden?", "office"), ("What is the office west of?", "garden")}
+    gives = ["Fred went to the park.", "Fred handed the apple to Bill.", "Bill passed the apple to Jeff."]
+    qa5 = {(q.question, q.answer) for q in every_question(BabiSample("qa5", gives, "", "", []))}
+    assert qa5 == {("What did Bill give to Jeff?", "apple"), ("Who gave the apple?", "Bill"),
+                   ("Who gave the apple to Jeff?", "Bill"), ("Who received the apple?", "Jeff"),
+                   ("Who did Bill give the apple to?", "Jeff")}
+
+
+def test_every_question_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match="not qa6"):
+        every_question(BabiSample("qa6", ["Mary went to the kitchen."], "Is Mary in the kitchen?", "yes", [0]))
+    with pytest.raises(ValueError, match="not a qa1-qa5 statement"):
+        every_question(BabiSample("qa2", ["Mary is either in the kitchen or the park."], "", "", []))
+
+
+@pytest.mark.parametrize("task", ["qa2", "qa5"])
+def test_ask_everyone_supervises_every_question_after_its_point(task):
+    """data.ask_everyone beyond qa1: each question point is followed by every_question's questions (in some order),
+    each answer and its eos supervised, with the words of a compact stage dropped from the statements only."""
+    tok = gpt2_tokenizer()
+    story = generate_stories(task, 1, split="train", seed=11)[0]
+    points = [s for s in story_samples(story) if bl.fits(s, "0k")]
+    drop = ["went", "to", "the"]
+    ids, labels = bl.story_finetune_example(story, "0k", "train", random.Random(2), tok, ask_everyone=True,
+                                            drop_words=drop)
+    text = tok.decode(ids).replace(tok.eos_token, " ")
+    blocks = text.split(f"\n{bl.QUESTION_PREFIX} ")[1:]
+    asked = [(b.split("?")[0] + "?", b.split(f"\n{bl.ANSWER_MARKER} ")[1].split()[0]) for b in blocks]
+    cursor = 0
+    for point in points:
+        expected = {(q.question, q.answer) for q in every_question(point)}
+        assert set(asked[cursor: cursor + len(expected)]) == expected
+        cursor += len(expected)
+    assert cursor == len(asked) > len(points)
+    supervised = [t for t, lab in zip(ids, labels) if lab != -100]
+    assert supervised.count(tok.eos_token_id) == len(asked)
+    statements = text.split(f"\n{bl.QUESTION_PREFIX} ")[0]
+    assert not {" went ", " to ", " the "} & {f" {w} " for w in statements.split()}  # dropped from the statements
+    assert any(" the " in question for question, _ in asked)  # kept in the questions (compared whole above)
