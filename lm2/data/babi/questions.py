@@ -125,6 +125,15 @@ class _Replay:
         return asked
 
 
+def replay(facts: list[str]) -> _Replay:
+    """What ``facts`` establish: ``place`` {person: (room, fact index)}, ``holder`` {object: (person, index)},
+    ``lying``, ``trip``, ``give`` and ``relations`` (see ``_Replay``)."""
+    state = _Replay()
+    for index, fact in enumerate(facts):
+        state.add(index, fact)
+    return state
+
+
 def every_question(sample: BabiSample) -> list[BabiSample]:
     """Every question of ``sample``'s task that its statements answer at the point where it is asked (``sample``'s
     own question among them), each with its answer and supporting facts (indices into ``sample.facts``).
@@ -135,8 +144,5 @@ def every_question(sample: BabiSample) -> list[BabiSample]:
     """
     if sample.task not in EVERY_QUESTION_TASKS:
         raise ValueError(f"every_question is defined for {', '.join(EVERY_QUESTION_TASKS)}, not {sample.task}")
-    replay = _Replay()
-    for index, fact in enumerate(sample.facts):
-        replay.add(index, fact)
     return [BabiSample(sample.task, list(sample.facts), question, answer, support)
-            for question, answer, support in replay.questions(sample.task)]
+            for question, answer, support in replay(sample.facts).questions(sample.task)]

@@ -1,0 +1,91 @@
+"""qa2's two hops, asked on their own: which one a tiny model fails to learn.
+
+A qa2 answer ("Where is the milk?") chains two lookups: who has the milk ("Mary got the milk."), then where that
+person is ("Mary went to the kitchen."). This script trains with both hops asked as extra questions inside qa2
+stories, and probes a checkpoint on each hop and on qa2 itself (train-split stories with a seed of their own; the
+test split stays unseen):
+
+    python scripts/qa2_hops.py train configs/babilong-qa1-tiny.yaml --data.babi_tasks '[qa2]' \
+        --data.ask_everyone true ...      # lm2 train, every question point also asking "Where is P?" for every
+                                          # placed person and "Who has the O?" for every held object
+    python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
+
+The hop questions are a probe's, not bAbI's: they are asked only in training runs made with `train`, and `probe`
+asks them of any qa2 checkpoint (a model never trained on them can still answer in their form only by chance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+
+import torch
+
+from lm2.data import babilong as bl
+from lm2.data.babi import BabiSample
+from lm2.data.babi.questions import every_question, replay
+
+
+def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
+    """("Where is P?", room) for every person the facts place and ("Who has the O?", holder) for every held
+    object."""
+    state = replay(facts)
+    return ([(f"Where is {person}?", room) for person, (room, _) in sorted(state.place.items())]
+            + [(f"Who has the {obj}?", person) for obj, (person, _) in sorted(state.holder.items())])
+
+
+def with_hops(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
+    asked = every_question(sample)
+    if sample.task == "qa2":
+        asked += [BabiSample("qa2", sample.facts, q, a, []) for q, a in hop_questions(sample.facts)]
+    rng.shuffle(asked)
+    return asked
+
+
+def probe(args: argparse.Namespace) -> None:
+    from lm2.eval.babilong import generate_answers, prompt_ids
+    from lm2.eval.common import load_model
+
+    torch.set_num_threads(1)
+    loaded = load_model(args.model)
+    groups: dict[str, list] = {"qa2 (both hops)": [], "who has the O": [], "where is the holder": []}
+    for sample in bl.build_samples("qa2", "0k", args.n, split="train", seed=args.seed):
+        groups["qa2 (both hops)"].append(sample)
+        state = replay(sample.facts)
+        obj = sample.question.rstrip("?").split()[-1]
+        if obj in state.holder:  # the object is held: ask both hops of this question
+            person = state.holder[obj][0]
+            groups["who has the O"].append(dataclasses.replace(sample, question=f"Who has the {obj}?", target=person))
+            if person in state.place:
+                groups["where is the holder"].append(
+                    dataclasses.replace(sample, question=f"Where is {person}?", target=state.place[person][0]))
+    print(f"{args.model}: qa2 at 0k, train-split stories (seed {args.seed})")
+    for name, group in groups.items():
+        answers: list[str] = []
+        for i in range(0, len(group), 20):
+            answers += generate_answers(loaded, [prompt_ids(s, loaded.tokenizer, "finetune") for s in group[i:i + 20]],
+                                        4, 128)
+        right = sum(a.split()[:1] == [s.target] for a, s in zip(answers, group))
+        print(f"  {name:20s} {100 * right / len(group):5.1f}%  of {len(group)}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "train":
+        from lm2.cli import main as lm2_main
+
+        bl._everyone = with_hops  # data.ask_everyone now also asks the hops
+        raise SystemExit(lm2_main(sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="lm2 train with the hops asked (the rest of the line goes to lm2 train)")
+    p = sub.add_parser("probe", help="accuracy on qa2 and on each hop")
+    p.add_argument("model")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--seed", type=int, default=4242, help="train-split seed of the stories")
+    probe(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

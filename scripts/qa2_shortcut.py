@@ -1,0 +1,55 @@
+"""How often a BABILong model answers with the last room its context mentions, and how often that is right.
+
+For a qa2 model stuck near chance this tells a shortcut (answer the most recent room) from noise: bAbI's qa2
+answer is the last room mentioned in about a third of the questions. Samples come from the train split with a seed
+of their own (the test split stays unseen), at 0k:
+
+    python scripts/qa2_shortcut.py runs/qa2/ckpt-000800 [--task qa2] [--n 200] [--seed 4242]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+
+import torch
+
+from lm2.data import babilong as bl
+from lm2.data.babi import ROOMS
+from lm2.eval.babilong import generate_answers, prompt_ids
+from lm2.eval.common import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a checkpoint folder")
+    parser.add_argument("--task", default="qa2", choices=["qa2", "qa3"])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=4242, help="train-split seed of the samples")
+    parser.add_argument("--batch-size", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    loaded = load_model(args.model)
+    samples = bl.build_samples(args.task, "0k", args.n, split="train", seed=args.seed)
+    answers: list[str] = []
+    for i in range(0, len(samples), args.batch_size):
+        batch = samples[i: i + args.batch_size]
+        answers += generate_answers(loaded, [prompt_ids(s, loaded.tokenizer, "finetune") for s in batch], 4, 128)
+    count = Counter()
+    for sample, answer in zip(samples, answers):
+        rooms = [w for w in re.findall(r"\w+", " ".join(sample.facts)) if w in ROOMS]
+        said = answer.split()[0] if answer.split() else ""
+        last = rooms[-1] if rooms else None
+        count["right"] += said == sample.target
+        count["answered the last room"] += said == last
+        count["the last room is right"] += sample.target == last
+        count["wrong, the last room"] += said == last != sample.target
+    n = len(samples)
+    print(f"{args.model}: {args.task} at 0k, {n} train-split samples (seed {args.seed})")
+    for key in ("right", "answered the last room", "wrong, the last room", "the last room is right"):
+        print(f"  {key:24s} {100 * count[key] / n:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
