@@ -8,6 +8,7 @@ test split stays unseen):
     python scripts/qa2_hops.py train configs/babilong-qa1-tiny.yaml --data.babi_tasks '[qa2]' \
         --data.ask_everyone true ...      # lm2 train, every question point also asking "Where is P?" for every
                                           # placed person and "Who has the O?" for every held object
+    python scripts/qa2_hops.py train --ask holder ...   # "Who has the O?" alone
     python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
 
 The hop questions are a probe's, not bAbI's: they are asked only in training runs made with `train`, and `probe`
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import random
 import sys
 
@@ -36,10 +38,13 @@ def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
             + [(f"Who has the {obj}?", person) for obj, (person, _) in sorted(state.holder.items())])
 
 
-def with_hops(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
-    asked = every_question(sample)
-    if sample.task == "qa2":
-        asked += [BabiSample("qa2", sample.facts, q, a, []) for q, a in hop_questions(sample.facts)]
+def with_hops(sample: BabiSample, rng: random.Random, only_holder: bool = False) -> list[BabiSample]:
+    """every_question's questions and both hops, or (only_holder) "Who has the O?" alone."""
+    hops = hop_questions(sample.facts) if sample.task == "qa2" else []
+    if only_holder:  # a point where nobody holds anything asks its own question (no story is left without one)
+        asked = [BabiSample("qa2", sample.facts, q, a, []) for q, a in hops if q.startswith("Who has")] or [sample]
+    else:
+        asked = every_question(sample) + [BabiSample("qa2", sample.facts, q, a, []) for q, a in hops]
     rng.shuffle(asked)
     return asked
 
@@ -51,9 +56,13 @@ def probe(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     loaded = load_model(args.model)
     groups: dict[str, list] = {"qa2 (both hops)": [], "who has the O": [], "where is the holder": []}
+    drop = args.drop_words.split(",") if args.drop_words else []
     for sample in bl.build_samples("qa2", "0k", args.n, split="train", seed=args.seed):
-        groups["qa2 (both hops)"].append(sample)
         state = replay(sample.facts)
+        if drop:  # the statements as a compact training stage lays them out (at 0k the context is just them)
+            compact = bl.drop_fact_words(sample, drop).facts
+            sample = dataclasses.replace(sample, facts=compact, context=" ".join(compact))
+        groups["qa2 (both hops)"].append(sample)
         obj = sample.question.rstrip("?").split()[-1]
         if obj in state.holder:  # the object is held: ask both hops of this question
             person = state.holder[obj][0]
@@ -61,7 +70,8 @@ def probe(args: argparse.Namespace) -> None:
             if person in state.place:
                 groups["where is the holder"].append(
                     dataclasses.replace(sample, question=f"Where is {person}?", target=state.place[person][0]))
-    print(f"{args.model}: qa2 at 0k, train-split stories (seed {args.seed})")
+    print(f"{args.model}: qa2 at 0k, train-split stories (seed {args.seed})"
+          + (f", statements without {', '.join(drop)}" if drop else ""))
     for name, group in groups.items():
         answers: list[str] = []
         for i in range(0, len(group), 20):
@@ -75,8 +85,15 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "train":
         from lm2.cli import main as lm2_main
 
-        bl._everyone = with_hops  # data.ask_everyone now also asks the hops
-        raise SystemExit(lm2_main(sys.argv[1:]))
+        args = sys.argv[1:]
+        only_holder = args[1:3] == ["--ask", "holder"]
+        if args[1:2] == ["--ask"]:
+            if args[2:3] not in (["both"], ["holder"]):
+                raise SystemExit("qa2_hops.py train --ask takes both (the default) or holder")
+            del args[1:3]
+        # data.ask_everyone now also asks the hops (or, with --ask holder, "Who has the O?" alone)
+        bl._everyone = functools.partial(with_hops, only_holder=only_holder)
+        raise SystemExit(lm2_main(args))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("train", help="lm2 train with the hops asked (the rest of the line goes to lm2 train)")
@@ -84,6 +101,8 @@ def main() -> None:
     p.add_argument("model")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=4242, help="train-split seed of the stories")
+    p.add_argument("--drop-words", default="", help="comma-separated words dropped from the statements, as a compact "
+                   "curriculum stage drops them (the questions keep the prompt's layout)")
     probe(parser.parse_args())
 
 

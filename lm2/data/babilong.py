@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from lm2.data.babi import BabiSample, Story, check_task, generate_samples, story_samples
-from lm2.data.babi.questions import EVERY_QUESTION_TASKS, every_question
+from lm2.data.babi.questions import every_question
 from lm2.data.babilong_haystack import MIN_SENTENCE_TOKENS, background_sentences
 from lm2.data.corpora import jsonl_records
 from lm2.data.tokenizers import TokenCounter, token_counter

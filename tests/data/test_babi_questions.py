@@ -98,3 +98,25 @@ def test_ask_everyone_supervises_every_question_after_its_point(task):
     statements = text.split(f"\n{bl.QUESTION_PREFIX} ")[0]
     assert not {" went ", " to ", " the "} & {f" {w} " for w in statements.split()}  # dropped from the statements
     assert any(" the " in question for question, _ in asked)  # kept in the questions (compared whole above)
+
+
+def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
+    """scripts/qa2_hops.py: "Where is P?" for each placed person and "Who has the O?" for each held object (a dropped
+    or never-taken one is not asked); --ask holder keeps "Who has the O?" alone, and a point with nothing held asks
+    its own question."""
+    from helpers import load_script
+
+    hops = load_script("qa2_hops")
+    facts = ["Mary went to the kitchen.", "Mary got the milk there.", "John took the apple.", "John dropped the apple.",
+             "Sandra grabbed the football.", "Sandra moved to the office."]
+    assert hops.hop_questions(facts) == [("Where is Mary?", "kitchen"), ("Where is Sandra?", "office"),
+                                         ("Who has the football?", "Sandra"), ("Who has the milk?", "Mary")]
+    sample = BabiSample("qa2", facts, "Where is the milk?", "kitchen", [1, 0])
+    both = hops.with_hops(sample, random.Random(0))
+    assert {(q.question, q.answer) for q in both} == (
+        {(q.question, q.answer) for q in every_question(sample)} | set(hops.hop_questions(facts)))
+    holder = hops.with_hops(sample, random.Random(0), only_holder=True)
+    assert sorted((q.question, q.answer) for q in holder) == [("Who has the football?", "Sandra"),
+                                                            ("Who has the milk?", "Mary")]
+    nothing_held = BabiSample("qa2", facts[:4] + ["Mary left the milk."], "Where is the milk?", "kitchen", [4, 0])
+    assert hops.with_hops(nothing_held, random.Random(0), only_holder=True) == [nothing_held]
