@@ -279,6 +279,45 @@ lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --kinds lm2,vanilla --ev
 python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5/lm2/five")" --task qa3 --lengths 0k --window 128 \
     --first-fact LM2="$OUT/qa1to5/lm2/eval" vanilla="$OUT/qa1to5/vanilla/eval"
 
+if (( ! QUICK )); then
+  echo "== experiment 1c: what limits qa2 (qa2 alone, vanilla, 800 steps each; 9-25 minutes of one core per run)"
+  D="went, moved, journeyed, travelled, back, to, the, The, there"; T="got, took, picked, up, grabbed"
+  qa2_curriculum() {  # qa2_curriculum EXTRA_DROP: phase five's layout curriculum over 200/100/100/100/100/200 steps
+    local x=${1:+, $1}
+    echo "[{steps: 200, lengths: [0k], bare_questions: true, drop_words: [$D, Where, is$x]},
+      {steps: 100, lengths: [0k], drop_words: [$D$x]},
+      {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, there$x], compact_share: 0.5},
+      {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, there$x], compact_share: 0.5},
+      {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: 200, lengths: [0k]}]"
+  }
+  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is "lm2" or "hops" (scripts/qa2_hops.py train ...)
+    local name=$1 trainer=$2; shift 2
+    local run="$OUT/qa2/$name" cmd=(lm2 train)
+    [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
+    [[ $trainer == hops-holder ]] && cmd+=(--ask holder)
+    done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
+        --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
+        --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
+    python scripts/qa2_shortcut.py "$(latest "$run")"
+    python scripts/qa2_hops.py probe "$(latest "$run")"
+  }
+  qa2_run base lm2 --data.curriculum "$(qa2_curriculum)"
+  qa2_run every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
+  qa2_run every-8l lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --model.config.num_hidden_layers 8
+  qa2_run hops hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
+  qa2_run hops-lr4 hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.lr 4e-3
+  qa2_run hops-take hops --data.curriculum "$(qa2_curriculum "$T")" --data.ask_everyone true
+  qa2_run holder hops-holder --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.stop_after 400
+  qa2_run holder-take hops-holder --data.curriculum "$(qa2_curriculum "$T")" --data.ask_everyone true \
+      --train.stop_after 400
+  python scripts/qa2_hops.py probe "$(latest "$OUT/qa2/holder-take")" --drop-words "${D//, /,},${T//, /,}"
+  H=$(latest "$OUT/qa2/holder")
+  qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
+      --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
+  qa2_run holder-then-hops hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
+      --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
+fi
+
 if [[ ${SEEDS:-0} == 1 && $QUICK == 0 ]]; then
   echo "== experiment 1c, seeds: does the backbone bind a person to a room? (smeared keys, every question supervised)"
   # 750 steps of a 1,500-step schedule per run (about 10-15 minutes of one core each), seeds 0-5, probed at 0k
