@@ -9,6 +9,7 @@ test split stays unseen):
         --data.ask_everyone true ...      # lm2 train, every question point also asking "Where is P?" for every
                                           # placed person and "Who has the O?" for every held object
     python scripts/qa2_hops.py train --ask holder ...   # "Who has the O?" alone
+    python scripts/qa2_hops.py train --ask every-holder ...   # every question and "Who has the O?", no "Where is P?"
     python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
 
 The hop questions are a probe's, not bAbI's: they are asked only in training runs made with `train`, and `probe`
@@ -38,11 +39,17 @@ def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
             + [(f"Who has the {obj}?", person) for obj, (person, _) in sorted(state.holder.items())])
 
 
-def with_hops(sample: BabiSample, rng: random.Random, only_holder: bool = False) -> list[BabiSample]:
-    """every_question's questions and both hops, or (only_holder) "Who has the O?" alone."""
+ASK = ("both", "holder", "every-holder")
+
+
+def with_hops(sample: BabiSample, rng: random.Random, ask: str = "both") -> list[BabiSample]:
+    """every_question's questions and both hops (both), "Who has the O?" alone (holder), or every_question's and
+    "Who has the O?" (every-holder)."""
     hops = hop_questions(sample.facts) if sample.task == "qa2" else []
-    if only_holder:  # a point where nobody holds anything asks its own question (no story is left without one)
-        asked = [BabiSample("qa2", sample.facts, q, a, []) for q, a in hops if q.startswith("Who has")] or [sample]
+    if ask != "both":
+        hops = [(q, a) for q, a in hops if q.startswith("Who has")]
+    if ask == "holder":  # a point where nobody holds anything asks its own question (no story is left without one)
+        asked = [BabiSample("qa2", sample.facts, q, a, []) for q, a in hops] or [sample]
     else:
         asked = every_question(sample) + [BabiSample("qa2", sample.facts, q, a, []) for q, a in hops]
     rng.shuffle(asked)
@@ -85,14 +92,14 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "train":
         from lm2.cli import main as lm2_main
 
-        args = sys.argv[1:]
-        only_holder = args[1:3] == ["--ask", "holder"]
+        args, ask = sys.argv[1:], "both"
         if args[1:2] == ["--ask"]:
-            if args[2:3] not in (["both"], ["holder"]):
-                raise SystemExit("qa2_hops.py train --ask takes both (the default) or holder")
+            if args[2:3] == [] or args[2] not in ASK:
+                raise SystemExit(f"qa2_hops.py train --ask takes one of {', '.join(ASK)} (default both)")
+            ask = args[2]
             del args[1:3]
-        # data.ask_everyone now also asks the hops (or, with --ask holder, "Who has the O?" alone)
-        bl._everyone = functools.partial(with_hops, only_holder=only_holder)
+        # data.ask_everyone now also asks the hops (--ask: which; see with_hops)
+        bl._everyone = functools.partial(with_hops, ask=ask)
         raise SystemExit(lm2_main(args))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -115,8 +115,12 @@ def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
     both = hops.with_hops(sample, random.Random(0))
     assert {(q.question, q.answer) for q in both} == (
         {(q.question, q.answer) for q in every_question(sample)} | set(hops.hop_questions(facts)))
-    holder = hops.with_hops(sample, random.Random(0), only_holder=True)
+    holder = hops.with_hops(sample, random.Random(0), ask="holder")
     assert sorted((q.question, q.answer) for q in holder) == [("Who has the football?", "Sandra"),
                                                             ("Who has the milk?", "Mary")]
     nothing_held = BabiSample("qa2", facts[:4] + ["Mary left the milk."], "Where is the milk?", "kitchen", [4, 0])
-    assert hops.with_hops(nothing_held, random.Random(0), only_holder=True) == [nothing_held]
+    assert hops.with_hops(nothing_held, random.Random(0), ask="holder") == [nothing_held]
+    every_holder = hops.with_hops(sample, random.Random(0), ask="every-holder")
+    assert {(q.question, q.answer) for q in every_holder} == (
+        {(q.question, q.answer) for q in every_question(sample)} | {("Who has the football?", "Sandra"),
+                                                                     ("Who has the milk?", "Mary")})
