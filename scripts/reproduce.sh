@@ -290,11 +290,11 @@ if (( ! QUICK )); then
       {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, there$x], compact_share: 0.5},
       {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: 200, lengths: [0k]}]"
   }
-  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is "lm2" or "hops" (scripts/qa2_hops.py train ...)
+  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, hops (scripts/qa2_hops.py train) or hops-ASK
     local name=$1 trainer=$2; shift 2
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
-    [[ $trainer == hops-holder ]] && cmd+=(--ask holder)
+    [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder
     done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
         --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
@@ -311,6 +311,9 @@ if (( ! QUICK )); then
   qa2_run holder-take hops-holder --data.curriculum "$(qa2_curriculum "$T")" --data.ask_everyone true \
       --train.stop_after 400
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa2/holder-take")" --drop-words "${D//, /,},${T//, /,}"
+  qa2_run holder-s1 hops-holder --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.stop_after 400 \
+      --train.seed 1
+  qa2_run every-holder hops-every-holder --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
