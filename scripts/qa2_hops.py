@@ -57,7 +57,9 @@ def with_hops(sample: BabiSample, rng: random.Random, ask: str = "both") -> list
 
 
 def probe(args: argparse.Namespace) -> None:
-    from lm2.eval.babilong import generate_answers, prompt_ids
+    from probe_binding import compacted  # scripts/ is on the path when this file runs as a script
+
+    from lm2.eval.babilong import answer_samples
     from lm2.eval.common import load_model
 
     torch.set_num_threads(1)
@@ -66,9 +68,8 @@ def probe(args: argparse.Namespace) -> None:
     drop = args.drop_words.split(",") if args.drop_words else []
     for sample in bl.build_samples("qa2", "0k", args.n, split="train", seed=args.seed):
         state = replay(sample.facts)
-        if drop:  # the statements as a compact training stage lays them out (at 0k the context is just them)
-            compact = bl.drop_fact_words(sample, drop).facts
-            sample = dataclasses.replace(sample, facts=compact, context=" ".join(compact))
+        if drop:  # the statements as a compact training stage lays them out
+            sample = compacted(sample, drop)
         groups["qa2 (both hops)"].append(sample)
         obj = sample.question.rstrip("?").split()[-1]
         if obj in state.holder:  # the object is held: ask both hops of this question
@@ -80,10 +81,7 @@ def probe(args: argparse.Namespace) -> None:
     print(f"{args.model}: qa2 at 0k, train-split stories (seed {args.seed})"
           + (f", statements without {', '.join(drop)}" if drop else ""))
     for name, group in groups.items():
-        answers: list[str] = []
-        for i in range(0, len(group), 20):
-            answers += generate_answers(loaded, [prompt_ids(s, loaded.tokenizer, "finetune") for s in group[i:i + 20]],
-                                        4, 128)
+        answers = answer_samples(loaded, group)
         right = sum(a.split()[:1] == [s.target] for a, s in zip(answers, group))
         print(f"  {name:20s} {100 * right / len(group):5.1f}%  of {len(group)}")
 

@@ -17,7 +17,7 @@ import torch
 
 from lm2.data import babilong as bl
 from lm2.data.babi import ROOMS
-from lm2.eval.babilong import generate_answers, prompt_ids
+from lm2.eval.babilong import answer_samples
 from lm2.eval.common import load_model
 
 
@@ -32,10 +32,7 @@ def main() -> None:
     torch.set_num_threads(1)
     loaded = load_model(args.model)
     samples = bl.build_samples(args.task, "0k", args.n, split="train", seed=args.seed)
-    answers: list[str] = []
-    for i in range(0, len(samples), args.batch_size):
-        batch = samples[i: i + args.batch_size]
-        answers += generate_answers(loaded, [prompt_ids(s, loaded.tokenizer, "finetune") for s in batch], 4, 128)
+    answers = answer_samples(loaded, samples, batch_size=args.batch_size)
     count = Counter()
     for sample, answer in zip(samples, answers):
         rooms = [w for w in re.findall(r"\w+", " ".join(sample.facts)) if w in ROOMS]

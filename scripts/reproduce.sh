@@ -299,7 +299,7 @@ if (( ! QUICK )); then
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
         --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
     python scripts/qa2_shortcut.py "$(latest "$run")"
-    python scripts/qa2_hops.py probe "$(latest "$run")"
+    if [[ $trainer == hops* ]]; then python scripts/qa2_hops.py probe "$(latest "$run")"; fi  # hops asked in training
   }
   qa2_run base lm2 --data.curriculum "$(qa2_curriculum)"
   qa2_run every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true

@@ -233,6 +233,17 @@ def generate_answers(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_
     return [clean_answer(tokenizer.decode(tokens, skip_special_tokens=True)) for tokens in out]
 
 
+def answer_samples(loaded: LoadedModel, samples: Sequence[Any], fmt: str = "finetune", batch_size: int = 20,
+                   max_new_tokens: int = 4, segment_length: int = 128) -> list[str]:
+    """Greedy answers to ``samples``, in their order, ``batch_size`` prompts at a time (for probes and scripts;
+    ``evaluate_babilong`` plans its own batches and saves as it goes)."""
+    answers: list[str] = []
+    for i in range(0, len(samples), batch_size):
+        prompts = [prompt_ids(s, loaded.tokenizer, fmt) for s in samples[i: i + batch_size]]
+        answers += generate_answers(loaded, prompts, max_new_tokens, segment_length)
+    return answers
+
+
 def plan_batches(lengths: Sequence[int], batch_size: int, multiple: int = 1) -> list[list[int]]:
     """Batches of prompt indices, longest first so that a batch needs little padding. With ``multiple`` > 1 a
     batch only holds prompts whose lengths agree modulo ``multiple``: their left padding is then a multiple of

@@ -309,13 +309,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ValueError("config field data.babilong_path needs data.supervise=answer: the official samples are "
                              "single questions, not whole bAbI stories")
 
+        tasks = set()
         for task in d.babi_tasks:
             try:
-                babi.check_task(task)
+                tasks.add(babi.check_task(task))
             except (ValueError, KeyError) as err:
                 raise ValueError(f"config field data.babi_tasks: {err}") from None
-        if d.ask_everyone and (d.supervise != "story"
-                               or not {babi.check_task(t) for t in d.babi_tasks} <= set(EVERY_QUESTION_TASKS)):
+        if d.ask_everyone and (d.supervise != "story" or not tasks <= set(EVERY_QUESTION_TASKS)):
             raise ValueError("config field data.ask_everyone=true needs data.supervise=story and data.babi_tasks "
                              f"among {', '.join(EVERY_QUESTION_TASKS)} (it asks every question a story point answers), "
                              f"got supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)}")
