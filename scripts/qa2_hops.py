@@ -11,6 +11,8 @@ test split stays unseen):
     python scripts/qa2_hops.py train --ask holder ...   # "Who has the O?" alone
     python scripts/qa2_hops.py train --ask every-holder ...   # every question and "Who has the O?", no "Where is P?"
     python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
+    python scripts/qa2_hops.py probe --steps runs/qa2-steps/ckpt-000800   # a model trained with
+                                          # data.answer_steps: [qa2] ("Mary kitchen"): the label rule, and the person
 
 The hop questions are a probe's, not bAbI's: they are asked only in training runs made with `train`, and `probe`
 asks them of any qa2 checkpoint (a model never trained on them can still answer in their form only by chance).
@@ -28,7 +30,7 @@ import torch
 
 from lm2.data import babilong as bl
 from lm2.data.babi import BabiSample
-from lm2.data.babi.questions import every_question, replay
+from lm2.data.babi.questions import every_question, replay, with_step
 
 
 def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
@@ -60,6 +62,7 @@ def probe(args: argparse.Namespace) -> None:
     from probe_binding import compacted  # scripts/ is on the path when this file runs as a script
 
     from lm2.eval.babilong import answer_samples
+    from lm2.eval.babilong_scoring import label_score
     from lm2.eval.common import load_model
 
     torch.set_num_threads(1)
@@ -80,6 +83,18 @@ def probe(args: argparse.Namespace) -> None:
                     dataclasses.replace(sample, question=f"Where is {person}?", target=state.place[person][0]))
     print(f"{args.model}: qa2 at 0k, train-split stories (seed {args.seed})"
           + (f", statements without {', '.join(drop)}" if drop else ""))
+    if args.steps:  # a model trained with data.answer_steps writes the person first: "Mary kitchen"
+        group = groups["qa2 (both hops)"]
+        answers = answer_samples(loaded, group, max_new_tokens=8)
+        person = [with_step(BabiSample(s.task, s.facts, s.question, s.target, s.supporting)).answer.split()[0]
+                  for s in group]
+        rows = {"qa2, BABILong's label rule": [label_score(a, s.target, s.question, "qa2")
+                                               for a, s in zip(answers, group)],
+                "the written person right": [a.split()[:1] == [p] for a, p in zip(answers, person)],
+                "both words right": [a.split()[:2] == [p, s.target] for a, p, s in zip(answers, person, group)]}
+        for name, hits in rows.items():
+            print(f"  {name:28s} {100 * sum(hits) / len(hits):5.1f}%  of {len(hits)}")
+        return
     for name, group in groups.items():
         answers = answer_samples(loaded, group)
         right = sum(a.split()[:1] == [s.target] for a, s in zip(answers, group))
@@ -108,6 +123,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=4242, help="train-split seed of the stories")
     p.add_argument("--drop-words", default="", help="comma-separated words dropped from the statements, as a compact "
                    "curriculum stage drops them (the questions keep the prompt's layout)")
+    p.add_argument("--steps", action="store_true", help="the model was trained with data.answer_steps: [qa2]: score "
+                   "qa2 by BABILong's label rule and check the person it writes first")
     probe(parser.parse_args())
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from lm2.data.babi import BabiSample, Story, check_task, generate_samples, story_samples
-from lm2.data.babi.questions import every_question
+from lm2.data.babi.questions import every_question, with_step
 from lm2.data.babilong_haystack import MIN_SENTENCE_TOKENS, background_sentences
 from lm2.data.corpora import jsonl_records
 from lm2.data.tokenizers import TokenCounter, token_counter
@@ -406,8 +406,8 @@ def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
 
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
                            fact_loss: bool = False, ask_everyone: bool = False,
-                           drop_words: Sequence[str] = (), bare_questions: bool = False
-                           ) -> tuple[list[int], list[int]]:
+                           drop_words: Sequence[str] = (), bare_questions: bool = False,
+                           answer_steps: Sequence[str] = ()) -> tuple[list[int], list[int]]:
     """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
 
     The story's statements are hidden in background text as ``build_sample`` hides one sample's facts (the same
@@ -424,6 +424,8 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     ``drop_words`` compacts every statement (``drop_fact_words``). ``bare_questions`` asks without the prompt's
     markers and with the question's words less ``drop_words`` and "?", the answer right after: "\nMary kitchen"
     (with "Where" and "is" dropped), the layout in which a tiny model first learns to look a person up.
+    The answers of the tasks in ``answer_steps`` (qa2, qa3) are written after the person their first hop finds,
+    "Mary kitchen" (``with_step``), and supervised whole.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -433,6 +435,8 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
         raise ValueError(f"no question of this {story.task} story fits length {length_name(length)}")
     if ask_everyone:  # worked out from the full statements, before any words are dropped
         questions = [asked for q in questions for asked in _everyone(q, rng)]
+    steps = {check_task(task) for task in answer_steps}
+    questions = [with_step(q) if q.task in steps else q for q in questions]  # from the full statements
     questions = [drop_fact_words(q, drop_words) for q in questions]
     asked_after: dict[int, list[BabiSample]] = {}  # fact index -> the questions right after that fact
     for q in questions:

@@ -103,15 +103,30 @@ def resolve_format(loaded: LoadedModel, fmt: str) -> str:
         raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if fmt != "auto":
         return fmt
+    return "finetune" if _trained_data(loaded).get("task") == "babilong" else "instruction"
+
+
+def _trained_data(loaded: LoadedModel) -> dict:
+    """The data section of the checkpoint's train_config.yaml ({} when there is none or it cannot be read)."""
     config_file = loaded.path / "train_config.yaml"
-    if config_file.is_file():
-        try:
-            task = (yaml.safe_load(config_file.read_text()) or {}).get("data", {}).get("task")
-        except (yaml.YAMLError, AttributeError):
-            task = None
-        if task == "babilong":
-            return "finetune"
-    return "instruction"
+    if not config_file.is_file():
+        return {}
+    try:
+        data = (yaml.safe_load(config_file.read_text()) or {}).get("data", {})
+    except (yaml.YAMLError, AttributeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def resolve_rule(loaded: LoadedModel, fmt: str, rule: str = "auto") -> str:
+    """"auto": the format's rule (exact match after the answer marker for "finetune", BABILong's label rule for
+    "instruction"), except that a checkpoint trained with data.answer_steps, whose answers name a person before
+    the room ("Mary kitchen"), is scored by the label rule."""
+    if rule not in ("auto", *RULES.values()):
+        raise ValueError(f"unknown scoring rule {rule!r}: choose auto, exact or label")
+    if rule != "auto":
+        return rule
+    return "label" if fmt == "finetune" and _trained_data(loaded).get("answer_steps") else RULES[fmt]
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -421,7 +436,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
                       lengths: Sequence[str] = ("0k", "1k", "2k", "4k"), n: int | None = None, fmt: str = "auto",
                       shots: int = 0, segment_length: int = 512, batch_size: int = 1, max_new_tokens: int = 16,
                       out_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True,
-                      resume: bool = False, overwrite: bool = False, data: Any = None) -> dict:
+                      resume: bool = False, overwrite: bool = False, data: Any = None, rule: str = "auto") -> dict:
     """Evaluate a loaded model on BABILong; returns the summary (also written to ``out_dir``, with the CSVs,
     and the heatmap).
 
@@ -438,6 +453,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
     are prefix-stable, so raising ``n`` only adds samples. ``seconds`` then covers the new answers only.
     Without ``resume``, a folder that already holds answers is refused unless ``overwrite`` (which deletes them
     first, every task and length), so that one folder never mixes answers made with different settings.
+    ``rule``: "exact", "label" or "auto" (``resolve_rule``).
     """
     release = data if isinstance(data, BabilongRelease) or data is None else open_release(data)
     tasks, lengths = parse_tasks(tasks), parse_lengths(lengths, known=release is None)
@@ -462,7 +478,7 @@ def evaluate_babilong(loaded: LoadedModel, tasks: Sequence[str] = HEADLINE_TASKS
                         ("--segment-length", segment_length)):
         if value < 1:
             raise ValueError(f"{name} {value} is invalid: it must be a positive integer")
-    rule = RULES[fmt]
+    rule = resolve_rule(loaded, fmt, rule)
     limit = max_positions(loaded.model)
     if limit is not None:  # fail before any work, measuring one prompt of each length in the model's tokens
         too_long = []

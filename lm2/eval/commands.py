@@ -59,7 +59,8 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
                  seed: NonNegativeInt = 0, resume: bool = False, overwrite: bool = False,
                  tokenizer: str | None = None, device: str = "cpu", batch_size: PositiveInt = 1,
                  out: str | None = None, no_progress: bool = False,
-                 precision: Literal["fp32", "bf16"] = "fp32") -> int:
+                 precision: Literal["fp32", "bf16"] = "fp32",
+                 rule: Literal["auto", "exact", "label"] = "auto") -> int:
     """BABILong accuracy by task and length (table, CSVs, JSON, heatmap)
 
     Args:
@@ -79,7 +80,9 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
             generate only the missing ones
         overwrite: delete the answers already in --out (every task and length) and start over; without it or
             --resume, a folder holding answers is refused
-        precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)"""
+        precision: fp32, or bf16 (autocast; for GPUs, several times slower than fp32 on CPU)
+        rule: auto: the format's (exact for finetune, label for instruction), and label for a checkpoint trained
+            with data.answer_steps (its answers name a person before the room); exact or label to choose"""
     from lm2.eval.babilong import evaluate_babilong, parse_lengths, parse_tasks, results_table
     from lm2.eval.common import default_out_dir
     from lm2.precision import precision_context
@@ -97,7 +100,8 @@ def run_babilong(*, model: str, tasks: str = "qa1-qa5", lengths: str = "0k,1k,2k
         summary = evaluate_babilong(loaded, tasks, lengths, n=n, fmt=format, shots=shots,
                                     segment_length=segment_length, batch_size=batch_size,
                                     max_new_tokens=max_new_tokens, out_dir=out, seed=seed,
-                                    progress=not no_progress, resume=resume, overwrite=overwrite, data=release)
+                                    progress=not no_progress, resume=resume, overwrite=overwrite, data=release,
+                                    rule=rule)
     counts = sorted({c for per_task in summary["samples"].values() for c in per_task.values()})
     each = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     source = f"the official release in {data}" if release is not None else "generated samples"

@@ -23,7 +23,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 import lm2
 from lm2.configuration_lm2 import PRESETS, LM2Config
 from lm2.data import babi
-from lm2.data.babi.questions import EVERY_QUESTION_TASKS
+from lm2.data.babi.questions import EVERY_QUESTION_TASKS, STEP_TASKS
 from lm2.data.babilong import parse_length
 from lm2.data.babilong_release import open_release
 from lm2.data.recall import STAGE_FIELDS, RecallSpec, stage_spec
@@ -79,6 +79,12 @@ class DataSection:
     """With supervise=story and tasks among qa1-qa5: every question point asks every question its statements answer
     (lm2.data.babi.questions: in qa1 where each person placed so far is, about 3x the answers per story, so that
     answering with the last room mentioned no longer pays; in qa2 each placed object; in qa5 all five forms)."""
+    answer_steps: list = field(default_factory=list)
+    """With supervise=story: tasks among qa2 and qa3 whose answers are written after the person their first hop
+    finds ("Mary kitchen": who last handled the object, or who carried it; lm2.data.babi.questions.with_step), so
+    that each generated word takes one lookup. Validation and `lm2 eval babilong` score these tasks by BABILong's
+    label rule (the one room named must be the answer) instead of exact match. Measured on qa2 alone: RESULTS.md
+    1c, "What limits qa2"."""
     facts_within: float = 1.0
     """With supervise=answer and generated samples: hide a training sample's facts among the first this fraction
     of its background sentences (0.5: the first half), so that at 2k they lie beyond what stacked attention windows
@@ -319,6 +325,17 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ValueError("config field data.ask_everyone=true needs data.supervise=story and data.babi_tasks "
                              f"among {', '.join(EVERY_QUESTION_TASKS)} (it asks every question a story point answers), "
                              f"got supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)}")
+        steps = set()
+        for task in d.answer_steps if isinstance(d.answer_steps, (list, tuple)) else [d.answer_steps]:
+            try:
+                steps.add(babi.check_task(task))
+            except (ValueError, KeyError) as err:
+                raise ValueError(f"config field data.answer_steps: {err}") from None
+        if steps and (d.supervise != "story" or not steps <= set(STEP_TASKS) & tasks
+                      or not isinstance(d.answer_steps, (list, tuple))):
+            raise ValueError(f"config field data.answer_steps={d.answer_steps!r} is invalid: a list of tasks among "
+                             f"{', '.join(STEP_TASKS)} that data.babi_tasks trains, with data.supervise=story (got "
+                             f"supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)})")
         if not d.curriculum:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, lengths}")
 
@@ -377,6 +394,17 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                              f"{sorted(RecallSpec.__dataclass_fields__)}") from None
         except ValueError as err:
             raise ValueError(f"config field data.{err}") from None
+        steps = set()
+        for task in d.answer_steps if isinstance(d.answer_steps, (list, tuple)) else [d.answer_steps]:
+            try:
+                steps.add(babi.check_task(task))
+            except (ValueError, KeyError) as err:
+                raise ValueError(f"config field data.answer_steps: {err}") from None
+        if steps and (d.supervise != "story" or not steps <= set(STEP_TASKS) & tasks
+                      or not isinstance(d.answer_steps, (list, tuple))):
+            raise ValueError(f"config field data.answer_steps={d.answer_steps!r} is invalid: a list of tasks among "
+                             f"{', '.join(STEP_TASKS)} that data.babi_tasks trains, with data.supervise=story (got "
+                             f"supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)})")
         if not d.curriculum:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, distractors}")
         for i, stage in enumerate(d.curriculum):

@@ -134,7 +134,8 @@ class BabilongStream:
             story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
             return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss,
                                           self.cfg.data.ask_everyone, drop,
-                                          compact and stage.get("bare_questions", False))
+                                          compact and stage.get("bare_questions", False),
+                                          answer_steps=self.cfg.data.answer_steps)
         if self.cfg.data.babilong_path is not None:
             sample = self.release.random_sample(task, length, rng)
         else:

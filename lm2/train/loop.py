@@ -28,9 +28,10 @@ from transformers import AutoConfig
 from lm2 import LM2Config, LM2ForCausalLM, rmt
 from lm2.cache import segments
 from lm2.cli import set_threads
+from lm2.data.babi import check_task
 from lm2.data.babilong import finetune_example
-from lm2.eval.babilong import greedy_streaming, plan_batches
-from lm2.eval.babilong_scoring import exact_match
+from lm2.eval.babilong import clean_answer, greedy_streaming, plan_batches
+from lm2.eval.babilong_scoring import exact_match, label_score
 from lm2.eval.recall import recall_accuracy
 from lm2.model_facts import padding_multiple
 from lm2.outdir import check_writable_dir, hold
@@ -144,7 +145,8 @@ class SegmentedLM(nn.Module):
 @torch.no_grad()
 def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
                       world_size: int = 1) -> dict[str, float]:
-    """Exact-match accuracy of greedy answers after the answer marker, per task and length ("acc/qa1/1k").
+    """Exact-match accuracy of greedy answers after the answer marker, per task and length ("acc/qa1/1k"); the
+    tasks of data.answer_steps, whose answers name a person before the room, by BABILong's label rule.
 
     Prompts are streamed ``segment_length`` tokens at a time in batches of ``eval.batch_size``, with the same
     batched greedy decoder as ``lm2 eval babilong`` (padding chosen so answers equal those of a batch of one).
@@ -153,7 +155,9 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
     same accuracies as one process, in 1/world_size of the time."""
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     keys, correct, totals = [], [], []
+    steps = {check_task(t) for t in cfg.data.answer_steps}
     for task in cfg.data.babi_tasks:
+        by_label = check_task(task) in steps  # answers written with their step ("Mary kitchen"): the label rule
         for length in eval_lengths(cfg):
             samples = babilong_validation_samples(task, length, cfg.eval.samples)
             mine = list(range(rank, len(samples), world_size))
@@ -167,8 +171,10 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
                 answers = greedy_streaming(model, [prompts[j] for j in batch], cfg.data.segment_length,
                                            cfg.eval.max_new_tokens, eos, pad_id(tokenizer), lambda _: False,
                                            device=device)
-                hits += sum(bool(exact_match(tokenizer.decode(a), samples[mine[j]].target))
-                            for j, a in zip(batch, answers))
+                for j, answer in zip(batch, answers):
+                    text, sample = clean_answer(tokenizer.decode(answer)), samples[mine[j]]
+                    hits += bool(label_score(text, sample.target, sample.question, sample.task) if by_label
+                                 else exact_match(text, sample.target))
             keys.append(f"acc/{task}/{length}")
             correct.append(hits)
             totals.append(len(samples))

@@ -12,7 +12,7 @@ from babi_check import check_story
 
 from lm2.data import babilong as bl
 from lm2.data.babi import BabiLine, BabiSample, Story, generate_stories, story_samples
-from lm2.data.babi.questions import every_question
+from lm2.data.babi.questions import every_question, with_step
 from lm2.data.tokenizers import gpt2_tokenizer
 
 TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
@@ -98,6 +98,68 @@ def test_ask_everyone_supervises_every_question_after_its_point(task):
     statements = text.split(f"\n{bl.QUESTION_PREFIX} ")[0]
     assert not {" went ", " to ", " the "} & {f" {w} " for w in statements.split()}  # dropped from the statements
     assert any(" the " in question for question, _ in asked)  # kept in the questions (compared whole above)
+
+
+@pytest.mark.parametrize("task", ["qa2", "qa3"])
+def test_with_step_names_the_person_of_the_first_hop(task):
+    """data.answer_steps: over 150 stories, the generator's own question keeps its room, written after a person
+    found here another way than with_step finds it: in qa2 the subject of the last statement naming the object
+    (who got or dropped it); in qa3 the one who took the object and then moved into the question's room."""
+    checked = 0
+    for story in generate_stories(task, 150, split="train", seed=5):
+        for sample in story_samples(story):
+            stepped = with_step(sample)
+            person, room = stepped.answer.split()
+            assert room == sample.answer and stepped.question == sample.question
+            assert stepped.facts == sample.facts and stepped.supporting == sample.supporting
+            obj = sample.question.split(" the ")[1].split()[0].rstrip("?")
+            if task == "qa2":
+                last = [f for f in sample.facts if f" the {obj}" in f][-1]
+                assert last.split()[0] == person, (last, stepped)
+            else:
+                went_to = sample.question.rstrip("?").split()[-1]
+                said = [f"{person} {verb} the {obj}" for verb in ("got", "took", "picked up", "grabbed")]
+                took = [i for i, f in enumerate(sample.facts) if any(f.startswith(s) for s in said)]
+                moved = [i for i, f in enumerate(sample.facts)
+                         if f.startswith(person + " ") and f.rstrip(".").split()[-1] == went_to]
+                assert any(t < m and not any(f.startswith(person) and f" the {obj}" in f
+                                             for f in sample.facts[t + 1: m])
+                           for t in took for m in moved), (sample.facts, stepped)  # carried it in
+            checked += 1
+    assert checked > 150
+
+
+def test_with_step_by_hand_and_its_refusals():
+    facts = ["Mary went to the kitchen.", "Mary got the milk there.", "Mary travelled to the office.",
+             "Mary dropped the milk.", "Mary moved to the garden."]
+    assert with_step(BabiSample("qa2", facts, "Where is the milk?", "office", [3, 2])).answer == "Mary office"
+    qa3 = BabiSample("qa3", facts, "Where was the milk before the office?", "kitchen", [2, 1, 0])
+    assert with_step(qa3).answer == "Mary kitchen"
+    with pytest.raises(ValueError, match="qa2, qa3, not qa1"):
+        with_step(BabiSample("qa1", facts, "Where is Mary?", "garden", [4]))
+    with pytest.raises(ValueError, match="no supporting facts"):
+        with_step(BabiSample("qa2", facts, "Where is the milk?", "office", []))
+    with pytest.raises(ValueError, match="is a move"):  # qa2's first supporting fact names the object
+        with_step(BabiSample("qa2", facts, "Where is the milk?", "office", [2, 3]))
+
+
+def test_answer_steps_write_the_person_before_the_room_of_qa2_only():
+    """A qa2 story laid out with answer_steps: each answer is "<person> <room>", every token of it and the eos
+    supervised; the same story without it answers the room alone; other tasks are left as they are."""
+    tok = gpt2_tokenizer()
+    story = generate_stories("qa2", 1, split="train", seed=11)[0]
+    plain = bl.story_finetune_example(story, "0k", "train", random.Random(2), tok)
+    ids, labels = bl.story_finetune_example(story, "0k", "train", random.Random(2), tok, answer_steps=["qa2"])
+    answers = [a.split(tok.eos_token)[0].split() for a in tok.decode(ids).split(f"{bl.ANSWER_MARKER} ")[1:]]
+    points = [s for s in story_samples(story) if bl.fits(s, "0k")]
+    assert answers == [with_step(p).answer.split() for p in points] and all(len(a) == 2 for a in answers)
+    supervised = tok.decode([t for t, lab in zip(ids, labels) if lab != -100]).split(tok.eos_token)[:-1]
+    assert [a.split() for a in supervised] == answers
+    plain_answers = [a.split(tok.eos_token)[0].split() for a in tok.decode(plain[0]).split(f"{bl.ANSWER_MARKER} ")[1:]]
+    assert plain_answers == [a[1:] for a in answers]
+    qa1 = generate_stories("qa1", 1, split="train", seed=11)[0]
+    assert bl.story_finetune_example(qa1, "0k", "train", random.Random(2), tok, answer_steps=["qa2"]) == \
+        bl.story_finetune_example(qa1, "0k", "train", random.Random(2), tok)
 
 
 def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():

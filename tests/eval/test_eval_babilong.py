@@ -61,6 +61,29 @@ def test_a_model_that_always_answers_one_label_scores_its_frequency(fmt, gpt2, s
     assert summary["accuracy"]["qa1"]["0k"] == pytest.approx(100.0 * targets.count("kitchen") / n)
 
 
+def test_answers_written_with_their_step_are_scored_by_the_label_rule(gpt2, scripted_lm, tmp_path):
+    """A checkpoint trained with data.answer_steps answers "Mary kitchen": --rule auto scores it by BABILong's label
+    rule (right where the room is the target), exact match would score it 0; without that setting auto stays exact,
+    and an unknown rule is refused."""
+    n = 40
+    targets = [s.target for s in build_samples("qa2", "0k", n, split="test", seed=0)]
+    assert 0 < targets.count("kitchen") < n
+    model = scripted_lm(gpt2, lambda prompt: "Mary kitchen")
+    for trained, rule, expected in ((["qa2"], "auto", targets.count("kitchen")), (["qa2"], "exact", 0),
+                                    ([], "auto", 0), ([], "label", targets.count("kitchen"))):
+        folder = tmp_path / f"{rule}-{len(trained)}"
+        folder.mkdir()
+        (folder / "train_config.yaml").write_text(json.dumps({"data": {"task": "babilong", "answer_steps": trained}}))
+        summary = evaluate_babilong(LoadedModel(model, gpt2, path=folder, name="stepped"), ["qa2"], ["0k"], n=n,
+                                    progress=False, rule=rule)
+        assert summary["format"] == "finetune"
+        assert summary["rule"] == ("label" if expected else "exact")
+        assert summary["accuracy"]["qa2"]["0k"] == pytest.approx(100.0 * expected / n)
+    with pytest.raises(ValueError, match="unknown scoring rule 'labels'"):
+        evaluate_babilong(LoadedModel(model, gpt2, path=folder, name="stepped"), ["qa2"], ["0k"], n=2,
+                          progress=False, rule="labels")
+
+
 def test_csv_rescored_by_lm2_score_babilong_gives_the_same_number(gpt2, scripted_lm, tmp_path, capsys):
     from lm2.cli import main
 

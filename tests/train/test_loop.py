@@ -303,3 +303,23 @@ def test_lm2_from_a_checkpoint_without_memory_adds_the_blocks_the_config_asks_fo
     explicit = loop.build_model(lm_config(model={"kind": "lm2", "init_from": str(tmp_path / "vanilla"),
                                                  "config": {**lm_config().model.config, "memory_layers": 0}}))
     assert not explicit.config.has_memory  # asked for in so many words: a model without memory, as in RESULTS 2
+
+
+def test_validation_scores_the_answer_steps_tasks_by_the_label_rule(lm_config, monkeypatch):
+    """With data.answer_steps: [qa2] a qa2 answer that names a person before the room ("Mary kitchen") counts
+    where the room is the target (BABILong's label rule); qa1, not listed, stays exact match, so the same answer
+    never counts there."""
+    from lm2.train.data import babilong_validation_samples, get_tokenizer
+
+    cfg = lm_config(data={"task": "babilong", "supervise": "story", "babi_tasks": ["qa1", "qa2"],
+                          "answer_steps": ["qa2"], "segment_length": 64, "bptt_segments": 0,
+                          "curriculum": [{"steps": 1, "lengths": ["0k"]}]},
+                    train={"steps": 0}, eval={"samples": 20, "lengths": ["0k"], "max_new_tokens": 4})
+    tokenizer = get_tokenizer(cfg.data.tokenizer)
+    written = tokenizer(" Mary kitchen\nJohn garden", add_special_tokens=False)["input_ids"]  # and a line past it
+    monkeypatch.setattr(loop, "greedy_streaming", lambda model, prompts, *args, **kwargs: [written for _ in prompts])
+    model = loop.build_model(cfg, tokenizer=tokenizer)
+    accuracy = loop.babilong_accuracy(model, tokenizer, cfg, torch.device("cpu"))
+    expected = sum(s.target == "kitchen" for s in babilong_validation_samples("qa2", "0k", 20)) / 20
+    assert 0 < expected < 1
+    assert accuracy == {"acc/qa1/0k": 0.0, "acc/qa2/0k": expected}

@@ -71,6 +71,15 @@ def test_an_empty_section_is_the_defaults():
     ({"data": {"task": "babilong", "ask_everyone": True}}, "data.ask_everyone"),
     ({"data": {"task": "babilong", "supervise": "story", "ask_everyone": True, "babi_tasks": ["qa1", "qa6"]}},
      "data.ask_everyone"),
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"], "answer_steps": ["qa1"]}},
+     "data.answer_steps"),  # qa2 and qa3 only
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa1"], "answer_steps": ["qa2"]}},
+     "data.answer_steps"),  # a task not trained
+    ({"data": {"task": "babilong", "babi_tasks": ["qa2"], "answer_steps": ["qa2"]}}, "data.answer_steps"),
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"], "answer_steps": "qa2"}},
+     "data.answer_steps"),  # a list
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"], "answer_steps": ["qa99"]}},
+     "data.answer_steps"),
     ({"data": {"task": "babilong", "facts_within": 0.0}}, "data.facts_within"),
     ({"data": {"task": "babilong", "facts_within": 1.5}}, "data.facts_within"),
     ({"data": {"task": "babilong", "supervise": "story", "facts_within": 0.5}}, "data.facts_within"),

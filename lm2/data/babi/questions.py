@@ -12,6 +12,7 @@ from __future__ import annotations
 from lm2.data.babi.common import DROP_VERBS, GIVE_VERBS, MOVE_VERBS, OBJECTS, TAKE_VERBS, BabiSample
 
 EVERY_QUESTION_TASKS = ("qa1", "qa2", "qa3", "qa4", "qa5")
+STEP_TASKS = ("qa2", "qa3")  # tasks whose answers `with_step` can write with their first hop
 _OPPOSITE = {"north": "south", "south": "north", "east": "west", "west": "east"}
 
 
@@ -146,3 +147,27 @@ def every_question(sample: BabiSample) -> list[BabiSample]:
         raise ValueError(f"every_question is defined for {', '.join(EVERY_QUESTION_TASKS)}, not {sample.task}")
     return [BabiSample(sample.task, list(sample.facts), question, answer, support)
             for question, answer, support in replay(sample.facts).questions(sample.task)]
+
+
+def with_step(sample: BabiSample) -> BabiSample:
+    """``sample`` with its answer written after the person its first hop finds ("Mary kitchen"; training only).
+
+    A qa2 or qa3 answer chains two lookups: qa2 "Where is the milk?" needs who last handled the milk (who got it,
+    or who dropped it), then where that person was; qa3 "Where was the milk before the office?" needs who carried
+    it into the office, then where that person was before. Written out, the person is a token the model has read
+    by the time it names the room, so each generated word takes one lookup. The person is the subject of the first
+    supporting fact (the object's last statement in qa2, the carrier's move in qa3); BABILong's label rule, which
+    counts the rooms named, scores the answer as before.
+    """
+    if sample.task not in STEP_TASKS:
+        raise ValueError(f"answers with their step are defined for {', '.join(STEP_TASKS)}, not {sample.task}")
+    if not sample.supporting:
+        raise ValueError(f"the {sample.task} question {sample.question!r} has no supporting facts to find its "
+                         "person in")
+    kind, *args = _statement(sample.facts[sample.supporting[0]])
+    expected = "move" if sample.task == "qa3" else ("take", "drop", "give")
+    if kind not in expected:
+        raise ValueError(f"the first supporting fact of {sample.task}'s {sample.question!r} is a {kind}, not the "
+                         f"statement that names its person: {sample.facts[sample.supporting[0]]!r}")
+    return BabiSample(sample.task, list(sample.facts), sample.question, f"{args[0]} {sample.answer}",
+                      list(sample.supporting))
