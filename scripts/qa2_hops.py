@@ -62,7 +62,6 @@ def probe(args: argparse.Namespace) -> None:
     from probe_binding import compacted  # scripts/ is on the path when this file runs as a script
 
     from lm2.eval.babilong import answer_samples
-    from lm2.eval.babilong_scoring import label_score
     from lm2.eval.common import load_model
 
     torch.set_num_threads(1)
@@ -84,21 +83,43 @@ def probe(args: argparse.Namespace) -> None:
     print(f"{args.model}: qa2 at 0k, train-split stories (seed {args.seed})"
           + (f", statements without {', '.join(drop)}" if drop else ""))
     if args.steps:  # a model trained with data.answer_steps writes the person first: "Mary kitchen"
-        group = groups["qa2 (both hops)"]
-        answers = answer_samples(loaded, group, max_new_tokens=8)
-        person = [with_step(BabiSample(s.task, s.facts, s.question, s.target, s.supporting)).answer.split()[0]
-                  for s in group]
-        rows = {"qa2, BABILong's label rule": [label_score(a, s.target, s.question, "qa2")
-                                               for a, s in zip(answers, group)],
-                "the written person right": [a.split()[:1] == [p] for a, p in zip(answers, person)],
-                "both words right": [a.split()[:2] == [p, s.target] for a, p, s in zip(answers, person, group)]}
-        for name, hits in rows.items():
-            print(f"  {name:28s} {100 * sum(hits) / len(hits):5.1f}%  of {len(hits)}")
+        steps_probe(loaded, groups["qa2 (both hops)"])
         return
     for name, group in groups.items():
         answers = answer_samples(loaded, group)
         right = sum(a.split()[:1] == [s.target] for a, s in zip(answers, group))
         print(f"  {name:20s} {100 * right / len(group):5.1f}%  of {len(group)}")
+
+
+def steps_probe(loaded, samples: list) -> None:
+    """qa2 answered with its step: BABILong's label rule, the person written first, and the label rule split by
+    where the object is: held, dropped where its dropper still is, or dropped by someone who has moved on since
+    (with how often the answer names the dropper's room now instead)."""
+    from lm2.eval.babilong import answer_samples
+    from lm2.eval.babilong_scoring import label_score
+
+    answers = answer_samples(loaded, samples, max_new_tokens=8)
+    rows: dict[str, list[bool]] = {"qa2, BABILong's label rule": [], "the written person right": [],
+                                   "  held": [], "  dropped, the dropper still there": [],
+                                   "  dropped, the dropper moved on": [], "    ... answered the dropper's room now": []}
+    for sample, answer in zip(samples, answers):
+        right = label_score(answer, sample.target, sample.question, "qa2")
+        person = with_step(BabiSample("qa2", sample.facts, sample.question, sample.target, sample.supporting))
+        rows["qa2, BABILong's label rule"].append(right)
+        rows["the written person right"].append(answer.split()[:1] == person.answer.split()[:1])
+        state = replay(sample.facts)
+        obj = sample.question.rstrip("?").split()[-1]
+        if obj in state.holder:
+            rows["  held"].append(right)
+            continue
+        now = state.place[person.answer.split()[0]][0]
+        if now == sample.target:
+            rows["  dropped, the dropper still there"].append(right)
+        else:
+            rows["  dropped, the dropper moved on"].append(right)
+            rows["    ... answered the dropper's room now"].append(label_score(answer, now, sample.question, "qa2"))
+    for name, hits in rows.items():
+        print(f"  {name:40s} {100 * sum(hits) / max(1, len(hits)):5.1f}%  of {len(hits)}")
 
 
 def main() -> None:

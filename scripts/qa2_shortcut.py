@@ -4,7 +4,10 @@ For a qa2 model stuck near chance this tells a shortcut (answer the most recent 
 answer is the last room mentioned in about a third of the questions. Samples come from the train split with a seed
 of their own (the test split stays unseen), at 0k:
 
-    python scripts/qa2_shortcut.py runs/qa2/ckpt-000800 [--task qa2] [--n 200] [--seed 4242]
+    python scripts/qa2_shortcut.py runs/qa2/ckpt-000800 [--task qa2] [--n 200] [--seed 4242] [--steps]
+
+--steps reads the room from the second word of the answer, for a model trained with data.answer_steps (its answers
+name a person first: "Mary kitchen").
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4242, help="train-split seed of the samples")
     parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--steps", action="store_true", help="answers name a person before the room (answer_steps)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     loaded = load_model(args.model)
@@ -36,7 +40,8 @@ def main() -> None:
     count = Counter()
     for sample, answer in zip(samples, answers):
         rooms = [w for w in re.findall(r"\w+", " ".join(sample.facts)) if w in ROOMS]
-        said = answer.split()[0] if answer.split() else ""
+        words = answer.split()[1:] if args.steps else answer.split()
+        said = words[0] if words else ""
         last = rooms[-1] if rooms else None
         count["right"] += said == sample.target
         count["answered the last room"] += said == last

@@ -282,22 +282,30 @@ python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5/lm2/five")" -
 if (( ! QUICK )); then
   echo "== experiment 1c: what limits qa2 (qa2 alone, vanilla, 800 steps each; 9-25 minutes of one core per run)"
   D="went, moved, journeyed, travelled, back, to, the, The, there"; T="got, took, picked, up, grabbed"
-  qa2_curriculum() {  # qa2_curriculum EXTRA_DROP: phase five's layout curriculum over 200/100/100/100/100/200 steps
-    local x=${1:+, $1}
+  qa2_curriculum() {  # qa2_curriculum EXTRA_DROP [LAST]: phase five's layout curriculum over 200/100/100/100/100/LAST
+    local x=${1:+, $1} last=${2:-200}   # steps (LAST: 200, or 1,800 for the 2,400-step runs)
     echo "[{steps: 200, lengths: [0k], bare_questions: true, drop_words: [$D, Where, is$x]},
       {steps: 100, lengths: [0k], drop_words: [$D$x]},
       {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, there$x], compact_share: 0.5},
       {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, there$x], compact_share: 0.5},
-      {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: 200, lengths: [0k]}]"
+      {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: $last, lengths: [0k]}]"
   }
-  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, hops (scripts/qa2_hops.py train) or hops-ASK
-    local name=$1 trainer=$2; shift 2
+  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, steps (lm2, answers with their step), hops
+    local name=$1 trainer=$2; shift 2   # (scripts/qa2_hops.py train) or hops-ASK
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
     [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder
     done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
         --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
+    if [[ $trainer == steps ]]; then  # BABILong's label rule and the person written: each checkpoint on the
+      for ckpt in "$run"/ckpt-*; do   # validation stories (seed 2147495993), the last on seed 4242
+        python scripts/qa2_hops.py probe "$ckpt" --steps --n 100 --seed 2147495993
+      done
+      python scripts/qa2_hops.py probe "$(latest "$run")" --steps
+      python scripts/qa2_shortcut.py "$(latest "$run")" --steps
+      return
+    fi
     python scripts/qa2_shortcut.py "$(latest "$run")"
     if [[ $trainer == hops* ]]; then python scripts/qa2_hops.py probe "$(latest "$run")"; fi  # hops asked in training
   }
@@ -314,6 +322,10 @@ if (( ! QUICK )); then
   qa2_run holder-s1 hops-holder --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.stop_after 400 \
       --train.seed 1
   qa2_run every-holder hops-every-holder --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
+  qa2_run steps steps --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --data.answer_steps '[qa2]' \
+      --checkpoint.keep_last 10
+  qa2_run steps-2400 steps --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
+      --data.answer_steps '[qa2]' --checkpoint.keep_last 10
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
