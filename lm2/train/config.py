@@ -326,13 +326,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                              f"among {', '.join(EVERY_QUESTION_TASKS)} (it asks every question a story point answers), "
                              f"got supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)}")
         steps = set()
-        for task in d.answer_steps if isinstance(d.answer_steps, (list, tuple)) else [d.answer_steps]:
+        for task in d.answer_steps:  # a list: the type check comes first
             try:
                 steps.add(babi.check_task(task))
             except (ValueError, KeyError) as err:
                 raise ValueError(f"config field data.answer_steps: {err}") from None
-        if steps and (d.supervise != "story" or not steps <= set(STEP_TASKS) & tasks
-                      or not isinstance(d.answer_steps, (list, tuple))):
+        if steps and (d.supervise != "story" or not steps <= set(STEP_TASKS) & tasks):
             raise ValueError(f"config field data.answer_steps={d.answer_steps!r} is invalid: a list of tasks among "
                              f"{', '.join(STEP_TASKS)} that data.babi_tasks trains, with data.supervise=story (got "
                              f"supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)})")
@@ -394,17 +393,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                              f"{sorted(RecallSpec.__dataclass_fields__)}") from None
         except ValueError as err:
             raise ValueError(f"config field data.{err}") from None
-        steps = set()
-        for task in d.answer_steps if isinstance(d.answer_steps, (list, tuple)) else [d.answer_steps]:
-            try:
-                steps.add(babi.check_task(task))
-            except (ValueError, KeyError) as err:
-                raise ValueError(f"config field data.answer_steps: {err}") from None
-        if steps and (d.supervise != "story" or not steps <= set(STEP_TASKS) & tasks
-                      or not isinstance(d.answer_steps, (list, tuple))):
-            raise ValueError(f"config field data.answer_steps={d.answer_steps!r} is invalid: a list of tasks among "
-                             f"{', '.join(STEP_TASKS)} that data.babi_tasks trains, with data.supervise=story (got "
-                             f"supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)})")
         if not d.curriculum:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, distractors}")
         for i, stage in enumerate(d.curriculum):
