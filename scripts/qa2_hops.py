@@ -10,6 +10,8 @@ test split stays unseen):
                                           # placed person and "Who has the O?" for every held object
     python scripts/qa2_hops.py train --ask holder ...   # "Who has the O?" alone
     python scripts/qa2_hops.py train --ask every-holder ...   # every question and "Who has the O?", no "Where is P?"
+    python scripts/qa2_hops.py train --verb ... --data.answer_steps '[qa2]'   # "Mary got kitchen" / "Mary dropped
+                                          # kitchen": the kind of the object's last statement written too
     python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
     python scripts/qa2_hops.py probe --steps runs/qa2-steps/ckpt-000800   # a model trained with
                                           # data.answer_steps: [qa2] ("Mary kitchen"): the label rule, and the person
@@ -30,6 +32,7 @@ import torch
 
 from lm2.data import babilong as bl
 from lm2.data.babi import BabiSample
+from lm2.data.babi.common import DROP_VERBS
 from lm2.data.babi.questions import every_question, replay, with_step
 
 
@@ -42,6 +45,18 @@ def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
 
 
 ASK = ("both", "holder", "every-holder")
+
+
+def with_verb(sample: BabiSample) -> BabiSample:
+    """with_step's qa2 answer with the kind of the object's last statement between the person and the room:
+    "Mary got kitchen" or "Mary dropped kitchen" (train --verb)."""
+    stepped = with_step(sample)
+    if sample.task != "qa2":
+        return stepped
+    fact = sample.facts[sample.supporting[0]]
+    dropped = any(fact.split(" ", 1)[1].startswith(verb + " ") for verb in DROP_VERBS)
+    person, room = stepped.answer.split()
+    return dataclasses.replace(stepped, answer=f"{person} {'dropped' if dropped else 'got'} {room}")
 
 
 def with_hops(sample: BabiSample, rng: random.Random, ask: str = "both") -> list[BabiSample]:
@@ -127,6 +142,10 @@ def main() -> None:
         from lm2.cli import main as lm2_main
 
         args, ask = sys.argv[1:], "both"
+        if args[1:2] == ["--verb"]:  # data.answer_steps writes got / dropped too; no hop questions
+            bl.with_step = with_verb
+            del args[1]
+            raise SystemExit(lm2_main(args))
         if args[1:2] == ["--ask"]:
             if args[2:3] == [] or args[2] not in ASK:
                 raise SystemExit(f"qa2_hops.py train --ask takes one of {', '.join(ASK)} (default both)")

@@ -290,15 +290,16 @@ if (( ! QUICK )); then
       {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, there$x], compact_share: 0.5},
       {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: $last, lengths: [0k]}]"
   }
-  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, steps (lm2, answers with their step), hops
-    local name=$1 trainer=$2; shift 2   # (scripts/qa2_hops.py train) or hops-ASK
+  qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, steps (lm2, answers with their step), steps-verb,
+    local name=$1 trainer=$2; shift 2   # hops (scripts/qa2_hops.py train) or hops-ASK
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
     [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder
+    [[ $trainer == steps-verb ]] && cmd=(python scripts/qa2_hops.py train --verb)   # "Mary got kitchen"
     done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
         --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
-    if [[ $trainer == steps ]]; then  # BABILong's label rule and the person written: each checkpoint on the
+    if [[ $trainer == steps* ]]; then  # BABILong's label rule and the person written: each checkpoint on the
       for ckpt in "$run"/ckpt-*; do   # validation stories (seed 2147495993), the last on seed 4242
         python scripts/qa2_hops.py probe "$ckpt" --steps --n 100 --seed 2147495993
       done
@@ -326,6 +327,8 @@ if (( ! QUICK )); then
       --checkpoint.keep_last 10
   qa2_run steps-2400 steps --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10
+  qa2_run steps-verb steps-verb --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
+      --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1

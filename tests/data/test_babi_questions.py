@@ -186,3 +186,8 @@ def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
     assert {(q.question, q.answer) for q in every_holder} == (
         {(q.question, q.answer) for q in every_question(sample)} | {("Who has the football?", "Sandra"),
                                                                      ("Who has the milk?", "Mary")})
+    # train --verb: data.answer_steps with the kind of the object's last statement between the person and the room
+    dropped = BabiSample("qa2", facts + ["Mary moved to the garden.", "Mary put down the milk."], "Where is the milk?",
+                         "garden", [7, 6])
+    assert hops.with_verb(dropped).answer == "Mary dropped garden"
+    assert hops.with_verb(sample).answer == "Mary got kitchen"
