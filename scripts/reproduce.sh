@@ -278,6 +278,11 @@ lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --kinds lm2,vanilla --ev
     "${FIVE_FLAGS[@]}"
 python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5/lm2/five")" --task qa3 --lengths 0k --window 128 \
     --first-fact LM2="$OUT/qa1to5/lm2/eval" vanilla="$OUT/qa1to5/vanilla/eval"
+if (( ! QUICK )); then  # the same with qa2's and qa3's answers written after their person (vanilla; about 85 minutes)
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-steps" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
+      --no-progress --five.data.answer_steps '[qa2, qa3]'
+  python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-steps/vanilla/five")" --steps
+fi
 
 if (( ! QUICK )); then
   echo "== experiment 1c: what limits qa2 (qa2 alone, vanilla, 800 steps each; 9-25 minutes of one core per run)"
