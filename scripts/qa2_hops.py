@@ -165,7 +165,10 @@ def main() -> None:
                    "curriculum stage drops them (the questions keep the prompt's layout)")
     p.add_argument("--steps", action="store_true", help="the model was trained with data.answer_steps: [qa2]: score "
                    "qa2 by BABILong's label rule and check the person it writes first")
-    probe(parser.parse_args())
+    args = parser.parse_args()
+    if args.steps and args.drop_words:
+        parser.error("--steps reads the full statements; leave out --drop-words")
+    probe(args)
 
 
 if __name__ == "__main__":
