@@ -332,6 +332,9 @@ if (( ! QUICK )); then
       --checkpoint.keep_last 10
   qa2_run steps-2400 steps --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10
+  qa2_run every-2400 lm2 --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
+      --checkpoint.keep_last 10 --train.stop_after 1600
+  python scripts/qa2_hops.py probe "$(latest "$OUT/qa2/every-2400")" --steps   # its split by where the object is
   qa2_run steps-verb steps-verb --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
   H=$(latest "$OUT/qa2/holder")
