@@ -119,15 +119,16 @@ def steps_probe(loaded, samples: list) -> None:
                                    "  dropped, the dropper moved on": [], "    ... answered the dropper's room now": []}
     for sample, answer in zip(samples, answers):
         right = label_score(answer, sample.target, sample.question, "qa2")
-        person = with_step(BabiSample("qa2", sample.facts, sample.question, sample.target, sample.supporting))
+        stepped = with_step(BabiSample("qa2", sample.facts, sample.question, sample.target, sample.supporting))
+        person = stepped.answer.split()[0]
         rows["qa2, BABILong's label rule"].append(right)
-        rows["the written person right"].append(answer.split()[:1] == person.answer.split()[:1])
+        rows["the written person right"].append(answer.split()[:1] == [person])
         state = replay(sample.facts)
         obj = sample.question.rstrip("?").split()[-1]
         if obj in state.holder:
             rows["  held"].append(right)
             continue
-        now = state.place[person.answer.split()[0]][0]
+        now = state.place[person][0]
         if now == sample.target:
             rows["  dropped, the dropper still there"].append(right)
         else:

@@ -30,8 +30,7 @@ from lm2.cache import segments
 from lm2.cli import set_threads
 from lm2.data.babi import check_task
 from lm2.data.babilong import finetune_example
-from lm2.eval.babilong import clean_answer, greedy_streaming, plan_batches
-from lm2.eval.babilong_scoring import exact_match, label_score
+from lm2.eval.babilong import clean_answer, greedy_streaming, plan_batches, score
 from lm2.eval.recall import recall_accuracy
 from lm2.model_facts import padding_multiple
 from lm2.outdir import check_writable_dir, hold
@@ -157,7 +156,7 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
     keys, correct, totals = [], [], []
     steps = {check_task(t) for t in cfg.data.answer_steps}
     for task in cfg.data.babi_tasks:
-        by_label = check_task(task) in steps  # answers written with their step ("Mary kitchen"): the label rule
+        rule = "label" if check_task(task) in steps else "exact"  # "Mary kitchen" answers: the label rule
         for length in eval_lengths(cfg):
             samples = babilong_validation_samples(task, length, cfg.eval.samples)
             mine = list(range(rank, len(samples), world_size))
@@ -171,10 +170,8 @@ def babilong_accuracy(model, tokenizer, cfg: TrainConfig, device, rank: int = 0,
                 answers = greedy_streaming(model, [prompts[j] for j in batch], cfg.data.segment_length,
                                            cfg.eval.max_new_tokens, eos, pad_id(tokenizer), lambda _: False,
                                            device=device)
-                for j, answer in zip(batch, answers):
-                    text, sample = clean_answer(tokenizer.decode(answer)), samples[mine[j]]
-                    hits += bool(label_score(text, sample.target, sample.question, sample.task) if by_label
-                                 else exact_match(text, sample.target))
+                hits += sum(score([clean_answer(tokenizer.decode(a)) for a in answers],
+                                  [samples[mine[j]] for j in batch], rule))
             keys.append(f"acc/{task}/{length}")
             correct.append(hits)
             totals.append(len(samples))
