@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import functools
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,11 @@ class DataSection:
     reach and only a carried state can bring them to the question. 1.0 (anywhere) is BABILong's layout; validation
     and test always use it."""
     babi_tasks: list = field(default_factory=lambda: ["qa1"])
-    """bAbI tasks to mix (each sample draws one uniformly)."""
+    """bAbI tasks to mix (each sample draws one uniformly, or by data.task_weights)."""
+    task_weights: dict = field(default_factory=dict)
+    """Relative weights of data.babi_tasks' tasks when a sample draws its task ({qa1: 1, qa2: 3}: qa2 three times
+    as often as qa1); a task left out weighs 1, and a weight of 0 never draws it. Empty: uniform (the same samples
+    as before the option existed). Measured in the qa1-qa5 mixture: RESULTS.md 1c."""
     babilong_path: str | None = None
     """A local copy of the official BABILong training data (RMT-team/babilong-train-5k-samples, in a layout of
     lm2.data.babilong_release) to draw samples from instead of generating them; every task of babi_tasks must be
@@ -276,6 +281,38 @@ def _positive(name: str, value: Any, zero_ok: bool = False) -> None:
         raise ValueError(f"config field {name}={value!r} is invalid: it must be {'>= 0' if zero_ok else '> 0'}")
 
 
+def task_weights(d: DataSection) -> list[float] | None:
+    """data.task_weights as one weight per entry of data.babi_tasks (1 for a task left out), or None when empty:
+    samples then draw their task uniformly. Raises ValueError, naming the field, for a weight that is not a
+    non-negative number, a task that babi_tasks does not train, or weights that leave no task to draw."""
+    if not isinstance(d.task_weights, dict):
+        raise ValueError(f"config field data.task_weights={d.task_weights!r} must be a mapping of task to weight, "
+                         "e.g. {qa1: 1, qa2: 3}")
+    if not d.task_weights:
+        return None
+    trained = [babi.check_task(task) for task in d.babi_tasks]
+    given: dict[str, float] = {}
+    for task, weight in d.task_weights.items():
+        try:
+            name = babi.check_task(task)
+        except ValueError as err:
+            raise ValueError(f"config field data.task_weights: {err}") from None
+        if name not in trained:
+            raise ValueError(f"config field data.task_weights names {task!r}, which data.babi_tasks "
+                             f"({', '.join(map(str, d.babi_tasks))}) does not train: add it there or drop its weight")
+        if name in given:
+            raise ValueError(f"config field data.task_weights gives {name} twice")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"config field data.task_weights: the weight of {task!r} is {weight!r}; a weight is a "
+                             "number >= 0 (0 never draws the task)")
+        given[name] = float(weight)
+    weights = [given.get(name, 1.0) for name in trained]
+    if not any(weights):
+        raise ValueError("config field data.task_weights gives every task of data.babi_tasks weight 0: no sample "
+                         "could draw a task; give at least one a positive weight")
+    return weights
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check values and their combinations; raise ValueError naming the field. Cheap: builds nothing."""
     m, d, t, e, c, dist = cfg.model, cfg.data, cfg.train, cfg.eval, cfg.checkpoint, cfg.distributed
@@ -335,6 +372,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ValueError(f"config field data.answer_steps={d.answer_steps!r} is invalid: a list of tasks among "
                              f"{', '.join(STEP_TASKS)} that data.babi_tasks trains, with data.supervise=story (got "
                              f"supervise={d.supervise!r}, babi_tasks={list(d.babi_tasks)})")
+        task_weights(d)  # raises on a bad data.task_weights
         if not d.curriculum:
             raise ValueError("config field data.curriculum is empty: give at least one stage {steps, lengths}")
 

@@ -26,7 +26,7 @@ from lm2.data.babilong_release import open_release
 from lm2.data.corpora import TokenBlocks, background_books
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample, make_samples, stage_spec
 from lm2.data.tokenizers import load_tokenizer, train_bpe_tokenizer
-from lm2.train.config import TrainConfig
+from lm2.train.config import TrainConfig, task_weights
 from lm2.wheels import cache_dir
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -117,13 +117,17 @@ class BabilongStream:
         self.micro = micro or cfg.train.batch_size // world_size
         self.pad = pad_id(tokenizer)
         self.release = None  # the official training data, when data.babilong_path names a local copy
+        self.task_weights = task_weights(cfg.data) if cfg.data.task == "babilong" else None
         if cfg.data.task == "babilong" and cfg.data.babilong_path is not None:
             self.release = open_release(cfg.data.babilong_path, what="config field data.babilong_path")
 
     def example(self, step: int, index: int) -> tuple[list[int], list[int]]:
         rng = random.Random(f"babilong/{self.cfg.train.seed}/{step}/{index}")
         _, stage = self.cfg.stage_at(step)
-        task = rng.choice(self.cfg.data.babi_tasks)
+        if self.task_weights is None:  # uniform: the draw every run made before data.task_weights existed
+            task = rng.choice(self.cfg.data.babi_tasks)
+        else:
+            task = rng.choices(self.cfg.data.babi_tasks, weights=self.task_weights)[0]
         length = rng.choice(stage["lengths"])  # drawn either way, so that the sample's other draws stay the same
         if stage.get("length_per_step"):  # the whole batch, on every process, at one length: no padding to a longer
             length = random.Random(f"babilong/{self.cfg.train.seed}/{step}/length").choice(stage["lengths"])

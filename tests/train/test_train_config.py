@@ -80,6 +80,17 @@ def test_an_empty_section_is_the_defaults():
      "data.answer_steps"),  # a list
     ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"], "answer_steps": ["qa99"]}},
      "data.answer_steps"),
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1", "qa2"], "task_weights": {"qa3": 2}}},
+     "data.task_weights"),  # a task not trained
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1", "qa2"], "task_weights": {"qa2": -1}}}, "data.task_weights"),
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1", "qa2"], "task_weights": {"qa2": "3"}}}, "data.task_weights"),
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1", "qa2"], "task_weights": {"qa2": float("nan")}}},
+     "data.task_weights"),
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1", "qa2"], "task_weights": {"qa1": 0, "qa2": 0}}},
+     "data.task_weights"),  # nothing left to draw
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1", "qa2"], "task_weights": {"qa2": 1, "2": 3}}},
+     "data.task_weights"),  # the same task twice
+    ({"data": {"task": "babilong", "babi_tasks": ["qa1"], "task_weights": {"qa99": 1}}}, "data.task_weights"),
     ({"data": {"task": "babilong", "facts_within": 0.0}}, "data.facts_within"),
     ({"data": {"task": "babilong", "facts_within": 1.5}}, "data.facts_within"),
     ({"data": {"task": "babilong", "supervise": "story", "facts_within": 0.5}}, "data.facts_within"),

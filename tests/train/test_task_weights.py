@@ -1,0 +1,55 @@
+"""data.task_weights: how often each bAbI task is drawn, and that leaving it empty keeps the uniform draw."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from lm2.train import data
+from lm2.train.config import from_dict
+
+
+def drawn_tasks(monkeypatch, weights: dict, n: int = 400) -> list[str]:
+    """The task of each of n training samples (steps 0.., 8 per step), read where the stream generates the story."""
+    seen = []
+
+    def generate(task, count, split, seed):
+        seen.append(task)
+        return [None] * count
+
+    monkeypatch.setattr(data, "generate_stories", generate)
+    monkeypatch.setattr(data, "story_finetune_example", lambda *args, **kwargs: ([1], [1]))
+    cfg = from_dict({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa1", "qa2", "qa3"],
+                              "task_weights": weights, "curriculum": [{"steps": 100, "lengths": ["0k"]}]},
+                     "train": {"batch_size": 8}})
+    stream = data.BabilongStream(cfg, SimpleNamespace(pad_token_id=0))
+    for i in range(n):
+        stream.example(i // 8, i % 8)
+    return seen
+
+
+def test_weights_set_how_often_each_task_is_drawn(monkeypatch):
+    seen = drawn_tasks(monkeypatch, {"qa1": 0, "QA2": 3})  # qa3 left out: weight 1
+    assert "qa1" not in seen
+    share = seen.count("qa2") / len(seen)
+    assert 0.65 < share < 0.85  # 3/4 expected; the binomial spread over 400 draws is about 0.02
+
+
+def test_no_weights_draw_exactly_as_the_uniform_choice(monkeypatch):
+    """Runs made before the option existed reproduce: the same rng call, so the same task for every sample."""
+    seen = drawn_tasks(monkeypatch, {}, n=64)
+    expected = [random.Random(f"babilong/0/{i // 8}/{i % 8}").choice(["qa1", "qa2", "qa3"]) for i in range(64)]
+    assert seen == expected
+    assert set(seen) == {"qa1", "qa2", "qa3"}
+
+
+def test_equal_weights_draw_every_task_about_as_often(monkeypatch):
+    seen = drawn_tasks(monkeypatch, {"qa1": 2, "qa2": 2, "qa3": 2}, n=600)
+    assert all(150 < seen.count(task) < 250 for task in ("qa1", "qa2", "qa3"))
+
+
+def test_a_task_weight_for_a_task_not_trained_is_refused():
+    with pytest.raises(ValueError, match=r"data.task_weights names 'qa4'"):
+        from_dict({"data": {"task": "babilong", "babi_tasks": ["qa1"], "task_weights": {"qa4": 1}}})
