@@ -15,6 +15,8 @@ test split stays unseen):
     python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
     python scripts/qa2_hops.py probe --steps runs/qa2-steps/ckpt-000800   # a model trained with
                                           # data.answer_steps: [qa2] ("Mary kitchen"): the label rule, and the person
+    python scripts/qa2_hops.py probe --steps --task qa3 runs/qa3-steps/ckpt-000800   # qa3 with its step (the
+                                          # carrier, "John bedroom"): the label rule, and the carrier
 
 The hop questions are a probe's, not bAbI's: they are asked only in training runs made with `train`, and `probe`
 asks them of any qa2 checkpoint (a model never trained on them can still answer in their form only by chance).
@@ -81,6 +83,10 @@ def probe(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     loaded = load_model(args.model)
+    if args.task == "qa3":  # qa3 answered with its step (the carrier): the label rule and the person only
+        print(f"{args.model}: qa3 at 0k, train-split stories (seed {args.seed})")
+        steps_probe(loaded, bl.build_samples("qa3", "0k", args.n, split="train", seed=args.seed), "qa3")
+        return
     groups: dict[str, list] = {"qa2 (both hops)": [], "who has the O": [], "where is the holder": []}
     drop = args.drop_words.split(",") if args.drop_words else []
     for sample in bl.build_samples("qa2", "0k", args.n, split="train", seed=args.seed):
@@ -106,23 +112,25 @@ def probe(args: argparse.Namespace) -> None:
         print(f"  {name:20s} {100 * right / len(group):5.1f}%  of {len(group)}")
 
 
-def steps_probe(loaded, samples: list) -> None:
-    """qa2 answered with its step: BABILong's label rule, the person written first, and the label rule split by
-    where the object is: held, dropped where its dropper still is, or dropped by someone who has moved on since
-    (with how often the answer names the dropper's room now instead)."""
+def steps_probe(loaded, samples: list, task: str = "qa2") -> None:
+    """qa2 (or qa3) answered with its step: BABILong's label rule, the person written first, and for qa2 the label
+    rule split by where the object is: held, dropped where its dropper still is, or dropped by someone who has
+    moved on since (with how often the answer names the dropper's room now instead)."""
     from lm2.eval.babilong import answer_samples
     from lm2.eval.babilong_scoring import label_score
 
     answers = answer_samples(loaded, samples, max_new_tokens=8)
-    rows: dict[str, list[bool]] = {"qa2, BABILong's label rule": [], "the written person right": [],
+    rows: dict[str, list[bool]] = {f"{task}, BABILong's label rule": [], "the written person right": [],
                                    "  held": [], "  dropped, the dropper still there": [],
                                    "  dropped, the dropper moved on": [], "    ... answered the dropper's room now": []}
     for sample, answer in zip(samples, answers):
-        right = label_score(answer, sample.target, sample.question, "qa2")
-        stepped = with_step(BabiSample("qa2", sample.facts, sample.question, sample.target, sample.supporting))
+        right = label_score(answer, sample.target, sample.question, task)
+        stepped = with_step(BabiSample(task, sample.facts, sample.question, sample.target, sample.supporting))
         person = stepped.answer.split()[0]
-        rows["qa2, BABILong's label rule"].append(right)
+        rows[f"{task}, BABILong's label rule"].append(right)
         rows["the written person right"].append(answer.split()[:1] == [person])
+        if task != "qa2":
+            continue
         state = replay(sample.facts)
         obj = sample.question.rstrip("?").split()[-1]
         if obj in state.holder:
@@ -135,6 +143,8 @@ def steps_probe(loaded, samples: list) -> None:
             rows["  dropped, the dropper moved on"].append(right)
             rows["    ... answered the dropper's room now"].append(label_score(answer, now, sample.question, "qa2"))
     for name, hits in rows.items():
+        if not hits:  # qa3: no split by where the object is
+            continue
         print(f"  {name:40s} {100 * sum(hits) / max(1, len(hits)):5.1f}%  of {len(hits)}")
 
 
@@ -166,7 +176,11 @@ def main() -> None:
                    "curriculum stage drops them (the questions keep the prompt's layout)")
     p.add_argument("--steps", action="store_true", help="the model was trained with data.answer_steps: [qa2]: score "
                    "qa2 by BABILong's label rule and check the person it writes first")
+    p.add_argument("--task", choices=("qa2", "qa3"), default="qa2", help="qa3: a model trained with "
+                   "data.answer_steps: [qa3]; with --steps, the label rule and the carrier it writes first")
     args = parser.parse_args()
+    if args.task == "qa3" and not args.steps:
+        parser.error("--task qa3 scores a model that writes its step: add --steps")
     if args.steps and args.drop_words:
         parser.error("--steps reads the full statements; leave out --drop-words")
     probe(args)

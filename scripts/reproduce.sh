@@ -282,6 +282,15 @@ if (( ! QUICK )); then  # the same with qa2's and qa3's answers written after th
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-steps" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
       --no-progress --five.data.answer_steps '[qa2, qa3]'
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-steps/vanilla/five")" --steps
+  # the tasks weighted, without and with the steps (vanilla; about 60 minutes each after phase zero)
+  W='{qa1: 0.5, qa2: 3, qa3: 3, qa4: 2, qa5: 3}'
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-w" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
+      --no-progress --five.data.task_weights "$W"
+  python scripts/answer_spread.py "$OUT/qa1to5-w/vanilla/eval" --task qa5
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-w-steps" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
+      --no-progress --five.data.task_weights "$W" --five.data.answer_steps '[qa2, qa3]'
+  python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-w-steps/vanilla/five")" --steps
+  python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-w-steps/vanilla/five")" --steps --task qa3
 fi
 
 if (( ! QUICK )); then
@@ -296,7 +305,7 @@ if (( ! QUICK )); then
       {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: $last, lengths: [0k]}]"
   }
   qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, steps (lm2, answers with their step), steps-verb,
-    local name=$1 trainer=$2; shift 2   # hops (scripts/qa2_hops.py train) or hops-ASK
+    local name=$1 trainer=$2; shift 2   # hops (scripts/qa2_hops.py train), hops-ASK or qa3 (lm2, a qa3 run)
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
     [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder
@@ -304,6 +313,10 @@ if (( ! QUICK )); then
     done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
         --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
+    if [[ $trainer == qa3 ]]; then  # qa3 with its step: the label rule and the carrier written (seed 4242)
+      python scripts/qa2_hops.py probe "$(latest "$run")" --steps --task qa3
+      return
+    fi
     if [[ $trainer == steps* ]]; then  # BABILong's label rule and the person written: each checkpoint on the
       for ckpt in "$run"/ckpt-*; do   # validation stories (seed 2147495993), the last on seed 4242
         python scripts/qa2_hops.py probe "$ckpt" --steps --n 100 --seed 2147495993
@@ -335,6 +348,8 @@ if (( ! QUICK )); then
   qa2_run every-2400 lm2 --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --checkpoint.keep_last 10 --train.stop_after 1600
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa2/every-2400")" --steps   # its split by where the object is
+  qa2_run qa3-steps qa3 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --data.babi_tasks '[qa3]' \
+      --data.answer_steps '[qa3]'   # qa3 alone with its step (the later --data.babi_tasks wins)
   qa2_run steps-verb steps-verb --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
   H=$(latest "$OUT/qa2/holder")
