@@ -81,7 +81,10 @@ def _data_line(cfg) -> str:
     d = cfg.data
     if d.task == "babilong":
         stages = "; ".join(f"{s['steps']} steps on {', '.join(map(str, s['lengths']))}" for s in d.curriculum)
-        return (f"generated BABILong ({', '.join(d.babi_tasks)}; bAbI facts in book text), loss on the "
+        tasks = ", ".join(d.babi_tasks)
+        if d.task_weights:
+            tasks += " drawn by weight " + ", ".join(f"{task}: {weight:g}" for task, weight in d.task_weights.items())
+        return (f"generated BABILong ({tasks}; bAbI facts in book text), loss on the "
                 f"{'answer' if d.supervise == 'answer' else 'answers of whole stories'}; curriculum: {stages}")
     if d.task == "recall":
         stages = "; ".join(f"{s['steps']} steps with {s['distractors']} distractor segments" for s in d.curriculum)

@@ -53,3 +53,12 @@ def test_equal_weights_draw_every_task_about_as_often(monkeypatch):
 def test_a_task_weight_for_a_task_not_trained_is_refused():
     with pytest.raises(ValueError, match=r"data.task_weights names 'qa4'"):
         from_dict({"data": {"task": "babilong", "babi_tasks": ["qa1"], "task_weights": {"qa4": 1}}})
+
+
+def test_the_model_card_says_how_the_tasks_were_drawn():
+    from lm2.train.model_card import _data_line
+
+    base = {"task": "babilong", "supervise": "story", "babi_tasks": ["qa1", "qa2"]}
+    weighted = from_dict({"data": dict(base, task_weights={"qa1": 0.5, "qa2": 3})})
+    assert "(qa1, qa2 drawn by weight qa1: 0.5, qa2: 3; bAbI facts" in _data_line(weighted)
+    assert "(qa1, qa2; bAbI facts" in _data_line(from_dict({"data": base}))
