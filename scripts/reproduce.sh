@@ -305,7 +305,8 @@ if (( ! QUICK )); then
       {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: $last, lengths: [0k]}]"
   }
   qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, steps (lm2, answers with their step), steps-verb,
-    local name=$1 trainer=$2; shift 2   # hops (scripts/qa2_hops.py train), hops-ASK or qa3 (lm2, a qa3 run)
+    local name=$1 trainer=$2; shift 2   # hops (scripts/qa2_hops.py train), hops-ASK, qa3 or qa5 (lm2; the probes
+                                        # of a qa3 or qa5 run)
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
     [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder
@@ -313,6 +314,11 @@ if (( ! QUICK )); then
     done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
         --eval.lengths '[0k]' --eval.interval 400 --checkpoint.interval 400 --train.threads 1 "$@"
+    if [[ $trainer == qa5 ]]; then  # the test questions, and the answers given against the targets
+      lm2 eval babilong --model "$(latest "$run")" --tasks qa5 --lengths 0k --n "$EVAL_N" --batch-size 16 --out "$run/eval"
+      python scripts/answer_spread.py "$run/eval" --task qa5
+      return
+    fi
     if [[ $trainer == qa3 ]]; then  # qa3 with its step: the label rule and the carrier written (seed 4242)
       python scripts/qa2_hops.py probe "$(latest "$run")" --steps --task qa3
       return
@@ -348,6 +354,7 @@ if (( ! QUICK )); then
   qa2_run every-2400 lm2 --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --checkpoint.keep_last 10 --train.stop_after 1600
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa2/every-2400")" --steps   # its split by where the object is
+  qa2_run qa5 qa5 --data.curriculum "$(qa2_curriculum)" --data.babi_tasks '[qa5]'   # qa5 alone, bAbI's questions
   qa2_run qa3-steps qa3 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --data.babi_tasks '[qa3]' \
       --data.answer_steps '[qa3]'   # qa3 alone with its step (the later --data.babi_tasks wins)
   qa2_run steps-verb steps-verb --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
