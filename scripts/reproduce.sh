@@ -282,6 +282,10 @@ if (( ! QUICK )); then  # the same with qa2's and qa3's answers written after th
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-steps" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
       --no-progress --five.data.answer_steps '[qa2, qa3]'
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-steps/vanilla/five")" --steps
+  # every question a story point answers asked (vanilla; about 75 minutes after phase zero)
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-every" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
+      --no-progress --five.data.ask_everyone true
+  python scripts/answer_spread.py "$OUT/qa1to5-every/vanilla/eval" --task qa5
   # the tasks weighted, without and with the steps (vanilla; about 60 minutes each after phase zero)
   W='{qa1: 0.5, qa2: 3, qa3: 3, qa4: 2, qa5: 3}'
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-w" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
