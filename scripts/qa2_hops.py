@@ -145,7 +145,7 @@ def steps_probe(loaded, samples: list, task: str = "qa2") -> None:
     for name, hits in rows.items():
         if not hits:  # qa3: no split by where the object is
             continue
-        print(f"  {name:40s} {100 * sum(hits) / max(1, len(hits)):5.1f}%  of {len(hits)}")
+        print(f"  {name:40s} {100 * sum(hits) / len(hits):5.1f}%  of {len(hits)}")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lm2.train.config import task_weights
 from lm2.viz.curves import results_table
 
 LOADER_FILE = "lm2_loader.py"
@@ -81,9 +82,9 @@ def _data_line(cfg) -> str:
     d = cfg.data
     if d.task == "babilong":
         stages = "; ".join(f"{s['steps']} steps on {', '.join(map(str, s['lengths']))}" for s in d.curriculum)
-        tasks = ", ".join(d.babi_tasks)
-        if d.task_weights:
-            tasks += " drawn by weight " + ", ".join(f"{task}: {weight:g}" for task, weight in d.task_weights.items())
+        tasks, weights = ", ".join(d.babi_tasks), task_weights(d)  # the weights the stream draws by (1 if unnamed)
+        if weights:
+            tasks += " drawn by weight " + ", ".join(f"{t}: {w:g}" for t, w in zip(d.babi_tasks, weights))
         return (f"generated BABILong ({tasks}; bAbI facts in book text), loss on the "
                 f"{'answer' if d.supervise == 'answer' else 'answers of whole stories'}; curriculum: {stages}")
     if d.task == "recall":
