@@ -268,31 +268,32 @@ python scripts/probe_binding.py "$(latest "$OUT/qa1-memory/lm2/far")" --length 1
     --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
 python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory/lm2/words")" --babilong --n "$EVAL_N"
 
-echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2 and vanilla)"
-# phase five: LM2 4,601 s, vanilla 2,783 s with two jobs on the cores (RESULTS.md 1c), after the qa1 phase.
+echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"
+# phase five (every question asked): LM2 6,191 s, vanilla 4,585 s, RMT 5,340 s with two jobs on the cores
+# (RESULTS.md 1c), after the qa1 phase.
 FIVE_FLAGS=(--no-progress)
 (( QUICK )) && FIVE_FLAGS+=("${QUICK_ZERO[@]}"
     --five.data.curriculum '[{steps: 10, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, the,
         The, there, Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]')
-lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --kinds lm2,vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
-    "${FIVE_FLAGS[@]}"
-python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5/lm2/five")" --task qa3 --lengths 0k --window 128 \
-    --first-fact LM2="$OUT/qa1to5/lm2/eval" vanilla="$OUT/qa1to5/vanilla/eval"
-if (( ! QUICK )); then  # the same with qa2's and qa3's answers written after their person (vanilla; about 85 minutes)
+lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --eval-lengths 0k --eval-n "$EVAL_N" "${FIVE_FLAGS[@]}"
+python scripts/answer_spread.py "$OUT/qa1to5/rmt/eval" --task qa5
+if (( ! QUICK )); then  # the variants, each with one question per story point (the recipe before ask_everyone)
+  ONE=(--no-progress --five.data.ask_everyone false)
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-one" --kinds lm2,vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
+      "${ONE[@]}"
+  python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5-one/lm2/five")" --task qa3 --lengths 0k \
+      --window 128 --first-fact LM2="$OUT/qa1to5-one/lm2/eval" vanilla="$OUT/qa1to5-one/vanilla/eval"
+  # qa2's and qa3's answers written after their person (vanilla; about 85 minutes)
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-steps" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
-      --no-progress --five.data.answer_steps '[qa2, qa3]'
+      "${ONE[@]}" --five.data.answer_steps '[qa2, qa3]'
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-steps/vanilla/five")" --steps
-  # every question a story point answers asked (vanilla; about 75 minutes after phase zero)
-  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-every" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
-      --no-progress --five.data.ask_everyone true
-  python scripts/answer_spread.py "$OUT/qa1to5-every/vanilla/eval" --task qa5
   # the tasks weighted, without and with the steps (vanilla; about 60 minutes each after phase zero)
   W='{qa1: 0.5, qa2: 3, qa3: 3, qa4: 2, qa5: 3}'
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-w" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
-      --no-progress --five.data.task_weights "$W"
+      "${ONE[@]}" --five.data.task_weights "$W"
   python scripts/answer_spread.py "$OUT/qa1to5-w/vanilla/eval" --task qa5
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-w-steps" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" \
-      --no-progress --five.data.task_weights "$W" --five.data.answer_steps '[qa2, qa3]'
+      "${ONE[@]}" --five.data.task_weights "$W" --five.data.answer_steps '[qa2, qa3]'
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-w-steps/vanilla/five")" --steps
   python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-w-steps/vanilla/five")" --steps --task qa3
 fi
