@@ -277,6 +277,13 @@ FIVE_FLAGS=(--no-progress)
         The, there, Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]')
 lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --eval-lengths 0k --eval-n "$EVAL_N" "${FIVE_FLAGS[@]}"
 python scripts/answer_spread.py "$OUT/qa1to5/rmt/eval" --task qa5
+if (( ! QUICK )); then  # every question and qa2's answer written after its person (LM2, vanilla; 77-104 minutes)
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-every-steps" --kinds lm2,vanilla --eval-lengths 0k \
+      --eval-n "$EVAL_N" --no-progress --five.data.answer_steps '[qa2]'
+  for KIND in lm2 vanilla; do
+    python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-every-steps/$KIND/five")" --steps
+  done
+fi
 if (( ! QUICK )); then
   # LM2 and vanilla continued to 3,000 steps: a copy of phase five, resumed with its last stage at 1,200 steps
   # (+ 1,754 s for LM2, + 1,333 s for vanilla as two jobs)
