@@ -283,23 +283,21 @@ if (( ! QUICK )); then  # every question and qa2's answer written after its pers
   for KIND in lm2 vanilla; do
     python scripts/qa2_hops.py probe "$(latest "$OUT/qa1to5-every-steps/$KIND/five")" --steps
   done
-fi
-if (( ! QUICK )); then
   # LM2 and vanilla continued to 3,000 steps: a copy of phase five, resumed with its last stage at 1,200 steps
-  # (+ 1,754 s for LM2, + 1,333 s for vanilla as two jobs)
+  # (+ 1,754 s for LM2, + 1,333 s for vanilla as two jobs; with qa2's step + 1,846 s and + 1,374 s)
   V="went, moved, journeyed, travelled"
   CURRICULUM_3000="[{steps: 600, lengths: [0k], bare_questions: true, drop_words: [$V, back, to, the, The, there, Where,
       is]}, {steps: 300, lengths: [0k], drop_words: [$V, back, to, the, The, there]},
       {steps: 300, lengths: [0k], drop_words: [$V, back, to, there], compact_share: 0.5},
       {steps: 300, lengths: [0k], drop_words: [$V, back, there], compact_share: 0.5},
       {steps: 300, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: 1200, lengths: [0k]}]"
-  for KIND in lm2 vanilla; do
-    RUN="$OUT/qa1to5-3000/$KIND"
-    [[ -d $RUN ]] || { mkdir -p "$OUT/qa1to5-3000"; cp -r "$OUT/qa1to5/$KIND/five" "$RUN"; }
+  for RECIPE_RUN in qa1to5 qa1to5-every-steps; do for KIND in lm2 vanilla; do  # and the variant with qa2's step
+    RUN="$OUT/$RECIPE_RUN-3000/$KIND"
+    [[ -d $RUN ]] || { mkdir -p "$OUT/$RECIPE_RUN-3000"; cp -r "$OUT/$RECIPE_RUN/$KIND/five" "$RUN"; }
     lm2 train "$RUN/config.yaml" --out_dir "$RUN" --data.curriculum "$CURRICULUM_3000" --resume --no-progress
     lm2 eval babilong --model "$RUN/ckpt-003000" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k --n "$EVAL_N" \
         --batch-size 16 --no-progress --out "$RUN-eval" --resume
-  done
+  done; done
 fi
 if (( ! QUICK )); then  # the variants, each with one question per story point (the recipe before ask_everyone)
   ONE=(--no-progress --five.data.ask_everyone false)
