@@ -19,6 +19,9 @@
 #               20-40 minutes per model beside other jobs), tested at 0k and 1k; then the `lm2 demo` run
 #               (configs/babilong-qa1-demo.yaml: 0k, then 1k through the memory; 9-10 minutes on the 2 cores
 #               as two processes).
+#               Then qa1 past the window (recipe babilong-qa1-memory) and qa1-qa5 at 0k (recipe
+#               babilong-qa1to5-zero: 1.3-1.7 hours per model as one of two jobs), with its variants (not in
+#               --quick: qa2's written step, one question per story point, task weights, 3,000-step continuations).
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
