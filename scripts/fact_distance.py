@@ -59,8 +59,12 @@ def main() -> None:
         edges = sorted({int(w) for w in args.window.split(",")})
     except ValueError:
         parser.error(f"--window {args.window!r}: give token counts separated by commas, e.g. 128 or 128,512")
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     runs = [(name, Path(folder)) for name, _, folder in (item.partition("=") for item in args.runs)]
+    for (name, folder), item in zip(runs, args.runs):
+        if not name or not (folder / "summary.json").is_file():
+            parser.error(f"{item!r}: give NAME=FOLDER, FOLDER being what `lm2 eval babilong --out` wrote "
+                         "(it holds summary.json)")
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     bands = " / ".join(band_names(edges))
     print(f"{args.task}, accuracy (%) by how many tokens before the answer its fact ends ({bands}); attention reads "
           f"up to the window, beyond it only a carried state can; test seed {args.seed}\n")

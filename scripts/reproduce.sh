@@ -280,6 +280,8 @@ FIVE_FLAGS=(--no-progress)
         The, there, Where, is], bare_questions: true}, {steps: 10, lengths: [0k]}]')
 lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5" --eval-lengths 0k --eval-n "$EVAL_N" "${FIVE_FLAGS[@]}"
 python scripts/answer_spread.py "$OUT/qa1to5/rmt/eval" --task qa5
+python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1to5/lm2/five")" --task qa3 --lengths 0k --window 128 \
+    --first-fact LM2="$OUT/qa1to5/lm2/eval" vanilla="$OUT/qa1to5/vanilla/eval" RMT="$OUT/qa1to5/rmt/eval"
 if (( ! QUICK )); then  # every question and qa2's answer written after its person (LM2, vanilla; 76-104 minutes)
   lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-every-steps" --kinds lm2,vanilla --eval-lengths 0k \
       --eval-n "$EVAL_N" --no-progress --five.data.answer_steps '[qa2]'

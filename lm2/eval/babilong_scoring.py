@@ -105,7 +105,14 @@ def scored_predictions(folder: str | os.PathLike, task: str, length: str) -> tup
     """The rows of an ``lm2 eval babilong`` folder's ``{task}_{length}.csv`` and which are right, under the scoring
     rule its summary.json names (exact if it names none)."""
     folder = Path(folder)
-    rule = json.loads((folder / "summary.json").read_text()).get("rule", "exact")
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        raise FileNotFoundError(f"{folder} has no summary.json: give the folder that `lm2 eval babilong --out` "
+                                "wrote (it holds summary.json and one {task}_{length}.csv per task and length)")
+    try:
+        rule = json.loads(summary.read_text()).get("rule", "exact")
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"{summary} is not a JSON object: rerun `lm2 eval babilong --out {folder}`") from None
     rows = read_predictions(folder / f"{task}_{length}.csv")
     return rows, row_scores(rows, task, rule)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import char_tokenizer, load_script
 
 from lm2.data.babilong import build_samples, finetune_prompt
+from lm2.eval.babilong_scoring import scored_predictions
 
 
 def test_the_distance_ends_exactly_at_the_last_supporting_fact():
@@ -74,3 +77,29 @@ def test_last_move_row_for_a_model_that_always_names_the_last_room():
     row = script.last_move_row("1k", samples, beyond, [("last", None)], answers, outputs)
     assert row == f"| 1k | {len(moved)} / {len(other)} | 100 / {by_chance} | 100 |"
     assert by_chance < 100
+
+
+def test_a_folder_that_is_not_an_eval_output_says_what_to_give(tmp_path):
+    """scored_predictions on a folder without summary.json (a run or checkpoint folder given by mistake), or with a
+    broken one, names the folder and the `lm2 eval babilong --out` folder it wants, instead of a bare traceback."""
+    with pytest.raises(FileNotFoundError, match=r"has no summary\.json.*lm2 eval babilong --out"):
+        scored_predictions(tmp_path, "qa1", "0k")
+    (tmp_path / "summary.json").write_text("[1, 2")
+    with pytest.raises(ValueError, match=r"summary\.json is not a JSON object"):
+        scored_predictions(tmp_path, "qa1", "0k")
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"summary\.json is not a JSON object"):
+        scored_predictions(tmp_path, "qa1", "0k")
+
+
+def test_the_script_refuses_a_run_that_is_not_name_equals_eval_folder(tmp_path, monkeypatch, capsys):
+    """Before loading anything, each NAME=FOLDER is checked: a missing name or a folder without summary.json stops
+    the script with a usage error (exit 2) naming the argument."""
+    script = load_script("fact_distance")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "summary.json").write_text("{}")
+    for bad in (f"{tmp_path}/eval", f"LM2={tmp_path}", f"={tmp_path}/eval"):
+        monkeypatch.setattr("sys.argv", ["fact_distance.py", "--tokenizer", str(tmp_path / "none"), bad])
+        with pytest.raises(SystemExit) as stop:
+            script.main()
+        assert stop.value.code == 2 and repr(bad) in capsys.readouterr().err
