@@ -404,6 +404,10 @@ def _everyone(sample: BabiSample, rng: random.Random) -> list[BabiSample]:
     return asked
 
 
+class NoQuestionFits(ValueError):
+    """A story none of whose questions fits the length (even the first one's statements exceed its budget)."""
+
+
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
                            fact_loss: bool = False, ask_everyone: bool = False,
                            drop_words: Sequence[str] = (), bare_questions: bool = False,
@@ -432,7 +436,7 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
         raise ValueError("the tokenizer has no eos token; the fine-tuning format ends every answer with one")
     questions = [s for s in story_samples(story) if fits(s, length, None)]
     if not questions:
-        raise ValueError(f"no question of this {story.task} story fits length {length_name(length)}")
+        raise NoQuestionFits(f"no question of this {story.task} story fits length {length_name(length)}")
     if ask_everyone:  # worked out from the full statements, before any words are dropped
         questions = [asked for q in questions for asked in _everyone(q, rng)]
     steps = {check_task(task) for task in answer_steps}

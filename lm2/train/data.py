@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from lm2.data import babi, babilong
 from lm2.data.babi import generate_stories
-from lm2.data.babilong import build_samples, finetune_example, random_train_sample, story_finetune_example
+from lm2.data.babilong import (
+    NoQuestionFits,
+    build_samples,
+    finetune_example,
+    random_train_sample,
+    story_finetune_example,
+)
 from lm2.data.babilong_release import open_release
 from lm2.data.corpora import TokenBlocks, background_books
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample, make_samples, stage_spec
@@ -108,6 +114,9 @@ def rank_indices(batch_size: int, rank: int, world_size: int, micro: int) -> lis
     return [mine[i : i + micro] for i in range(0, per_rank, micro)]
 
 
+STORY_DRAWS = 100  # stories drawn for one training sample before a length is called too short for the task
+
+
 class BabilongStream:
     """BABILong fine-tuning examples, a pure function of (seed, step, index): nothing to save but the step."""
 
@@ -135,11 +144,19 @@ class BabilongStream:
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
-            story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
-            return story_finetune_example(story, length, "train", rng, self.tokenizer, self.cfg.data.fact_loss,
-                                          self.cfg.data.ask_everyone, drop,
-                                          compact and stage.get("bare_questions", False),
-                                          answer_steps=self.cfg.data.answer_steps)
+            # a story none of whose questions fits the length is drawn again (about one qa3 story in 5,000 at 1k;
+            # most at 400 tokens); a story that fits is the first one drawn, as before this redraw existed
+            for _ in range(STORY_DRAWS):
+                story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
+                try:
+                    return story_finetune_example(story, length, "train", rng, self.tokenizer,
+                                                  self.cfg.data.fact_loss, self.cfg.data.ask_everyone, drop,
+                                                  compact and stage.get("bare_questions", False),
+                                                  answer_steps=self.cfg.data.answer_steps)
+                except NoQuestionFits:
+                    continue
+            raise ValueError(f"none of {STORY_DRAWS} {task} stories drawn has a question that fits length {length}: "
+                             f"train {task} at a longer length (data.curriculum)")
         if self.cfg.data.babilong_path is not None:
             sample = self.release.random_sample(task, length, rng)
         else:

@@ -7,6 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers import char_tokenizer
+
+from lm2.data.babilong import NoQuestionFits, story_finetune_example
 from lm2.train import data
 from lm2.train.config import from_dict
 
@@ -62,3 +65,41 @@ def test_the_model_card_says_how_the_tasks_were_drawn():
     weighted = from_dict({"data": dict(base, task_weights={"qa1": 0.5, "qa2": 3})})
     assert "(qa1, qa2 drawn by weight qa1: 0.5, qa2: 3; bAbI facts" in _data_line(weighted)
     assert "(qa1, qa2; bAbI facts" in _data_line(from_dict({"data": base}))
+
+
+def test_a_story_without_a_question_that_fits_is_drawn_again(monkeypatch):
+    """At 400 tokens about half of qa3's stories hold no question whose statements fit: the stream draws again
+    instead of stopping the run, and a story that fits is still the first one drawn (earlier runs reproduce)."""
+    drawn, refused = [], []
+
+    def generate(task, count, split, seed):
+        drawn.append(seed)
+        return real_generate(task, count, split=split, seed=seed)
+
+    def example(story, length, *args, **kwargs):
+        try:
+            return story_finetune_example(story, length, *args, **kwargs)
+        except NoQuestionFits:
+            refused.append(len(drawn))
+            raise
+
+    real_generate = data.generate_stories
+    monkeypatch.setattr(data, "generate_stories", generate)
+    monkeypatch.setattr(data, "story_finetune_example", example)
+    cfg = from_dict({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa3"],
+                              "curriculum": [{"steps": 10, "lengths": ["400"]}]}, "train": {"batch_size": 8}})
+    stream = data.BabilongStream(cfg, char_tokenizer())
+    for i in range(16):
+        before = len(drawn)
+        ids, labels = stream.example(0, i)
+        assert len(ids) == len(labels) and any(label != -100 for label in labels)
+        first = random.Random(f"babilong/0/0/{i}")
+        first.choice(["qa3"]), first.choice(["400"])
+        assert drawn[before] == first.randrange(2**31)  # the first draw is the one a run without redraws made
+    assert len(refused) >= 3 and len(drawn) == 16 + len(refused)
+
+    monkeypatch.setattr(data, "STORY_DRAWS", 2)
+    cfg = from_dict({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa3"],
+                              "curriculum": [{"steps": 10, "lengths": ["200"]}]}, "train": {"batch_size": 8}})
+    with pytest.raises(ValueError, match=r"none of 2 qa3 stories drawn has a question that fits length 200"):
+        data.BabilongStream(cfg, char_tokenizer()).example(0, 0)
