@@ -15,7 +15,8 @@ latest move answers the first kind and fails the second.
     python scripts/fact_distance.py --tokenizer CKPT --window 128,512 --lengths 1k,2k,4k LM2=EVAL_DIR vanilla=EVAL_DIR
 
 With --first-fact the distance is taken from the first supporting fact, the one furthest back: a task that needs
-several facts (qa2-qa5) needs that one too.
+several facts (qa2-qa5) needs that one too. --task takes several tasks (qa1,qa2,qa3,qa4,qa5): each row then pools
+their questions, and the constant answer is each task's own most frequent answer on its questions in the band.
 
 Stacked windows reach further than one: with a window of W tokens in each of L blocks, a token's state can draw on
 about L * W tokens before it (each block reads the previous block's states, which read W further back), so a fact
@@ -47,7 +48,7 @@ def main() -> None:
                         help="where to split, in tokens: the attention window, or several distances (e.g. 128,512: "
                              "one block's window and the reach of four stacked blocks) for bands between them")
     parser.add_argument("--lengths", default="1k,2k,4k")
-    parser.add_argument("--task", default="qa1")
+    parser.add_argument("--task", default="qa1", help="a task, or several separated by commas (pooled)")
     parser.add_argument("--seed", type=int, default=0, help="the test seed the evaluations used")
     parser.add_argument("--first-fact", action="store_true",
                         help="measure from the first supporting fact, the one furthest back (qa2-qa5 need several)")
@@ -66,21 +67,27 @@ def main() -> None:
                          "(it holds summary.json)")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     bands = " / ".join(band_names(edges))
-    print(f"{args.task}, accuracy (%) by how many tokens before the answer its fact ends ({bands}); attention reads "
-          f"up to the window, beyond it only a carried state can; test seed {args.seed}\n")
+    tasks = args.task.split(",")
+    print(f"{' + '.join(tasks)}, accuracy (%) by how many tokens before the answer its fact ends ({bands}); "
+          f"attention reads up to the window, beyond it only a carried state can; test seed {args.seed}\n")
     print(f"| length | questions {bands} | " + " | ".join(f"{name} {bands}" for name, _ in runs)
           + f" | constant answer {bands} |")
     print("|---|---:|" + "---:|" * (len(runs) + 1))
     beyond_rows = []
     for length in args.lengths.split(","):
-        answers, outputs = {}, {}
-        for name, folder in runs:
-            rows, answers[name] = scored_predictions(folder, args.task, length)
-            outputs[name] = [r["output"] for r in rows]
-        n = len(next(iter(answers.values())))
-        samples = build_samples(args.task, length, n, split="test", seed=args.seed)
+        answers = {name: [] for name, _ in runs}
+        outputs = {name: [] for name, _ in runs}
+        samples, task_of = [], []
+        for task in tasks:
+            for name, folder in runs:
+                rows, right = scored_predictions(folder, task, length)
+                answers[name] += right
+                outputs[name] += [r["output"] for r in rows]
+            n = len(answers[runs[0][0]]) - len(samples)
+            samples += build_samples(task, length, n, split="test", seed=args.seed)
+            task_of += [task] * n
         groups = split_by_distance([distance(s, tokenizer, args.first_fact) for s in samples], edges)
-        targets = [s.target for s in samples]
+        targets = list(zip(task_of, [s.target for s in samples]))  # a constant answer is per task
         cells = [" / ".join(pct(answers[name], g) for g in groups) for name, _ in runs]
         print(f"| {length} | {' / '.join(str(len(g)) for g in groups)} | " + " | ".join(cells)
               + f" | {' / '.join(constant(targets, g) for g in groups)} |")
@@ -117,11 +124,16 @@ def pct(right: list[bool], idx: list[int]) -> str:
     return f"{100 * sum(right[i] for i in idx) / len(idx):.0f}" if idx else "-"
 
 
-def constant(targets: list[str], idx: list[int]) -> str:
-    """The best constant answer's accuracy on these questions (their most frequent target)."""
+def constant(targets: list[tuple[str, str]], idx: list[int]) -> str:
+    """The best constant answer's accuracy on these questions: each task's most frequent target among its
+    questions here (``targets``: (task, target) pairs)."""
     if not idx:
         return "-"
-    return f"{100 * Counter(targets[i] for i in idx).most_common(1)[0][1] / len(idx):.0f}"
+    counts = Counter(targets[i] for i in idx)
+    best = {}
+    for (task, _), count in counts.items():
+        best[task] = max(best.get(task, 0), count)
+    return f"{100 * sum(best.values()) / len(idx):.0f}"
 
 
 if __name__ == "__main__":

@@ -103,3 +103,12 @@ def test_the_script_refuses_a_run_that_is_not_name_equals_eval_folder(tmp_path, 
         with pytest.raises(SystemExit) as stop:
             script.main()
         assert stop.value.code == 2 and repr(bad) in capsys.readouterr().err
+
+
+def test_the_constant_answer_of_pooled_tasks_is_each_tasks_own():
+    """Pooled tasks (--task qa1,qa2): the baseline answers each task's most frequent target on its questions in the
+    band, not one answer for all (which here would be "x": 3 of 6)."""
+    constant = load_script("fact_distance").constant
+    targets = [("qa1", "x"), ("qa1", "y"), ("qa1", "y"), ("qa2", "x"), ("qa2", "x"), ("qa2", "z")]
+    assert constant(targets, list(range(6))) == "67"  # qa1: y (2 of 3), qa2: x (2 of 3)
+    assert constant(targets, [0, 3, 5]) == "67" and constant(targets, [1, 2]) == "100" and constant(targets, []) == "-"
