@@ -21,7 +21,8 @@
 #               as two processes).
 #               Then qa1 past the window (recipe babilong-qa1-memory) and qa1-qa5 at 0k (recipe
 #               babilong-qa1to5-zero: 1.3-1.7 hours per model as one of two jobs), with its variants (not in
-#               --quick: qa2's written step, one question per story point, task weights, 3,000-step continuations).
+#               --quick: qa2's written step, one question per story point, task weights, 3,000-step continuations,
+#               and qa1-qa5 carried on to 1k from those, LM2 vs vanilla vs RMT, tested at 0k-4k).
 #               With SEEDS=1 (not in --quick; about 2.5 hours of one core): the binding recipe of RESULTS.md 1c
 #               (smeared keys, every question supervised, 750 steps) for vanilla and LM2 with seeds 0-5.
 # Experiment 1d BABILong qa1, the recipe that keeps the binding: a backbone without memory that binds a person to a
@@ -290,16 +291,53 @@ if (( ! QUICK )); then  # every question and qa2's answer written after its pers
   done
   # LM2 and vanilla continued to 3,000 steps: a copy of phase five, resumed with its last stage 600 steps longer
   # (+ 1,754 s for LM2, + 1,333 s for vanilla as two jobs; with qa2's step + 1,846 s and + 1,374 s)
-  for RECIPE_RUN in qa1to5 qa1to5-every-steps; do for KIND in lm2 vanilla; do  # and the variant with qa2's step
-    SRC="$OUT/$RECIPE_RUN/$KIND/five" RUN="$OUT/$RECIPE_RUN-3000/$KIND"
-    [[ -d $RUN ]] || { mkdir -p "$OUT/$RECIPE_RUN-3000"; cp -r "$SRC" "$RUN"; }
-    CURRICULUM_3000=$(python -c 'import json, sys, yaml
-stages = yaml.safe_load(open(sys.argv[1]))["data"]["curriculum"]; stages[-1]["steps"] += 600; print(json.dumps(stages))' \
-        "$SRC/config.yaml")   # the source run's schedule, not the copy's (rewritten by the resumed run)
-    lm2 train "$RUN/config.yaml" --out_dir "$RUN" --data.curriculum "$CURRICULUM_3000" --resume --no-progress
-    lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k --n "$EVAL_N" \
-        --batch-size 16 --no-progress --out "$RUN-eval" --resume
-  done; done
+  continue_five() {  # continue_five SRC RUN EXTRA: a copy of run SRC resumed with its last stage EXTRA steps longer
+    local src=$1 run=$2 extra=$3 curriculum
+    [[ -d $run ]] || { mkdir -p "$(dirname "$run")"; cp -r "$src" "$run"; }
+    curriculum=$(python -c 'import json, sys, yaml
+stages = yaml.safe_load(open(sys.argv[1]))["data"]["curriculum"]; stages[-1]["steps"] += int(sys.argv[2])
+print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedule, not the copy's (a resumed run rewrites it)
+    lm2 train "$run/config.yaml" --out_dir "$run" --data.curriculum "$curriculum" --resume --no-progress
+    lm2 eval babilong --model "$(latest "$run")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k --n "$EVAL_N" \
+        --batch-size 16 --no-progress --out "$run-eval" --resume
+  }
+  for KIND in lm2 vanilla; do
+    for RECIPE_RUN in qa1to5 qa1to5-every-steps; do  # the recipe and the variant with qa2's step
+      continue_five "$OUT/$RECIPE_RUN/$KIND/five" "$OUT/$RECIPE_RUN-3000/$KIND" 600
+    done
+  done
+  # qa1-qa5 past the window: from the 3,000-step models (RMT: its 2,400-step one), phase far at 1k (statements
+  # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
+  # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
+  far_five() {  # far_five RUN OUT: RUN's latest checkpoint through far and words, evaluated at 0k-4k
+    local run=$1 out=$2 d='went, moved, journeyed, travelled, back'
+    local at=(--train.batch_size 8 --train.lr 2e-3 --train.warmup_steps 20 --eval.lengths '[1k]' --eval.samples 50
+              --eval.interval 0 --checkpoint.keep_last 4 --no-progress)
+    done_already "$out/far" || lm2 train "$run/config.yaml" --out_dir "$out/far" --model.init_from "$(latest "$run")" \
+        --data.curriculum "[{steps: 250, lengths: [1k], bare_questions: true,
+          drop_words: [$d, to, the, The, there, Where, is]}, {steps: 150, lengths: [1k], drop_words: [$d, to, the, The,
+          there]}, {steps: 150, lengths: [1k], drop_words: [back, there], compact_share: 0.5}, {steps: 150, lengths: [1k]}]" \
+        --train.stop_after 350 --train.seed 31 --checkpoint.interval 175 "${at[@]}"
+    done_already "$out/words" || lm2 train "$run/config.yaml" --out_dir "$out/words" \
+        --model.init_from "$(latest "$out/far")" --model.config.memory_write_address lookback \
+        --model.config.memory_write_lookback_init 2.0 --model.config.memory_write_lookback_learn_bias false \
+        --data.curriculum "[{steps: 100, lengths: [1k], drop_words: [$d, to, there], compact_share: 0.5},
+          {steps: 100, lengths: [1k], drop_words: [$d, there], compact_share: 0.5},
+          {steps: 100, lengths: [1k], drop_words: [back, there], compact_share: 0.5}, {steps: 100, lengths: [1k]}]" \
+        --train.seed 41 --checkpoint.interval 100 "${at[@]}"
+    lm2 eval babilong --model "$(latest "$out/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k \
+        --n "$EVAL_N" --batch-size 16 --no-progress --out "$out/eval" --resume
+  }
+  far_five "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-far/lm2"
+  far_five "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5-far/vanilla"
+  far_five "$OUT/qa1to5/rmt/five" "$OUT/qa1to5-far/rmt"
+  for RUN in "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5/rmt/five"; do  # the 0k models at 1k
+    lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 1k --n "$EVAL_N" --batch-size 16 \
+        --no-progress --out "$RUN-eval1k" --resume
+  done
+  F="$OUT/qa1to5-far"
+  python scripts/fact_distance.py --tokenizer "$(latest "$F/lm2/words")" --task qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k \
+      --window 128,512 --first-fact LM2="$F/lm2/eval" vanilla="$F/vanilla/eval" RMT="$F/rmt/eval"
 fi
 if (( ! QUICK )); then  # the variants, each with one question per story point (the recipe before ask_everyone)
   ONE=(--no-progress --five.data.ask_everyone false)
