@@ -79,11 +79,16 @@ def main() -> None:
         outputs = {name: [] for name, _ in runs}
         samples, task_of = [], []
         for task in tasks:
+            counts = {}
             for name, folder in runs:
                 rows, right = scored_predictions(folder, task, length)
                 answers[name] += right
                 outputs[name] += [r["output"] for r in rows]
-            n = len(answers[runs[0][0]]) - len(samples)
+                counts[name] = len(rows)
+            if len(set(counts.values())) > 1:
+                parser.error(f"{task} at {length}: the evaluations hold different numbers of answers {counts}; "
+                             "compare evaluations of the same --n and --seed")
+            n = counts[runs[0][0]]
             samples += build_samples(task, length, n, split="test", seed=args.seed)
             task_of += [task] * n
         groups = split_by_distance([distance(s, tokenizer, args.first_fact) for s in samples], edges)

@@ -144,8 +144,8 @@ class BabilongStream:
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
-            # a story none of whose questions fits the length is drawn again (about one qa3 story in 5,000 at 1k;
-            # most at 400 tokens); a story that fits is the first one drawn, as before this redraw existed
+            # a story none of whose questions fits the length is drawn again (about one qa3 story in 5,000 at 1k,
+            # more than half at 400 tokens); a story that fits is the first one drawn, as before this redraw existed
             for _ in range(STORY_DRAWS):
                 story = generate_stories(task, 1, split="train", seed=rng.randrange(2**31))[0]
                 try:

@@ -112,3 +112,19 @@ def test_the_constant_answer_of_pooled_tasks_is_each_tasks_own():
     targets = [("qa1", "x"), ("qa1", "y"), ("qa1", "y"), ("qa2", "x"), ("qa2", "x"), ("qa2", "z")]
     assert constant(targets, list(range(6))) == "67"  # qa1: y (2 of 3), qa2: x (2 of 3)
     assert constant(targets, [0, 3, 5]) == "67" and constant(targets, [1, 2]) == "100" and constant(targets, []) == "-"
+
+
+def test_evaluations_of_different_sizes_are_refused(tmp_path, monkeypatch, capsys):
+    """Two evaluations with different numbers of answers for a task cannot be compared question by question: the
+    script stops with a usage error that names the task, the length and the counts."""
+    char_tokenizer().save_pretrained(tmp_path / "tok")
+    for name, n in (("a", 2), ("b", 3)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text('{"rule": "exact"}')
+        rows = "".join("kitchen,kitchen,Where is Mary?\n" for _ in range(n))
+        (tmp_path / name / "qa1_0k.csv").write_text("target,output,question\n" + rows)
+    monkeypatch.setattr("sys.argv", ["fact_distance.py", "--tokenizer", str(tmp_path / "tok"), "--lengths", "0k",
+                                     f"a={tmp_path}/a", f"b={tmp_path}/b"])
+    with pytest.raises(SystemExit) as stop:
+        load_script("fact_distance").main()
+    assert stop.value.code == 2 and "qa1 at 0k" in capsys.readouterr().err
