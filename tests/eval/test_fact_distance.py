@@ -121,7 +121,7 @@ def test_evaluations_of_different_sizes_are_refused(tmp_path, monkeypatch, capsy
     for name, n in (("a", 2), ("b", 3)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text('{"rule": "exact"}')
-        rows = "".join("kitchen,kitchen,Where is Mary?\n" for _ in range(n))
+        rows = "kitchen,kitchen,Where is Mary?\n" * n
         (tmp_path / name / "qa1_0k.csv").write_text("target,output,question\n" + rows)
     monkeypatch.setattr("sys.argv", ["fact_distance.py", "--tokenizer", str(tmp_path / "tok"), "--lengths", "0k",
                                      f"a={tmp_path}/a", f"b={tmp_path}/b"])
