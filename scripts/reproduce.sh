@@ -305,6 +305,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
     for RECIPE_RUN in qa1to5 qa1to5-every-steps; do  # the recipe and the variant with qa2's step
       continue_five "$OUT/$RECIPE_RUN/$KIND/five" "$OUT/$RECIPE_RUN-3000/$KIND" 600
     done
+    continue_five "$OUT/qa1to5-3000/$KIND" "$OUT/qa1to5-4200/$KIND" 1200   # on to 4,200 (about 60 / 45 minutes)
   done
   # qa1-qa5 past the window: from the 3,000-step models (RMT: its 2,400-step one), phase far at 1k (statements
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
