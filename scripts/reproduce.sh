@@ -291,14 +291,14 @@ if (( ! QUICK )); then  # every question and qa2's answer written after its pers
   done
   # LM2 and vanilla continued to 3,000 steps: a copy of phase five, resumed with its last stage 600 steps longer
   # (+ 1,754 s for LM2, + 1,333 s for vanilla as two jobs; with qa2's step + 1,846 s and + 1,374 s)
-  continue_five() {  # continue_five SRC RUN EXTRA: a copy of run SRC resumed with its last stage EXTRA steps longer
-    local src=$1 run=$2 extra=$3 curriculum
+  continue_five() {  # continue_five SRC RUN EXTRA [LENGTHS]: a copy of run SRC resumed with its last stage EXTRA
+    local src=$1 run=$2 extra=$3 lengths=${4:-0k} curriculum  # steps longer, evaluated at LENGTHS
     [[ -d $run ]] || { mkdir -p "$(dirname "$run")"; cp -r "$src" "$run"; }
     curriculum=$(python -c 'import json, sys, yaml
 stages = yaml.safe_load(open(sys.argv[1]))["data"]["curriculum"]; stages[-1]["steps"] += int(sys.argv[2])
 print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedule, not the copy's (a resumed run rewrites it)
     lm2 train "$run/config.yaml" --out_dir "$run" --data.curriculum "$curriculum" --resume --no-progress
-    lm2 eval babilong --model "$(latest "$run")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k --n "$EVAL_N" \
+    lm2 eval babilong --model "$(latest "$run")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$lengths" --n "$EVAL_N" \
         --batch-size 16 --no-progress --out "$run-eval" --resume
   }
   for KIND in lm2 vanilla; do
@@ -307,31 +307,40 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
     done
     continue_five "$OUT/qa1to5-3000/$KIND" "$OUT/qa1to5-4200/$KIND" 1200   # on to 4,200 (about 60 / 45 minutes)
   done
+  continue_five "$OUT/qa1to5/rmt/five" "$OUT/qa1to5-3000/rmt" 600        # RMT to 3,000 (about 25 minutes)
+  continue_five "$OUT/qa1to5-4200/lm2" "$OUT/qa1to5-5400/lm2" 1200       # LM2 on to 5,400 (about 60 minutes)
   # qa1-qa5 past the window: from the 3,000-step models (RMT: its 2,400-step one), phase far at 1k (statements
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
   # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
-  far_five() {  # far_five RUN OUT: RUN's latest checkpoint through far and words, evaluated at 0k-4k
-    local run=$1 out=$2 d='went, moved, journeyed, travelled, back'
+  far_five() {  # far_five RUN OUT [ARGS]: RUN's latest checkpoint through far and words (both with ARGS), evaluated
+    local run=$1 out=$2 d='went, moved, journeyed, travelled, back'  # at 0k-4k
     local at=(--train.batch_size 8 --train.lr 2e-3 --train.warmup_steps 20 --eval.lengths '[1k]' --eval.samples 50
               --eval.interval 0 --checkpoint.keep_last 4 --no-progress)
     done_already "$out/far" || lm2 train "$run/config.yaml" --out_dir "$out/far" --model.init_from "$(latest "$run")" \
         --data.curriculum "[{steps: 250, lengths: [1k], bare_questions: true,
           drop_words: [$d, to, the, The, there, Where, is]}, {steps: 150, lengths: [1k], drop_words: [$d, to, the, The,
           there]}, {steps: 150, lengths: [1k], drop_words: [back, there], compact_share: 0.5}, {steps: 150, lengths: [1k]}]" \
-        --train.stop_after 350 --train.seed 31 --checkpoint.interval 175 "${at[@]}"
+        --train.stop_after 350 --train.seed 31 --checkpoint.interval 175 "${at[@]}" "${@:3}"
     done_already "$out/words" || lm2 train "$run/config.yaml" --out_dir "$out/words" \
         --model.init_from "$(latest "$out/far")" --model.config.memory_write_address lookback \
         --model.config.memory_write_lookback_init 2.0 --model.config.memory_write_lookback_learn_bias false \
         --data.curriculum "[{steps: 100, lengths: [1k], drop_words: [$d, to, there], compact_share: 0.5},
           {steps: 100, lengths: [1k], drop_words: [$d, there], compact_share: 0.5},
           {steps: 100, lengths: [1k], drop_words: [back, there], compact_share: 0.5}, {steps: 100, lengths: [1k]}]" \
-        --train.seed 41 --checkpoint.interval 100 "${at[@]}"
+        --train.seed 41 --checkpoint.interval 100 "${at[@]}" "${@:3}"
     lm2 eval babilong --model "$(latest "$out/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k \
         --n "$EVAL_N" --batch-size 16 --no-progress --out "$out/eval" --resume
   }
   far_five "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-far/lm2"
   far_five "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5-far/vanilla"
   far_five "$OUT/qa1to5/rmt/five" "$OUT/qa1to5-far/rmt"
+  far_five "$OUT/qa1to5-3000/rmt" "$OUT/qa1to5-far3k/rmt"   # RMT from its 3,000-step model (the same 0k tokens)
+  for KIND in lm2 vanilla; do
+    far_five "$OUT/qa1to5-3000/$KIND" "$OUT/qa1to5-far-qa1x4/$KIND" --data.task_weights '{qa1: 4}'  # qa1 drawn 4x
+  done
+  far_five "$OUT/qa1to5/rmt/five" "$OUT/qa1to5-far-qa1x4/rmt" --data.task_weights '{qa1: 4}'
+  # LM2's words phase 400 steps longer (its last stage, full text, from 100 to 500 steps)
+  continue_five "$OUT/qa1to5-far/lm2/words" "$OUT/qa1to5-words800/lm2" 400 0k,1k,2k,4k
   for RUN in "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5/rmt/five"; do  # the 0k models at 1k
     lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 1k --n "$EVAL_N" --batch-size 16 \
         --no-progress --out "$RUN-eval1k" --resume
