@@ -309,7 +309,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   done
   continue_five "$OUT/qa1to5/rmt/five" "$OUT/qa1to5-3000/rmt" 600        # RMT to 3,000 (about 25 minutes)
   continue_five "$OUT/qa1to5-4200/lm2" "$OUT/qa1to5-5400/lm2" 1200       # LM2 on to 5,400 (about 60 minutes)
-  # qa1-qa5 past the window: from the 3,000-step models (RMT: its 2,400-step one), phase far at 1k (statements
+  # qa1-qa5 past the window: from the 3,000-step models (RMT also from its 2,400-step one), phase far at 1k (statements
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
   # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
   far_five() {  # far_five RUN OUT [ARGS]: RUN's latest checkpoint through far and words (both with ARGS), evaluated
