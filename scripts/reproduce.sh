@@ -346,8 +346,13 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
         --no-progress --out "$RUN-eval1k" --resume
   done
   F="$OUT/qa1to5-far"
-  python scripts/fact_distance.py --tokenizer "$(latest "$F/lm2/words")" --task qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k \
-      --window 128,512 --first-fact LM2="$F/lm2/eval" vanilla="$F/vanilla/eval" RMT="$F/rmt/eval"
+  for RUN in "$F/lm2" "$F/vanilla" "$OUT/qa1to5-far3k/rmt"; do  # the token-equal rows at 8k, LM2 and RMT at 16k
+    L=0k,1k,2k,4k,8k; [[ $RUN == "$F/vanilla" ]] || L=$L,16k
+    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$L" --n "$EVAL_N" \
+        --batch-size 16 --no-progress --out "$RUN/eval" --resume
+  done
+  python scripts/fact_distance.py --tokenizer "$(latest "$F/lm2/words")" --task qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k,8k \
+      --window 128,512 --first-fact LM2="$F/lm2/eval" vanilla="$F/vanilla/eval" RMT="$OUT/qa1to5-far3k/rmt/eval"
 fi
 if (( ! QUICK )); then  # the variants, each with one question per story point (the recipe before ask_everyone)
   ONE=(--no-progress --five.data.ask_everyone false)
