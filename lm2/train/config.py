@@ -142,6 +142,10 @@ class TrainSection:
     null = train.lr. The new memory can learn fast while the backbone moves little."""
     min_lr_ratio: float = 0.1
     """The cosine schedule ends at lr * min_lr_ratio."""
+    cooldown_steps: int = 0
+    """The last K optimizer steps fall linearly from lr * min_lr_ratio towards zero (the cosine ends K steps
+    earlier): a schedule that must keep its lr high late (e.g. for a curriculum's last stages) still ends on a
+    settled model. 0 = no cooldown."""
     warmup_steps: int = 50
     weight_decay: float = 0.1
     """Decoupled (AdamW); norms, biases, embeddings and the initial memory get none."""
@@ -472,6 +476,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                              f"outside LM2's .memory. modules; model.kind={m.kind!r} has none)")
     if not 0 <= t.min_lr_ratio <= 1:
         raise ValueError(f"config field train.min_lr_ratio={t.min_lr_ratio} is invalid: it must be in [0, 1]")
+    _positive("train.cooldown_steps", t.cooldown_steps, zero_ok=True)
+    if t.cooldown_steps and t.cooldown_steps > cfg.total_steps() - t.warmup_steps:
+        raise ValueError(f"config field train.cooldown_steps={t.cooldown_steps} is longer than the run after its "
+                         f"warm-up ({cfg.total_steps()} steps, {t.warmup_steps} of warm-up): lower it")
     _positive("train.weight_decay", t.weight_decay, zero_ok=True)
     _positive("train.grad_clip", t.grad_clip, zero_ok=True)
     _positive("train.skip_nonfinite", t.skip_nonfinite, zero_ok=True)

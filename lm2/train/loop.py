@@ -334,7 +334,8 @@ def setup(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Ru
                                cfg.distributed.strategy, ctx)
     optimizer = build_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas,
                                 backbone_lr=cfg.train.backbone_lr)
-    scheduler = build_scheduler(optimizer, cfg.train.warmup_steps, cfg.total_steps(), cfg.train.min_lr_ratio)
+    scheduler = build_scheduler(optimizer, cfg.train.warmup_steps, cfg.total_steps(), cfg.train.min_lr_ratio,
+                                cfg.train.cooldown_steps)
     run = Run(cfg, ctx, tokenizer, model, runner, optimizer, scheduler, None, micro, accum, out_dir=out_dir)
     if resume_from is not None:
         state = ckpt.load_trainer_state(resume_from)

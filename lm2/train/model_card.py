@@ -97,6 +97,11 @@ def _row(name: str, value: Any) -> str:
     return f"| {name} | {value} |"
 
 
+def _cooldown(cfg) -> str:
+    k = cfg.train.cooldown_steps
+    return f", then linearly towards 0 over the last {k}" if k else ""
+
+
 def model_card(model, cfg, step: int, tokens: int, records: list[dict], command: str | None,
                folder_name: str) -> str:
     """The README.md of a checkpoint: ``records`` are the run's metrics (metrics.jsonl) up to ``step``."""
@@ -174,7 +179,8 @@ def model_card(model, cfg, step: int, tokens: int, records: list[dict], command:
                       f"{cfg.data.segment_length} tokens"),
         _row("tokens seen", f"{tokens:,} (padding not counted)"),
         _row("optimizer", f"AdamW, lr {cfg.train.lr:g} (cosine to {cfg.train.min_lr_ratio:g}x after "
-                          f"{cfg.train.warmup_steps} warm-up steps), weight decay {cfg.train.weight_decay:g}, "
+                          f"{cfg.train.warmup_steps} warm-up steps{_cooldown(cfg)}), weight decay "
+                          f"{cfg.train.weight_decay:g}, "
                           f"precision {cfg.train.precision}"),
         _row("command", f"`{command}`" if command else "`lm2.train.loop.train(cfg)` from Python"),
         "",

@@ -1,4 +1,4 @@
-"""AdamW with decoupled weight decay on the right parameters, and the warmup + cosine learning-rate schedule."""
+"""AdamW with decoupled weight decay on the right parameters, and the warmup + cosine (+ cooldown) lr schedule."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ import math
 import torch
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float, cooldown_steps: int = 0) -> float:
     """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warmup from 1/warmup to 1, then a
-    cosine from 1 down to ``min_ratio`` at ``total_steps``."""
+    cosine from 1 down to ``min_ratio`` at ``total_steps``. With ``cooldown_steps`` K > 0 the cosine spans the
+    steps before the last K, which then fall linearly from ``min_ratio`` to min_ratio / K (the last step's
+    factor; zero would be a wasted step): a run that keeps a high lr to the end still finishes on a settled
+    model."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    cosine_end = total_steps - cooldown_steps
+    if cooldown_steps and step >= cosine_end:
+        return min_ratio * (total_steps - step) / cooldown_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, cosine_end - warmup_steps))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -47,6 +53,6 @@ def _main_group_first(lr: float):
     return lambda item: (item[0][1] != lr, item[0][0])
 
 
-def build_scheduler(optimizer, warmup_steps: int, total_steps: int, min_ratio: float):
+def build_scheduler(optimizer, warmup_steps: int, total_steps: int, min_ratio: float, cooldown_steps: int = 0):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, min_ratio))
+        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, min_ratio, cooldown_steps))

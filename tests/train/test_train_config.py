@@ -169,6 +169,19 @@ def test_schedule_warms_up_then_decays_to_floor():
     assert f[20] == pytest.approx(0.1)
 
 
+def test_cooldown_ends_the_cosine_early_then_falls_linearly():
+    k, total, floor = 5, 20, 0.5
+    f = [lr_factor(s, 4, total, floor, cooldown_steps=k) for s in range(total)]
+    # the cosine is the no-cooldown schedule of a run K steps shorter
+    assert f[:total - k] == [lr_factor(s, 4, total - k, floor) for s in range(total - k)]
+    # then from the floor down a straight line to floor / K at the last step
+    assert f[total - k:] == pytest.approx([floor * (k - i) / k for i in range(k)])
+    assert f[total - 1] == pytest.approx(floor / k) and f[total - k] == pytest.approx(floor)
+    assert all(a >= b for a, b in zip(f[4:], f[5:]))
+    assert [lr_factor(s, 4, total, floor, 0) for s in range(total)] == [lr_factor(s, 4, total, floor)
+                                                                       for s in range(total)]
+
+
 def test_repo_configs_are_valid():
     from pathlib import Path
 
