@@ -120,6 +120,10 @@ CASES = [
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 0, lengths: [0k]}}]'", "data.curriculum[0].steps", None),
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [3q]}}]'", "data.curriculum[0].lengths", None),
     (f"{T} --data.task babilong --eval.lengths [3q]", "eval.lengths", None),
+    (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], last_questions_at: [1k]}}]'",
+     "data.curriculum[0].last_questions_at=['1k'] is invalid", None),
+    (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], last_questions_at: [0k]}}]'",
+     "data.curriculum[0].last_questions_at keeps a story's last questions only; it needs data.supervise=story", None),
     # ---- lm2 train: the out_dir
     (f"{T} --out_dir {{w}}/afile", "afile is a file", None),
     (f"{T} --out_dir {{w}}/afile/run", "afile is a file", None),

@@ -411,7 +411,8 @@ class NoQuestionFits(ValueError):
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
                            fact_loss: bool = False, ask_everyone: bool = False,
                            drop_words: Sequence[str] = (), bare_questions: bool = False,
-                           answer_steps: Sequence[str] = ()) -> tuple[list[int], list[int]]:
+                           answer_steps: Sequence[str] = (), last_point_only: bool = False
+                           ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
 
     The story's statements are hidden in background text as ``build_sample`` hides one sample's facts (the same
@@ -430,6 +431,11 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     (with "Where" and "is" dropped), the layout in which a tiny model first learns to look a person up.
     The answers of the tasks in ``answer_steps`` (qa2, qa3) are written after the person their first hop finds,
     "Mary kitchen" (``with_step``), and supervised whole.
+    ``last_point_only`` keeps only the questions asked after the story's last statement that any question uses
+    (with ``ask_everyone``, all of that point's questions): an earlier answer ("Where is Mary? kitchen") restates a
+    fact close to the later questions, so that they can copy it within attention's reach instead of recalling the
+    statement; without the earlier points every answer must come from the statements, as in evaluation, where
+    the context holds statements only. The random draws are the same with or without it.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -442,6 +448,8 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     steps = {check_task(task) for task in answer_steps}
     questions = [with_step(q) if q.task in steps else q for q in questions]  # from the full statements
     questions = [drop_fact_words(q, drop_words) for q in questions]
+    if last_point_only:
+        questions = [q for q in questions if len(q.facts) == len(questions[-1].facts)]
     asked_after: dict[int, list[BabiSample]] = {}  # fact index -> the questions right after that fact
     for q in questions:
         asked_after.setdefault(len(q.facts) - 1, []).append(q)

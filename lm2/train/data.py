@@ -25,6 +25,7 @@ from lm2.data.babilong import (
     NoQuestionFits,
     build_samples,
     finetune_example,
+    parse_length,
     random_train_sample,
     story_finetune_example,
 )
@@ -144,6 +145,7 @@ class BabilongStream:
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
+            last_only = {parse_length(n) for n in stage.get("last_questions_at", ())}
             # a story none of whose questions fits the length is drawn again (about one qa3 story in 5,000 at 1k,
             # more than half at 400 tokens); a story that fits is the first one drawn, as before this redraw existed
             for _ in range(STORY_DRAWS):
@@ -152,7 +154,8 @@ class BabilongStream:
                     return story_finetune_example(story, length, "train", rng, self.tokenizer,
                                                   self.cfg.data.fact_loss, self.cfg.data.ask_everyone, drop,
                                                   compact and stage.get("bare_questions", False),
-                                                  answer_steps=self.cfg.data.answer_steps)
+                                                  answer_steps=self.cfg.data.answer_steps,
+                                                  last_point_only=parse_length(length) in last_only)
                 except NoQuestionFits:
                     continue
             raise ValueError(f"none of {STORY_DRAWS} {task} stories drawn has a question that fits length {length}: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 import time
 
 import pytest
@@ -321,6 +322,36 @@ def test_ask_everyone_asks_each_placed_person_with_the_room_the_facts_give(lengt
     with pytest.raises(ValueError, match="qa1, qa2, qa3, qa4, qa5, not qa6"):
         bl.story_finetune_example(generate_stories("qa6", 1, split="train", seed=7)[0], "0k", "train",
                                   random.Random(1), tok, ask_everyone=True)
+
+
+@pytest.mark.parametrize("length", ["0k", "1k"])
+def test_last_point_only_keeps_the_last_points_questions_and_the_same_context(length):
+    """last_point_only: the sequence is the full one with every question block but the last point's cut out (the
+    same background, statements and draws, up to the space after a block), so no earlier answer restates a fact; the kept questions are the last
+    point's, one per person placed, each answered with that person's last room in all the facts."""
+    from lm2.data.babi import generate_stories
+
+    tok = gpt2_tokenizer()
+    story = generate_stories("qa1", 1, split="train", seed=7)[0]
+    full_ids, _ = bl.story_finetune_example(story, length, "train", random.Random(1), tok, ask_everyone=True)
+    ids, labels = bl.story_finetune_example(story, length, "train", random.Random(1), tok, ask_everyone=True,
+                                            last_point_only=True)
+    full, text = tok.decode(full_ids), tok.decode(ids)
+    block = f"\n{bl.QUESTION_PREFIX} [^\n]*\n{bl.ANSWER_MARKER} \\w+{re.escape(tok.eos_token)}"
+    blocks = [m.span() for m in re.finditer(block, full)]
+    last_statement = full.rindex(".", 0, blocks[-1][0])
+    kept = [span for span in blocks if span[0] > last_statement]
+    cut = "".join(full[a:b] for a, b in zip([0] + [e for _, e in blocks if (_, e) not in kept],
+                                           [s for s, e in blocks if (s, e) not in kept] + [len(full)]))
+    # (a piece after a question block has no leading space: compare without the whitespace)
+    assert re.sub(r"\s+", "", text) == re.sub(r"\s+", "", cut) and len(kept) < len(blocks)
+    rooms = {}
+    for fact in re.findall(r"(\w+) (?:went|moved|journeyed|travelled)(?: back)? to the (\w+)\.", text):
+        rooms[fact[0]] = fact[1]
+    asked = re.findall(f"Where is (\\w+)\\?\n{bl.ANSWER_MARKER} (\\w+)", text)
+    assert dict(asked) == rooms and len(asked) == len(rooms)
+    supervised = [t for t, lab in zip(ids, labels) if lab != -100]
+    assert supervised.count(tok.eos_token_id) == len(asked)
 
 
 def test_instruction_prompt_layout(test_samples):
