@@ -29,6 +29,10 @@ from lm2.train.data import get_tokenizer
 MOVE = r"{who} (?:went|moved|journeyed|travelled)(?: back)? to the \w+\."
 
 
+def _tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def reach_counts(n: int, length: str, reach: int, last_point_only: bool, tokenizer, seed: int = 0) -> tuple:
     """(answers, answers whose fact is > reach tokens back, answers for which the fact and every earlier answer
     about the same person are > reach tokens back) over n stories drawn from ``seed``."""
@@ -40,16 +44,13 @@ def reach_counts(n: int, length: str, reach: int, last_point_only: bool, tokeniz
                                         last_point_only=last_point_only)
         text = tokenizer.decode(ids)
 
-        def back(start: int, end: int) -> int:
-            return len(tokenizer(text[start:end], add_special_tokens=False)["input_ids"])
-
         for m in re.finditer(r"Where is (\w+)\?\nAnswer: (\w+)", text):
             who, room, asked = m.group(1), m.group(2), m.start()
             fact = [f.end() for f in re.finditer(MOVE.format(who=who), text[:asked])][-1]
             earlier = [a.end() for a in re.finditer(rf"Where is {who}\?\nAnswer: {room}\b", text[:asked])]
             answers += 1
-            far_fact += back(fact, asked) > reach
-            only_memory += back(max([fact, *earlier]), asked) > reach
+            far_fact += _tokens(tokenizer, text[fact:asked]) > reach
+            only_memory += _tokens(tokenizer, text[max([fact, *earlier]):asked]) > reach
     return answers, far_fact, only_memory
 
 

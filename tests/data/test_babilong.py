@@ -327,8 +327,9 @@ def test_ask_everyone_asks_each_placed_person_with_the_room_the_facts_give(lengt
 @pytest.mark.parametrize("length", ["0k", "1k"])
 def test_last_point_only_keeps_the_last_points_questions_and_the_same_context(length):
     """last_point_only: the sequence is the full one with every question block but the last point's cut out (the
-    same background, statements and draws, up to the space after a block), so no earlier answer restates a fact; the kept questions are the last
-    point's, one per person placed, each answered with that person's last room in all the facts."""
+    same background, statements and draws, up to the space after a block), so no earlier answer restates a fact;
+    the kept questions are the last point's, one per person placed, each answered with that person's last room in
+    all the facts."""
     from lm2.data.babi import generate_stories
 
     tok = gpt2_tokenizer()
