@@ -9,9 +9,9 @@ statements only, so there the far statement has to come through the memory.
 For N generated qa1 training stories laid out as the demo's last 1k stage lays them out (BABILong's text), this
 counts the supervised answers whose fact ends more than --reach tokens before the question (the reach of stacked
 attention windows), and those for which also every earlier answer about the same person is that far back: the
-answers that only a carried memory can give. Printed for the full story and for ``last_point_only`` (a curriculum
-stage's ``last_questions_at``: only the questions of the story's last point, so no earlier answer about the same
-person exists). Nothing here runs a model.
+answers that only a carried memory can give. Printed for the full story and for one question point per story (a
+curriculum stage's ``one_point_at``, with ``one_point`` last or random: no earlier answer about the same person
+exists). Nothing here runs a model.
 
     python scripts/restated_answers.py --n 150 --length 1k --reach 512
 """
@@ -33,7 +33,7 @@ def _tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def reach_counts(n: int, length: str, reach: int, last_point_only: bool, tokenizer, seed: int = 0) -> tuple:
+def reach_counts(n: int, length: str, reach: int, one_point: str | None, tokenizer, seed: int = 0) -> tuple:
     """(answers, answers whose fact is > reach tokens back, answers for which the fact and every earlier answer
     about the same person are > reach tokens back) over n stories drawn from ``seed``."""
     answers = far_fact = only_memory = 0
@@ -41,7 +41,7 @@ def reach_counts(n: int, length: str, reach: int, last_point_only: bool, tokeniz
         rng = random.Random(f"restated/{seed}/{i}")
         story = generate_stories("qa1", 1, split="train", seed=rng.randrange(2**31))[0]
         ids, _ = story_finetune_example(story, length, "train", rng, tokenizer, ask_everyone=True,
-                                        last_point_only=last_point_only)
+                                        one_point=one_point)
         text = tokenizer.decode(ids)
 
         for m in re.finditer(r"Where is (\w+)\?\nAnswer: (\w+)", text):
@@ -68,9 +68,9 @@ def main() -> None:
     print(f"| questions kept | answers | fact > {args.reach} back | fact and every earlier answer about the "
           f"person > {args.reach} back |")
     print("|---|---:|---:|---:|")
-    for last in (False, True):
-        a, f, m = reach_counts(args.n, args.length, args.reach, last, tokenizer, args.seed)
-        kept = "the last point's (last_questions_at)" if last else "every point's"
+    for one_point in (None, "last", "random"):
+        a, f, m = reach_counts(args.n, args.length, args.reach, one_point, tokenizer, args.seed)
+        kept = f"one point's ({one_point})" if one_point else "every point's"
         print(f"| {kept} | {a} | {f} ({100 * f / a:.1f}%) | {m} ({100 * m / a:.1f}%) |")
 
 

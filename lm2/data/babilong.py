@@ -411,7 +411,7 @@ class NoQuestionFits(ValueError):
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
                            fact_loss: bool = False, ask_everyone: bool = False,
                            drop_words: Sequence[str] = (), bare_questions: bool = False,
-                           answer_steps: Sequence[str] = (), last_point_only: bool = False
+                           answer_steps: Sequence[str] = (), one_point: str | None = None
                            ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
 
@@ -431,11 +431,13 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     (with "Where" and "is" dropped), the layout in which a tiny model first learns to look a person up.
     The answers of the tasks in ``answer_steps`` (qa2, qa3) are written after the person their first hop finds,
     "Mary kitchen" (``with_step``), and supervised whole.
-    ``last_point_only`` keeps only the questions asked after the story's last statement that any question uses
-    (with ``ask_everyone``, all of that point's questions): an earlier answer ("Where is Mary? kitchen") restates a
-    fact close to the later questions, so that they can copy it within attention's reach instead of recalling the
-    statement; without the earlier points every answer must come from the statements, as in evaluation, where
-    the context holds statements only. The random draws are the same with or without it.
+    ``one_point`` keeps the questions of one question point only (with ``ask_everyone``, all of them), "last": the
+    story's last point, "random": a point drawn uniformly, the story cut there (its statements up to that point
+    spread over the whole length, as an evaluation sample of that question is). With every point kept, an earlier
+    answer ("Where is Mary? / Answer: kitchen") restates a fact close to the later questions, which can copy it
+    within attention's reach instead of recalling the statement; with one point, every answer comes from the
+    statements, as in evaluation, where the context holds statements only. "last" draws nothing: the other random
+    draws are the same as with every point kept.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -448,8 +450,12 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     steps = {check_task(task) for task in answer_steps}
     questions = [with_step(q) if q.task in steps else q for q in questions]  # from the full statements
     questions = [drop_fact_words(q, drop_words) for q in questions]
-    if last_point_only:
-        questions = [q for q in questions if len(q.facts) == len(questions[-1].facts)]
+    if one_point is not None:
+        points = sorted({len(q.facts) for q in questions})
+        if one_point not in ("last", "random"):
+            raise ValueError(f"one_point={one_point!r}: expected 'last', 'random' or None")
+        point = points[-1] if one_point == "last" else rng.choice(points)
+        questions = [q for q in questions if len(q.facts) == point]
     asked_after: dict[int, list[BabiSample]] = {}  # fact index -> the questions right after that fact
     for q in questions:
         asked_after.setdefault(len(q.facts) - 1, []).append(q)

@@ -31,7 +31,8 @@ from lm2.data.recall import STAGE_FIELDS, RecallSpec, stage_spec
 from lm2.precision import PRECISIONS
 
 # optional fields of a BABILong curriculum stage (a compact training layout; see DataSection.curriculum)
-BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share", "length_per_step", "last_questions_at")
+BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share", "length_per_step", "one_point_at",
+                         "one_point")
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
@@ -113,10 +114,11 @@ class DataSection:
     ("Mary kitchen"); compact_share: p lays out only that share of the stage's samples so (drawn per sample), the
     rest as evaluated, to move between layouts without a jump; length_per_step: true draws one length per step
     for the whole batch (e.g. lengths [0k, 1k]: about half the steps all 0k, cheap, instead of 0k samples padded
-    to the 1k ones' length); with data.supervise=story, last_questions_at: [..] names lengths among the stage's at
-    which a story keeps only the questions of its last question point (``story_finetune_example``): no earlier
-    answer restates where someone is, so every answer comes from the statements, through the memory when they lie
-    beyond attention, as in evaluation. Validation and test keep the text."""
+    to the 1k ones' length); with data.supervise=story, one_point_at: [..] names lengths among the stage's at
+    which a story keeps the questions of one question point only (one_point: random, the default, a point drawn
+    per story and the story cut there, as an evaluation sample is; last: its last point; ``story_finetune_example``):
+    no earlier answer restates where someone is, so every answer comes from the statements, through the memory
+    when they lie beyond attention, as in evaluation. Validation and test keep the text."""
     # --- recall
     recall: dict = field(default_factory=dict)
     """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap,
@@ -397,7 +399,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(stage, dict) or set(stage) - fields or "lengths" not in stage:
                 raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}"
                                  " with optionally drop_words: [..], bare_questions: true, compact_share: p, "
-                                 "length_per_step: true and last_questions_at: [..]")
+                                 "length_per_step: true, one_point_at: [..] and one_point: random|last")
             if not isinstance(stage.get("steps"), int) or stage["steps"] < 1:
                 raise ValueError(f"config field {where}.steps={stage.get('steps')!r} is invalid: a positive int")
             if not isinstance(stage["lengths"], list) or not stage["lengths"]:
@@ -424,13 +426,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if stage.get("bare_questions") and d.supervise != "story":
                 raise ValueError(f"config field {where}.bare_questions asks every question of a story without the "
                                  "prompt's markers; it needs data.supervise=story")
-            last = stage.get("last_questions_at", [])
-            if not isinstance(last, list) or not all(_same_length(n, stage["lengths"]) for n in last):
-                raise ValueError(f"config field {where}.last_questions_at={last!r} is invalid: a list of lengths among "
+            one = stage.get("one_point_at", [])
+            if not isinstance(one, list) or not all(_same_length(n, stage["lengths"]) for n in one):
+                raise ValueError(f"config field {where}.one_point_at={one!r} is invalid: a list of lengths among "
                                  f"the stage's lengths {stage['lengths']}")
-            if last and d.supervise != "story":
-                raise ValueError(f"config field {where}.last_questions_at keeps a story's last questions only; it "
-                                 "needs data.supervise=story")
+            if stage.get("one_point", "random") not in ("random", "last"):
+                raise ValueError(f"config field {where}.one_point={stage['one_point']!r} is invalid: random (a "
+                                 "question point drawn per story) or last (the story's last)")
+            if one and d.supervise != "story":
+                raise ValueError(f"config field {where}.one_point_at keeps one question point of a story; it needs "
+                                 "data.supervise=story")
             if drop and d.babilong_path is not None:
                 raise ValueError(f"config field {where}.drop_words compacts generated statements; it cannot be "
                                  "used with data.babilong_path (the official samples)")

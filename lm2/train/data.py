@@ -145,7 +145,7 @@ class BabilongStream:
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
-            last_only = {parse_length(n) for n in stage.get("last_questions_at", ())}
+            one_point_at = {parse_length(n) for n in stage.get("one_point_at", ())}
             # a story none of whose questions fits the length is drawn again (about one qa3 story in 5,000 at 1k,
             # more than half at 400 tokens); a story that fits is the first one drawn, as before this redraw existed
             for _ in range(STORY_DRAWS):
@@ -155,7 +155,8 @@ class BabilongStream:
                                                   self.cfg.data.fact_loss, self.cfg.data.ask_everyone, drop,
                                                   compact and stage.get("bare_questions", False),
                                                   answer_steps=self.cfg.data.answer_steps,
-                                                  last_point_only=parse_length(length) in last_only)
+                                                  one_point=(stage.get("one_point", "random")
+                                                             if parse_length(length) in one_point_at else None))
                 except NoQuestionFits:
                     continue
             raise ValueError(f"none of {STORY_DRAWS} {task} stories drawn has a question that fits length {length}: "

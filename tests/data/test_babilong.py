@@ -325,8 +325,8 @@ def test_ask_everyone_asks_each_placed_person_with_the_room_the_facts_give(lengt
 
 
 @pytest.mark.parametrize("length", ["0k", "1k"])
-def test_last_point_only_keeps_the_last_points_questions_and_the_same_context(length):
-    """last_point_only: the sequence is the full one with every question block but the last point's cut out (the
+def test_one_point_last_keeps_the_last_points_questions_and_the_same_context(length):
+    """one_point="last": the sequence is the full one with every question block but the last point's cut out (the
     same background, statements and draws, up to the space after a block), so no earlier answer restates a fact;
     the kept questions are the last point's, one per person placed, each answered with that person's last room in
     all the facts."""
@@ -336,7 +336,7 @@ def test_last_point_only_keeps_the_last_points_questions_and_the_same_context(le
     story = generate_stories("qa1", 1, split="train", seed=7)[0]
     full_ids, _ = bl.story_finetune_example(story, length, "train", random.Random(1), tok, ask_everyone=True)
     ids, labels = bl.story_finetune_example(story, length, "train", random.Random(1), tok, ask_everyone=True,
-                                            last_point_only=True)
+                                            one_point="last")
     full, text = tok.decode(full_ids), tok.decode(ids)
     block = f"\n{bl.QUESTION_PREFIX} [^\n]*\n{bl.ANSWER_MARKER} \\w+{re.escape(tok.eos_token)}"
     blocks = [m.span() for m in re.finditer(block, full)]
@@ -353,6 +353,35 @@ def test_last_point_only_keeps_the_last_points_questions_and_the_same_context(le
     assert dict(asked) == rooms and len(asked) == len(rooms)
     supervised = [t for t, lab in zip(ids, labels) if lab != -100]
     assert supervised.count(tok.eos_token_id) == len(asked)
+
+
+def test_one_point_random_cuts_the_story_at_a_drawn_point_as_an_evaluation_sample():
+    """one_point="random": the statements are the story's up to one of its question points, drawn per story (so a
+    point before the last too), and the questions are that point's, one per person placed, with the room the
+    statements give; the context is laid out as the evaluation sample of that point's question is."""
+    from lm2.data.babi import generate_stories, story_samples
+
+    tok = gpt2_tokenizer()
+    move = r"(\w+) (?:went|moved|journeyed|travelled)(?: back)? to the (\w+)\."
+    chosen = set()
+    for seed in range(8):
+        story = generate_stories("qa1", 1, split="train", seed=seed)[0]
+        points = [q for q in story_samples(story) if bl.fits(q, "1k")]
+        ids, labels = bl.story_finetune_example(story, "1k", "train", random.Random(seed), tok, ask_everyone=True,
+                                                one_point="random")
+        text = tok.decode(ids)
+        facts = re.findall(move, text)
+        point = [q for q in points if len(q.facts) == len(facts)]
+        assert point, "the statements are a question point's"
+        assert [f"{who} {room}" for who, room in facts] == [
+            " ".join(f.split()[::len(f.split()) - 1]).rstrip(".") for f in point[0].facts]
+        asked = re.findall(f"Where is (\\w+)\\?\n{bl.ANSWER_MARKER} (\\w+)", text)
+        assert dict(asked) == dict(facts) and len(asked) == len(dict(facts))
+        assert text.index(f"\n{bl.QUESTION_PREFIX}") > text.rindex(".", 0, text.index(f"\n{bl.QUESTION_PREFIX}") - 1)
+        chosen.add(len(facts) < len(points[-1].facts))
+        supervised = [t for t, lab in zip(ids, labels) if lab != -100]
+        assert supervised.count(tok.eos_token_id) == len(asked)
+    assert chosen == {True, False}  # earlier points and the last are both drawn
 
 
 def test_instruction_prompt_layout(test_samples):
