@@ -7,6 +7,9 @@ the last edge only through what the model carried (LM2's memory, RMT's memory to
 nothing there). Prints, per model and length, the accuracy in each band and the best constant answer on the same
 questions.
 
+With --by-statements, a further table splits each length's questions by how many statements the sample holds (a
+story cut at its question point: at one length, fewer statements leave more background between them).
+
 With --last-move, a second table splits the questions beyond the last window again: is the person asked about the one
 who made the story's last move (then the last room mentioned is the answer) or not, with each model's accuracy on
 both, and how often its answer names the room of the last move, right or wrong. A model that carries only the
@@ -52,6 +55,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the test seed the evaluations used")
     parser.add_argument("--first-fact", action="store_true",
                         help="measure from the first supporting fact, the one furthest back (qa2-qa5 need several)")
+    parser.add_argument("--by-statements", action="store_true",
+                        help="also split each length's questions by how many statements the sample holds (the "
+                             "story up to its question point: fewer statements, more background between them)")
     parser.add_argument("--last-move", action="store_true",
                         help="also split the questions beyond the last window by whether the person asked about "
                              "moved last")
@@ -73,7 +79,7 @@ def main() -> None:
     print(f"| length | questions {bands} | " + " | ".join(f"{name} {bands}" for name, _ in runs)
           + f" | constant answer {bands} |")
     print("|---|---:|" + "---:|" * (len(runs) + 1))
-    beyond_rows = []
+    beyond_rows, statement_rows = [], []
     for length in args.lengths.split(","):
         answers = {name: [] for name, _ in runs}
         outputs = {name: [] for name, _ in runs}
@@ -98,6 +104,13 @@ def main() -> None:
               + f" | {' / '.join(constant(targets, g) for g in groups)} |")
         if args.last_move:
             beyond_rows.append(last_move_row(length, samples, groups[-1], runs, answers, outputs))
+        if args.by_statements:
+            statement_rows += statements_rows(length, samples, runs, answers)
+    if args.by_statements:
+        print("\naccuracy (%) by the number of statements in the sample\n")
+        print("| length | statements | questions | " + " | ".join(name for name, _ in runs) + " |")
+        print("|---|---:|---:|" + "---:|" * len(runs))
+        print("\n".join(statement_rows))
     if args.last_move:
         print(f"\nbeyond {edges[-1]} tokens: accuracy (%) when the person asked about made the story's last move / "
               f"when not, and the share of answers naming the last move's room\n")
@@ -123,6 +136,15 @@ def last_move_row(length, samples, beyond, runs, answers, outputs) -> str:
         share = f"{100 * names_it / len(beyond):.0f}" if beyond else "-"
         cells.append(f"{pct(answers[name], moved_last)} / {pct(answers[name], other)} | {share}")
     return f"| {length} | {len(moved_last)} / {len(other)} | " + " | ".join(cells) + " |"
+
+
+def statements_rows(length, samples, runs, answers) -> list[str]:
+    """Markdown rows: one per number of statements among the samples, each model's accuracy on those questions."""
+    by_count: dict[int, list[int]] = {}
+    for i, sample in enumerate(samples):
+        by_count.setdefault(len(sample.facts), []).append(i)
+    return [f"| {length} | {count} | {len(idx)} | " + " | ".join(pct(answers[name], idx) for name, _ in runs) + " |"
+            for count, idx in sorted(by_count.items())]
 
 
 def pct(right: list[bool], idx: list[int]) -> str:

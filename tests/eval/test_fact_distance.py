@@ -128,3 +128,19 @@ def test_evaluations_of_different_sizes_are_refused(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as stop:
         load_script("fact_distance").main()
     assert stop.value.code == 2 and "qa1 at 0k" in capsys.readouterr().err
+
+
+def test_statements_rows_split_the_questions_by_the_samples_statement_count():
+    """--by-statements: one row per statement count, holding exactly the questions of samples with that many
+    statements, and each model's accuracy on them."""
+    rows_of = load_script("fact_distance").statements_rows
+    samples = build_samples("qa1", "1k", 10, split="test", seed=0)
+    counts = [len(s.facts) for s in samples]
+    right = [i % 2 == 0 for i in range(10)]
+    rows = rows_of("1k", samples, [("a", None), ("b", None)], {"a": right, "b": [True] * 10})
+    assert len(rows) == len(set(counts))
+    for row, count in zip(rows, sorted(set(counts))):
+        idx = [i for i, c in enumerate(counts) if c == count]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[:3] == ["1k", str(count), str(len(idx))]
+        assert cells[3] == f"{100 * sum(right[i] for i in idx) / len(idx):.0f}" and cells[4] == "100"
