@@ -124,6 +124,8 @@ CASES = [
      "data.curriculum[0].one_point_at=['1k'] is invalid", None),
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], one_point: first}}]'",
      "data.curriculum[0].one_point='first' is invalid", None),
+    (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], ask_at_end: true}}]'",
+     "data.curriculum[0].ask_at_end=True is invalid", None),
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], one_point_at: [0k]}}]'",
      "data.curriculum[0].one_point_at keeps one question point of a story; it needs data.supervise=story", None),
     # ---- lm2 train: the out_dir

@@ -411,8 +411,8 @@ class NoQuestionFits(ValueError):
 def story_finetune_example(story: Story, length: str | int, split: str, rng: random.Random, tokenizer: Any,
                            fact_loss: bool = False, ask_everyone: bool = False,
                            drop_words: Sequence[str] = (), bare_questions: bool = False,
-                           answer_steps: Sequence[str] = (), one_point: str | None = None
-                           ) -> tuple[list[int], list[int]]:
+                           answer_steps: Sequence[str] = (), one_point: str | None = None,
+                           ask_at_end: bool = False) -> tuple[list[int], list[int]]:
     """(input_ids, labels) that supervise every question of a bAbI story in one sequence (training only).
 
     The story's statements are hidden in background text as ``build_sample`` hides one sample's facts (the same
@@ -437,7 +437,9 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     answer ("Where is Mary? / Answer: kitchen") restates a fact close to the later questions, which can copy it
     within attention's reach instead of recalling the statement; with one point, every answer comes from the
     statements, as in evaluation, where the context holds statements only. "last" draws nothing: the other random
-    draws are the same as with every point kept.
+    draws are the same as with every point kept. ``ask_at_end`` (with ``one_point``) asks that point's questions
+    after the whole context, background included, as an evaluation prompt does, instead of right after the
+    point's last statement: the statement a question needs may then lie far back even when it was the story's last.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -450,6 +452,8 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
     steps = {check_task(task) for task in answer_steps}
     questions = [with_step(q) if q.task in steps else q for q in questions]  # from the full statements
     questions = [drop_fact_words(q, drop_words) for q in questions]
+    if ask_at_end and one_point is None:
+        raise ValueError("ask_at_end needs one_point: the questions of every point cannot all come at the end")
     if one_point is not None:
         points = sorted({len(q.facts) for q in questions})
         if one_point not in ("last", "random"):
@@ -467,20 +471,28 @@ def story_finetune_example(story: Story, length: str | int, split: str, rng: ran
         ids.extend(piece)
         labels.extend(piece if supervised else [-100] * len(piece))
 
+    def ask(q: BabiSample) -> None:
+        if bare_questions:
+            add("\n" + " ".join(w for w in q.question.rstrip("?").split() if w not in drop_words), fact_loss)
+        else:
+            add(f"\n{QUESTION_PREFIX} {q.question}", fact_loss)
+            add(f"\n{ANSWER_MARKER}", False)
+        add(" " + q.answer, True)
+        ids.append(eos)
+        labels.append(eos)
+
     # Pieces are tokenized one by one (with the leading space they have in the context), so the label of every
     # token is exact whatever the tokenizer merges.
     first = True
     for piece, fact in _context_pieces(questions[-1], parse_length(length), split, rng, None):
         add(piece if first else " " + piece, fact_loss and fact is not None)
         first = False
-        for q in asked_after.get(fact, []) if fact is not None else []:
-            if bare_questions:
-                add("\n" + " ".join(w for w in q.question.rstrip("?").split() if w not in drop_words), fact_loss)
-            else:
-                add(f"\n{QUESTION_PREFIX} {q.question}", fact_loss)
-                add(f"\n{ANSWER_MARKER}", False)
-            add(" " + q.answer, True)
-            ids.append(eos)
-            labels.append(eos)
+        if ask_at_end or fact is None:
+            continue
+        for q in asked_after.get(fact, []):
+            ask(q)
             first = True
+    if ask_at_end:
+        for q in questions:
+            ask(q)
     return ids, labels

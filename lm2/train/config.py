@@ -32,7 +32,7 @@ from lm2.precision import PRECISIONS
 
 # optional fields of a BABILong curriculum stage (a compact training layout; see DataSection.curriculum)
 BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share", "length_per_step", "one_point_at",
-                         "one_point")
+                         "one_point", "ask_at_end")
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
@@ -118,7 +118,8 @@ class DataSection:
     which a story keeps the questions of one question point only (one_point: random, the default, a point drawn
     per story and the story cut there, as an evaluation sample is; last: its last point; ``story_finetune_example``):
     no earlier answer restates where someone is, so every answer comes from the statements, through the memory
-    when they lie beyond attention, as in evaluation. Validation and test keep the text."""
+    when they lie beyond attention, as in evaluation; ask_at_end: true asks them after the whole context, as an
+    evaluation prompt does, instead of right after the point's last statement. Validation and test keep the text."""
     # --- recall
     recall: dict = field(default_factory=dict)
     """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap,
@@ -399,7 +400,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(stage, dict) or set(stage) - fields or "lengths" not in stage:
                 raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}"
                                  " with optionally drop_words: [..], bare_questions: true, compact_share: p, "
-                                 "length_per_step: true, one_point_at: [..] and one_point: random|last")
+                                 "length_per_step: true, one_point_at: [..], one_point: random|last and ask_at_end: "
+                                 "true")
             if not isinstance(stage.get("steps"), int) or stage["steps"] < 1:
                 raise ValueError(f"config field {where}.steps={stage.get('steps')!r} is invalid: a positive int")
             if not isinstance(stage["lengths"], list) or not stage["lengths"]:
@@ -433,6 +435,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if stage.get("one_point", "random") not in ("random", "last"):
                 raise ValueError(f"config field {where}.one_point={stage['one_point']!r} is invalid: random (a "
                                  "question point drawn per story) or last (the story's last)")
+            if not isinstance(stage.get("ask_at_end", False), bool) or (stage.get("ask_at_end") and not one):
+                raise ValueError(f"config field {where}.ask_at_end={stage['ask_at_end']!r} is invalid: true or false, "
+                                 "and true needs one_point_at (one question point per story, asked after the whole "
+                                 "context)")
             if one and d.supervise != "story":
                 raise ValueError(f"config field {where}.one_point_at keeps one question point of a story; it needs "
                                  "data.supervise=story")

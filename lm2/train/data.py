@@ -156,7 +156,9 @@ class BabilongStream:
                                                   compact and stage.get("bare_questions", False),
                                                   answer_steps=self.cfg.data.answer_steps,
                                                   one_point=(stage.get("one_point", "random")
-                                                             if parse_length(length) in one_point_at else None))
+                                                             if parse_length(length) in one_point_at else None),
+                                                  ask_at_end=(parse_length(length) in one_point_at
+                                                              and stage.get("ask_at_end", False)))
                 except NoQuestionFits:
                     continue
             raise ValueError(f"none of {STORY_DRAWS} {task} stories drawn has a question that fits length {length}: "

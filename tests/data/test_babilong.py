@@ -384,6 +384,30 @@ def test_one_point_random_cuts_the_story_at_a_drawn_point_as_an_evaluation_sampl
     assert chosen == {True, False}  # earlier points and the last are both drawn
 
 
+def test_ask_at_end_asks_the_points_questions_after_the_whole_context():
+    """ask_at_end: the same context as without it (statements and background, the same draws), then the kept
+    point's questions, the first laid out as an evaluation prompt ends; nothing follows the last answer."""
+    from lm2.data.babi import generate_stories
+
+    tok = gpt2_tokenizer()
+    block = f"\n{bl.QUESTION_PREFIX} [^\n]*\n{bl.ANSWER_MARKER} \\w+{re.escape(tok.eos_token)}"
+    for seed in range(4):
+        story = generate_stories("qa1", 1, split="train", seed=seed)[0]
+        kwargs = dict(ask_everyone=True, one_point="random")
+        inline, _ = bl.story_finetune_example(story, "1k", "train", random.Random(seed), tok, **kwargs)
+        ids, labels = bl.story_finetune_example(story, "1k", "train", random.Random(seed), tok, ask_at_end=True,
+                                                **kwargs)
+        inline_text, text = tok.decode(inline), tok.decode(ids)
+        blocks = re.findall(block, inline_text)
+        context = re.sub(block, "", inline_text)
+        assert text.endswith("".join(blocks)) and len(blocks) > 0  # the same questions, in the same order
+        assert re.sub(r"\s+", "", text[: len(text) - len("".join(blocks))]) == re.sub(r"\s+", "", context)
+        assert text.index(f"\n{bl.QUESTION_PREFIX}") == len(text) - len("".join(blocks))
+        assert sum(1 for t, lab in zip(ids, labels) if lab == tok.eos_token_id) == len(blocks)
+    with pytest.raises(ValueError, match="ask_at_end needs one_point"):
+        bl.story_finetune_example(story, "1k", "train", random.Random(0), tok, ask_at_end=True)
+
+
 def test_instruction_prompt_layout(test_samples):
     s = test_samples["1k"][0]
     text = bl.instruction_prompt(s)  # no tokenizer: plain text ending with the answer marker
