@@ -225,9 +225,12 @@ if (( ! QUICK )); then
   echo "== experiment 1b on BABILong: the demo with one memory option removed at a time, vanilla and RMT (seed 0)"
   # one process of one thread each, as in RESULTS.md (the result depends on it: the same seed as two processes sums
   # the gradients in another order and lands elsewhere); two to six jobs sharing the cores took 736-2,442 s each
+  # the demo's config when these rows ran (before its one-point layout and cooldown)
+  git show 6915b99:configs/babilong-qa1-demo.yaml > "$OUT/demo-before.yaml"
   demo_without() {  # demo_without NAME [overrides...]
     local run="$OUT/qa1-demo-$1"; shift
-    done_already "$run" || lm2 demo --processes 1 --threads 1 --out_dir "$run" "${DEMO_FLAGS[@]}" "$@"
+    done_already "$run" || lm2 demo --config "$OUT/demo-before.yaml" --processes 1 --threads 1 --out_dir "$run" \
+        "${DEMO_FLAGS[@]}" "$@"
     lm2 eval babilong --model "$(latest "$run")" --tasks qa1 --lengths 0k,1k,4k --n "$EVAL_N" --batch-size 16 \
         --no-progress --out "$run-eval" --resume
   }

@@ -12,9 +12,11 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float, 
     cosine from 1 down to ``min_ratio`` at ``total_steps``. With ``cooldown_steps`` K > 0 the cosine spans the
     steps before the last K, which then fall linearly from ``min_ratio`` to min_ratio / K (the last step's
     factor; zero would be a wasted step): a run that keeps a high lr to the end still finishes on a settled
-    model."""
+    model. A cooldown longer than the steps after warm-up (a run shortened by an override, e.g. ``--train.steps
+    5``) covers those steps."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    cooldown_steps = min(cooldown_steps, max(0, total_steps - warmup_steps))
     cosine_end = total_steps - cooldown_steps
     if cooldown_steps and step >= cosine_end:
         return min_ratio * (total_steps - step) / cooldown_steps

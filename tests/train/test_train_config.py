@@ -180,6 +180,9 @@ def test_cooldown_ends_the_cosine_early_then_falls_linearly():
     assert all(a >= b for a, b in zip(f[4:], f[5:]))
     assert [lr_factor(s, 4, total, floor, 0) for s in range(total)] == [lr_factor(s, 4, total, floor)
                                                                        for s in range(total)]
+    # a cooldown longer than the steps after warm-up covers those steps: warm-up, then the line from the floor
+    short = [lr_factor(s, 4, 10, floor, cooldown_steps=100) for s in range(10)]
+    assert short[:4] == [0.25, 0.5, 0.75, 1.0] and short[4:] == pytest.approx([floor * (6 - i) / 6 for i in range(6)])
 
 
 def test_repo_configs_are_valid():
