@@ -120,8 +120,11 @@ CASES = [
     (f"{T} --data.task babilong --eval.lengths [3q]", "eval.lengths", None),
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], one_point_at: [1k]}}]'",
      "data.curriculum[0].one_point_at=['1k'] is invalid", None),
-    (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], one_point: first}}]'",
+    (f"{T} --data.task babilong --data.curriculum "
+     f"'[{{steps: 2, lengths: [0k], one_point_at: [0k], one_point: first}}]'",
      "data.curriculum[0].one_point='first' is invalid", None),
+    (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], one_point: last}}]'",
+     "data.curriculum[0].one_point='last' chooses the question point kept at the lengths of one_point_at", None),
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], ask_at_end: true}}]'",
      "data.curriculum[0].ask_at_end=True is invalid", None),
     (f"{T} --data.task babilong --data.curriculum '[{{steps: 2, lengths: [0k], one_point_at: [0k]}}]'",

@@ -433,6 +433,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(one, list) or not all(_same_length(n, stage["lengths"]) for n in one):
                 raise ValueError(f"config field {where}.one_point_at={one!r} is invalid: a list of lengths among "
                                  f"the stage's lengths {stage['lengths']}")
+            if "one_point" in stage and not one:
+                raise ValueError(f"config field {where}.one_point={stage['one_point']!r} chooses the question point "
+                                 "kept at the lengths of one_point_at, which this stage does not set: add "
+                                 "one_point_at: [..] or drop one_point")
             if stage.get("one_point", "random") not in ("random", "last"):
                 raise ValueError(f"config field {where}.one_point={stage['one_point']!r} is invalid: random (a "
                                  "question point drawn per story) or last (the story's last)")
