@@ -145,7 +145,10 @@ class BabilongStream:
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
-            one_point_at = {parse_length(n) for n in stage.get("one_point_at", ())}
+            # one question point per story at this stage's one_point_at lengths (asked at the end with ask_at_end)
+            one = parse_length(length) in {parse_length(n) for n in stage.get("one_point_at", ())}
+            one_point = stage.get("one_point", "random") if one else None
+            ask_at_end = one and stage.get("ask_at_end", False)
             # a story none of whose questions fits the length is drawn again (about one qa3 story in 5,000 at 1k,
             # more than half at 400 tokens); a story that fits is the first one drawn, as before this redraw existed
             for _ in range(STORY_DRAWS):
@@ -155,10 +158,7 @@ class BabilongStream:
                                                   self.cfg.data.fact_loss, self.cfg.data.ask_everyone, drop,
                                                   compact and stage.get("bare_questions", False),
                                                   answer_steps=self.cfg.data.answer_steps,
-                                                  one_point=(stage.get("one_point", "random")
-                                                             if parse_length(length) in one_point_at else None),
-                                                  ask_at_end=(parse_length(length) in one_point_at
-                                                              and stage.get("ask_at_end", False)))
+                                                  one_point=one_point, ask_at_end=ask_at_end)
                 except NoQuestionFits:
                     continue
             raise ValueError(f"none of {STORY_DRAWS} {task} stories drawn has a question that fits length {length}: "
