@@ -8,7 +8,7 @@ kitchen.": the kitchen on Mary, 4 or 5 words back), the binding a question about
 not learned the choice puts on that token what the distance preference alone gives it; one that has, close to 1.
 
     python scripts/lookback_choice.py runs/recall-gap-tiny/ckpt-001200 [--gap 2] [--n 50] [--fresh]
-    python scripts/lookback_choice.py runs/babilong-bind/lm2/ckpt-000250 --babilong [--n 100]
+    python scripts/lookback_choice.py runs/babilong-bind/lm2/ckpt-000250 --babilong [--n 100] [--by-lag]
 
 ``--fresh`` scores a freshly initialised model of the same config (the starting point). Samples come from a
 seed of their own (recall: not the test seed; BABILong: stories of the train split, whose test split stays unseen).
@@ -68,6 +68,19 @@ def mean_weight(model, sequences) -> dict[int, float]:
     return {i: s / max(c, 1) for i, (s, c) in totals.items()}
 
 
+def mean_choice(model, sequences) -> dict[int, torch.Tensor]:
+    """{block: (L,) mean lookback choice of the target tokens}: how much weight they put on the token 1, 2, ... L back,
+    whichever token that is (``--by-lag``: where a binding is filed when it is not on its key)."""
+    totals: dict[int, list] = {}
+    for ids, targets in sequences:
+        for i, choice in block_choices(model, ids).items():
+            total = totals.setdefault(i, [torch.zeros(choice.shape[1]), 0])
+            for pos, _ in targets:
+                total[0] += choice[pos]
+                total[1] += 1
+    return {i: s / max(c, 1) for i, (s, c) in totals.items()}
+
+
 def own_key_weight(model, spec: RecallSpec, n: int, seed: str = PROBE_SEED) -> dict[int, float]:
     """{block index: mean lookback weight of a value token on its own key} over the first segment of n samples."""
     tokenizer = build_tokenizer(spec)
@@ -106,10 +119,12 @@ def fact_tokens(prompt: str, facts: list[str], tokenizer) -> tuple[list[int], li
     return encoded["input_ids"], pairs
 
 
-def room_person_weight(model, tokenizer, n: int, seed: int = BABILONG_PROBE_SEED) -> dict[int, float]:
-    """{block index: mean lookback weight of a fact's room on its person} over the stories of n qa1 samples (0k)."""
+def room_person_weight(model, tokenizer, n: int, seed: int = BABILONG_PROBE_SEED, by_lag: bool = False):
+    """{block index: mean lookback weight of a fact's room on its person} over the stories of n qa1 samples (0k);
+    with ``by_lag``, {block index: (L,) the rooms' mean weight on the token 1 .. L back} instead."""
     samples = build_samples("qa1", "0k", n, split="train", seed=seed)
-    return mean_weight(model, (fact_tokens(finetune_prompt(s), list(s.facts), tokenizer) for s in samples))
+    sequences = (fact_tokens(finetune_prompt(s), list(s.facts), tokenizer) for s in samples)
+    return mean_choice(model, sequences) if by_lag else mean_weight(model, sequences)
 
 
 def main(argv=None) -> int:
@@ -122,14 +137,21 @@ def main(argv=None) -> int:
                         "this (default: the model's data.recall.gap)")
     parser.add_argument("--n", type=int, default=50, help="samples (recall: 4 values each; BABILong: one story each)")
     parser.add_argument("--fresh", action="store_true", help="a freshly initialised model of the same config")
+    parser.add_argument("--by-lag", action="store_true", help="with --babilong, also print the rooms' mean weight on "
+                        "the token 1 .. L back (where a room is filed when it is not under its person)")
     args = parser.parse_args(argv)
     model = LM2ForCausalLM.from_pretrained(args.model).eval()
     if args.fresh:
         torch.manual_seed(0)
         model = LM2ForCausalLM(model.config).eval()
+    if args.by_lag and not args.babilong:
+        parser.error("--by-lag is measured on qa1 stories only: add --babilong")
+    by_lag = None
     if args.babilong:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         weights, what = room_person_weight(model, tokenizer, args.n), "a room on its person"
+        if args.by_lag:
+            by_lag = room_person_weight(model, tokenizer, args.n, by_lag=True)
     else:
         spec = recall_spec_of(args.model)
         if args.gap is not None:
@@ -139,6 +161,9 @@ def main(argv=None) -> int:
         bias = model.model.layers[i].memory.lookback_bias.detach()
         print(f"block {i}: distance preference " + " ".join(f"{float(b):.2f}" for b in bias)
               + f"; weight of {what} {weight:.2f}")
+        if by_lag is not None:
+            print(f"block {i}: rooms' weight on the token 1 .. {len(by_lag[i])} back "
+                  + " ".join(f"{float(w):.2f}" for w in by_lag[i]))
     return 0
 
 

@@ -308,7 +308,7 @@ def test_lookback_choice_on_babilong_measures_the_weight_of_a_room_on_its_person
             layer.memory.lookback_score.weight.zero_()
             layer.memory.lookback_bias.fill_(-30.0)
             layer.memory.lookback_bias[lag - 1] = 30.0
-    expected = []
+    expected, profile = [], torch.zeros(6)
     for s in samples:
         pos = 0  # the story starts each prompt
         for fact in s.facts:
@@ -316,9 +316,18 @@ def test_lookback_choice_on_babilong_measures_the_weight_of_a_room_on_its_person
             room = pos + back
             # a room with fewer than ``lag`` tokens before it spreads its weight evenly over those there are
             expected.append(float(back == lag) if room >= lag else 1.0 / room)
+            if room >= lag:
+                profile[lag - 1] += 1.0
+            else:
+                profile[:room] += 1.0 / room
             pos += back + 2  # the words, then the full stop
     weights = room_person_weight(model, tokenizer, 12)
     assert set(weights) == {0, 1}
     for w in weights.values():
         assert w == pytest.approx(sum(expected) / len(expected), abs=1e-6)
     assert 0 in expected and 1 in expected  # facts of both lengths occur: the test can fail
+    by_lag = room_person_weight(model, tokenizer, 12, by_lag=True)  # --by-lag: where the rooms are filed
+    assert set(by_lag) == {0, 1}
+    for w in by_lag.values():
+        torch.testing.assert_close(w, profile / len(expected), atol=1e-6, rtol=0)
+    assert profile[lag - 1] > profile.sum() / 2  # most rooms on the rigged distance, not spread
