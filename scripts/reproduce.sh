@@ -220,6 +220,7 @@ lm2 eval babilong --model "$(latest "$OUT/qa1-demo")" --tasks qa1 --lengths 0k,1
     --no-progress --out "$OUT/eval-qa1-demo" --resume
 python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-demo")" --lengths 1k --window 128,512 \
     demo="$OUT/eval-qa1-demo"
+python scripts/lookback_choice.py "$(latest "$OUT/qa1-demo")" --babilong --n 50 --by-lag   # where a room is filed
 
 if (( ! QUICK )); then
   echo "== experiment 1b on BABILong: the demo with one memory option removed at a time, vanilla and RMT (seed 0)"
