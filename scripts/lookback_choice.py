@@ -55,30 +55,26 @@ def block_choices(model, ids: list[int]) -> dict[int, torch.Tensor]:
             hook.remove()
 
 
-def mean_weight(model, sequences) -> dict[int, float]:
-    """{block: mean weight} over ``sequences``: (ids, [(token, the earlier token it must be stored under), ...])."""
+def choice_stats(model, sequences) -> dict[int, tuple[float, torch.Tensor]]:
+    """{block: (mean weight, (L,) mean choice)} over ``sequences``: (ids, [(token, the earlier token it must be stored
+    under), ...]), in one forward pass per sequence. The weight is each token's on the token it must be stored under;
+    the choice, its weight on the token 1, 2, ... L back, whichever token that is (``--by-lag``: where a binding is
+    filed when it is not on its key)."""
     totals: dict[int, list] = {}
     for ids, targets in sequences:
         for i, choice in block_choices(model, ids).items():
-            total = totals.setdefault(i, [0.0, 0])
+            total = totals.setdefault(i, [0.0, torch.zeros(choice.shape[1]), 0])
             for pos, under in targets:
                 lag = pos - under
                 total[0] += float(choice[pos, lag - 1]) if 1 <= lag <= choice.shape[1] else 0.0
-                total[1] += 1
-    return {i: s / max(c, 1) for i, (s, c) in totals.items()}
+                total[1] += choice[pos]
+                total[2] += 1
+    return {i: (w / max(c, 1), lags / max(c, 1)) for i, (w, lags, c) in totals.items()}
 
 
-def mean_choice(model, sequences) -> dict[int, torch.Tensor]:
-    """{block: (L,) mean lookback choice of the target tokens}: how much weight they put on the token 1, 2, ... L back,
-    whichever token that is (``--by-lag``: where a binding is filed when it is not on its key)."""
-    totals: dict[int, list] = {}
-    for ids, targets in sequences:
-        for i, choice in block_choices(model, ids).items():
-            total = totals.setdefault(i, [torch.zeros(choice.shape[1]), 0])
-            for pos, _ in targets:
-                total[0] += choice[pos]
-                total[1] += 1
-    return {i: s / max(c, 1) for i, (s, c) in totals.items()}
+def mean_weight(model, sequences) -> dict[int, float]:
+    """{block: mean weight} over ``sequences`` (``choice_stats``' first half)."""
+    return {i: weight for i, (weight, _) in choice_stats(model, sequences).items()}
 
 
 def own_key_weight(model, spec: RecallSpec, n: int, seed: str = PROBE_SEED) -> dict[int, float]:
@@ -119,12 +115,17 @@ def fact_tokens(prompt: str, facts: list[str], tokenizer) -> tuple[list[int], li
     return encoded["input_ids"], pairs
 
 
-def room_person_weight(model, tokenizer, n: int, seed: int = BABILONG_PROBE_SEED, by_lag: bool = False):
-    """{block index: mean lookback weight of a fact's room on its person} over the stories of n qa1 samples (0k);
-    with ``by_lag``, {block index: (L,) the rooms' mean weight on the token 1 .. L back} instead."""
+def room_person_stats(model, tokenizer, n: int, seed: int = BABILONG_PROBE_SEED):
+    """``choice_stats`` of the rooms of n qa1 samples' stories (0k): {block index: (mean lookback weight of a fact's
+    room on its person, (L,) the rooms' mean weight on the token 1 .. L back)}."""
     samples = build_samples("qa1", "0k", n, split="train", seed=seed)
-    sequences = (fact_tokens(finetune_prompt(s), list(s.facts), tokenizer) for s in samples)
-    return mean_choice(model, sequences) if by_lag else mean_weight(model, sequences)
+    return choice_stats(model, (fact_tokens(finetune_prompt(s), list(s.facts), tokenizer) for s in samples))
+
+
+def room_person_weight(model, tokenizer, n: int, seed: int = BABILONG_PROBE_SEED, by_lag: bool = False):
+    """{block index: mean lookback weight of a fact's room on its person} (``room_person_stats``); with ``by_lag``,
+    {block index: (L,) the rooms' mean weight on the token 1 .. L back} instead."""
+    return {i: lags if by_lag else weight for i, (weight, lags) in room_person_stats(model, tokenizer, n, seed).items()}
 
 
 def main(argv=None) -> int:
@@ -148,10 +149,10 @@ def main(argv=None) -> int:
         parser.error("--by-lag is measured on qa1 stories only: add --babilong")
     by_lag = None
     if args.babilong:
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-        weights, what = room_person_weight(model, tokenizer, args.n), "a room on its person"
+        stats = room_person_stats(model, AutoTokenizer.from_pretrained(args.model), args.n)  # one pass for both
+        weights, what = {i: weight for i, (weight, _) in stats.items()}, "a room on its person"
         if args.by_lag:
-            by_lag = room_person_weight(model, tokenizer, args.n, by_lag=True)
+            by_lag = {i: lags for i, (_, lags) in stats.items()}
     else:
         spec = recall_spec_of(args.model)
         if args.gap is not None:
