@@ -10,6 +10,10 @@ test split stays unseen):
                                           # placed person and "Who has the O?" for every held object
     python scripts/qa2_hops.py train --ask holder ...   # "Who has the O?" alone
     python scripts/qa2_hops.py train --ask every-holder ...   # every question and "Who has the O?", no "Where is P?"
+    python scripts/qa2_hops.py train --ask not-last-room ...   # every question but those whose answer is the last
+                                          # room the statements mention (the shortcut never pays)
+    python scripts/qa2_hops.py train --ask not-shortcut ...    # nor the room mentioned last before the object's
+                                          # last statement (neither one-hop shortcut pays)
     python scripts/qa2_hops.py train --verb ... --data.answer_steps '[qa2]'   # "Mary got kitchen" / "Mary dropped
                                           # kitchen": the kind of the object's last statement written too
     python scripts/qa2_hops.py probe runs/qa2/ckpt-000800 [--n 200] [--seed 4242]
@@ -28,13 +32,14 @@ import argparse
 import dataclasses
 import functools
 import random
+import re
 import sys
 
 import torch
 
 from lm2.data import babilong as bl
 from lm2.data.babi import BabiSample
-from lm2.data.babi.common import DROP_VERBS
+from lm2.data.babi.common import DROP_VERBS, ROOMS
 from lm2.data.babi.questions import every_question, replay, with_step
 
 
@@ -46,7 +51,27 @@ def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
             + [(f"Who has the {obj}?", person) for obj, (person, _) in sorted(state.holder.items())])
 
 
-ASK = ("both", "holder", "every-holder")
+ASK = ("both", "holder", "every-holder", "not-last-room", "not-shortcut")
+
+
+def last_room(facts: list[str]) -> str | None:
+    """The room the statements mention last (qa2's shortcut answer; scripts/qa2_shortcut.py counts it)."""
+    rooms = [word for word in re.findall(r"\w+", " ".join(facts)) if word in ROOMS]
+    return rooms[-1] if rooms else None
+
+
+def room_before_object(facts: list[str], obj: str) -> str | None:
+    """The room mentioned last before the object's last statement: the second one-hop shortcut (right when the
+    object's taker or dropper has not moved since)."""
+    last = max((i for i, fact in enumerate(facts) if re.search(rf"\b{obj}\b", fact)), default=0)
+    return last_room(facts[:last])
+
+
+def pays_a_shortcut(q: BabiSample, ask: str) -> bool:
+    """Whether a one-hop shortcut answers q: the last room mentioned (not-last-room), or that or the room
+    mentioned last before the object's last statement (not-shortcut)."""
+    obj = q.question.rstrip("?").split()[-1]
+    return q.answer == last_room(q.facts) or (ask == "not-shortcut" and q.answer == room_before_object(q.facts, obj))
 
 
 def with_verb(sample: BabiSample) -> BabiSample:
@@ -62,8 +87,13 @@ def with_verb(sample: BabiSample) -> BabiSample:
 
 
 def with_hops(sample: BabiSample, rng: random.Random, ask: str = "both") -> list[BabiSample]:
-    """every_question's questions and both hops (both), "Who has the O?" alone (holder), or every_question's and
-    "Who has the O?" (every-holder)."""
+    """every_question's questions and both hops (both), "Who has the O?" alone (holder), every_question's and
+    "Who has the O?" (every-holder), or every_question's less those a one-hop shortcut answers (not-last-room,
+    not-shortcut: pays_a_shortcut; a point where a shortcut answers all of them asks none)."""
+    if ask in ("not-last-room", "not-shortcut"):
+        asked = [q for q in every_question(sample) if not pays_a_shortcut(q, ask)]
+        rng.shuffle(asked)
+        return asked
     hops = hop_questions(sample.facts) if sample.task == "qa2" else []
     if ask != "both":
         hops = [(q, a) for q, a in hops if q.startswith("Who has")]
@@ -73,6 +103,14 @@ def with_hops(sample: BabiSample, rng: random.Random, ask: str = "both") -> list
         asked = every_question(sample) + [BabiSample("qa2", sample.facts, q, a, []) for q, a in hops]
     rng.shuffle(asked)
     return asked
+
+
+def _some_question(ask, build, story, *args, **kwargs):
+    """build(story, ...), with a story whose every question was left out refused as one none of whose questions
+    fits, which the training stream draws again."""
+    if not any(with_hops(q, random.Random(0), ask) for q in bl.story_samples(story)):
+        raise bl.NoQuestionFits(f"a one-hop shortcut ({ask}) answers every question of this story")
+    return build(story, *args, **kwargs)
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -164,6 +202,12 @@ def main() -> None:
             del args[1:3]
         # data.ask_everyone now also asks the hops (--ask: which; see with_hops)
         bl._everyone = functools.partial(with_hops, ask=ask)
+        if ask in ("not-last-room", "not-shortcut"):
+            # a story left with no question is drawn again, as one with none that fits
+            from lm2.train import data as train_data
+
+            build = train_data.story_finetune_example
+            train_data.story_finetune_example = functools.partial(_some_question, ask, build)
         raise SystemExit(lm2_main(args))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

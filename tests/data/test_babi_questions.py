@@ -186,6 +186,21 @@ def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
     assert {(q.question, q.answer) for q in every_holder} == (
         {(q.question, q.answer) for q in every_question(sample)} | {("Who has the football?", "Sandra"),
                                                                      ("Who has the milk?", "Mary")})
+    # --ask not-last-room: every question but those whose answer is the room the statements mention last (office)
+    assert hops.last_room(facts) == "office"
+    not_last = hops.with_hops(sample, random.Random(0), ask="not-last-room")
+    assert {(q.question, q.answer) for q in not_last} == (
+        {(q.question, q.answer) for q in every_question(sample)} - {("Where is the football?", "office")})
+    assert ("Where is the football?", "office") in {(q.question, q.answer) for q in every_question(sample)}
+    only_last = BabiSample("qa2", facts[4:], "Where is the football?", "office", [5, 4])
+    assert hops.with_hops(only_last, random.Random(0), ask="not-last-room") == []
+    # --ask not-shortcut: nor those answered by the room mentioned last before the object's last statement
+    assert hops.room_before_object(facts, "milk") == "kitchen"
+    assert hops.with_hops(sample, random.Random(0), ask="not-shortcut") == []
+    moved = BabiSample("qa2", facts[:2] + ["Mary moved to the garden.", "John went to the office."],
+                       "Where is the milk?", "garden", [2, 1])
+    assert [(q.question, q.answer) for q in hops.with_hops(moved, random.Random(0), ask="not-shortcut")] == [
+        ("Where is the milk?", "garden")]
     # train --verb: data.answer_steps with the kind of the object's last statement between the person and the room
     dropped = BabiSample("qa2", facts + ["Mary moved to the garden.", "Mary put down the milk."], "Where is the milk?",
                          "garden", [7, 6])
