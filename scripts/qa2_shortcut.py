@@ -6,6 +6,9 @@ of their own (the test split stays unseen), at 0k:
 
     python scripts/qa2_shortcut.py runs/qa2/ckpt-000800 [--task qa2] [--n 200] [--seed 4242] [--steps]
 
+For qa2 it counts a second one-hop shortcut too: the room mentioned last before the object's last statement (right
+when whoever took or dropped the object has not moved since).
+
 --steps reads the room from the second word of the answer, for a model trained with data.answer_steps (its answers
 name a person first: "Mary kitchen").
 """
@@ -13,13 +16,11 @@ name a person first: "Mary kitchen").
 from __future__ import annotations
 
 import argparse
-import re
 from collections import Counter
 
 import torch
 
 from lm2.data import babilong as bl
-from lm2.data.babi import ROOMS
 from lm2.eval.babilong import answer_samples
 from lm2.eval.common import load_model
 
@@ -33,24 +34,32 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--steps", action="store_true", help="answers name a person before the room (answer_steps)")
     args = parser.parse_args()
+    from qa2_hops import last_room, room_before_object  # scripts/ is on the path when this file runs as a script
+
     torch.set_num_threads(1)
     loaded = load_model(args.model)
     samples = bl.build_samples(args.task, "0k", args.n, split="train", seed=args.seed)
     answers = answer_samples(loaded, samples, batch_size=args.batch_size)
     count = Counter()
     for sample, answer in zip(samples, answers):
-        rooms = [w for w in re.findall(r"\w+", " ".join(sample.facts)) if w in ROOMS]
         words = answer.split()[1:] if args.steps else answer.split()
         said = words[0] if words else ""
-        last = rooms[-1] if rooms else None
+        last = last_room(sample.facts)
         count["right"] += said == sample.target
         count["answered the last room"] += said == last
         count["the last room is right"] += sample.target == last
         count["wrong, the last room"] += said == last != sample.target
+        if args.task == "qa2":
+            before = room_before_object(sample.facts, sample.question.rstrip("?").split()[-1])
+            count["answered the room before the object"] += said == before
+            count["the room before the object is right"] += sample.target == before
     n = len(samples)
     print(f"{args.model}: {args.task} at 0k, {n} train-split samples (seed {args.seed})")
-    for key in ("right", "answered the last room", "wrong, the last room", "the last room is right"):
-        print(f"  {key:24s} {100 * count[key] / n:5.1f}%")
+    keys = ["right", "answered the last room", "wrong, the last room", "the last room is right"]
+    if args.task == "qa2":
+        keys += ["answered the room before the object", "the room before the object is right"]
+    for key in keys:
+        print(f"  {key:36s} {100 * count[key] / n:5.1f}%")
 
 
 if __name__ == "__main__":
