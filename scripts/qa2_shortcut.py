@@ -53,6 +53,9 @@ def main() -> None:
             before = room_before_object(sample.facts, sample.question.rstrip("?").split()[-1])
             count["answered the room before the object"] += said == before
             count["the room before the object is right"] += sample.target == before
+            if sample.target not in (last, before):  # only two lookups find the answer
+                count["neither shortcut is right"] += 1
+                count["right where neither shortcut is"] += said == sample.target
     n = len(samples)
     print(f"{args.model}: {args.task} at 0k, {n} train-split samples (seed {args.seed})")
     keys = ["right", "answered the last room", "wrong, the last room", "the last room is right"]
@@ -60,6 +63,10 @@ def main() -> None:
         keys += ["answered the room before the object", "the room before the object is right"]
     for key in keys:
         print(f"  {key:36s} {100 * count[key] / n:5.1f}%")
+    hard = count["neither shortcut is right"]
+    if hard:
+        share = 100 * count["right where neither shortcut is"] / hard
+        print(f"  {'right where neither shortcut is':36s} {share:5.1f}%  of {hard}")
 
 
 if __name__ == "__main__":
