@@ -395,7 +395,7 @@ if (( ! QUICK )); then
                                         # of a qa3 or qa5 run)
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
-    [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder
+    [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder, hops-not-...
     [[ $trainer == steps-verb ]] && cmd=(python scripts/qa2_hops.py train --verb)   # "Mary got kitchen"
     done_already "$run" || "${cmd[@]}" configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
         --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa2]' --train.lr 2e-3 \
@@ -418,11 +418,23 @@ if (( ! QUICK )); then
       return
     fi
     python scripts/qa2_shortcut.py "$(latest "$run")"
-    if [[ $trainer == hops* ]]; then python scripts/qa2_hops.py probe "$(latest "$run")"; fi  # hops asked in training
+    if [[ $trainer == hops* && $trainer != hops-not-* ]]; then   # hops asked in training
+      python scripts/qa2_hops.py probe "$(latest "$run")"
+    fi
   }
   qa2_run base lm2 --data.curriculum "$(qa2_curriculum)"
   qa2_run every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   qa2_run every-8l lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --model.config.num_hidden_layers 8
+  # wider, a lower lr, the questions a one-hop shortcut answers left out ("Wider models ..." in 1c)
+  qa2_run every-lr1 lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.lr 1e-3
+  qa2_run every-w256 lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
+      --model.config.hidden_size 256 --model.config.intermediate_size 1324
+  qa2_run every-w512 lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
+      --model.config.hidden_size 512 --model.config.intermediate_size 2648 --train.lr 1e-3
+  qa2_run not-last hops-not-last-room --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
+  qa2_run not-shortcut hops-not-shortcut --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
+  qa2_run not-shortcut-2400 hops-not-shortcut --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
+      --checkpoint.keep_last 10
   qa2_run hops hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   qa2_run hops-lr4 hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.lr 4e-3
   qa2_run hops-take hops --data.curriculum "$(qa2_curriculum "$T")" --data.ask_everyone true
