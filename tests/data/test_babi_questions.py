@@ -192,7 +192,7 @@ def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
     assert {(q.question, q.answer) for q in not_last} == (
         {(q.question, q.answer) for q in every_question(sample)} - {("Where is the football?", "office")})
     assert ("Where is the football?", "office") in {(q.question, q.answer) for q in every_question(sample)}
-    only_last = BabiSample("qa2", facts[4:], "Where is the football?", "office", [5, 4])
+    only_last = BabiSample("qa2", facts[4:], "Where is the football?", "office", [1, 0])
     assert hops.with_hops(only_last, random.Random(0), ask="not-last-room") == []
     # --ask not-shortcut: nor those answered by the room mentioned last before the object's last statement
     assert hops.room_before_object(facts, "milk") == "kitchen"
@@ -201,6 +201,14 @@ def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
                        "Where is the milk?", "garden", [2, 1])
     assert [(q.question, q.answer) for q in hops.with_hops(moved, random.Random(0), ask="not-shortcut")] == [
         ("Where is the milk?", "garden")]
+    # a story a shortcut answers throughout is refused as one with no question that fits (the stream draws again)
+    stories = generate_stories("qa2", 100, split="train", seed=77)
+    left = [any(hops.with_hops(q, random.Random(0), "not-shortcut") for q in story_samples(s)) for s in stories]
+    assert 0 < left.count(False) < len(stories)
+    built = hops._some_question("not-shortcut", lambda story, *a, **k: (story, a, k), stories[left.index(True)], 1, x=2)
+    assert built == (stories[left.index(True)], (1,), {"x": 2})
+    with pytest.raises(bl.NoQuestionFits, match="shortcut"):
+        hops._some_question("not-shortcut", lambda *a, **k: None, stories[left.index(False)])
     # train --verb: data.answer_steps with the kind of the object's last statement between the person and the room
     dropped = BabiSample("qa2", facts + ["Mary moved to the garden.", "Mary put down the milk."], "Where is the milk?",
                          "garden", [7, 6])
