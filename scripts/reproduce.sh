@@ -447,6 +447,8 @@ if (( ! QUICK )); then
   qa2_run every-holder hops-every-holder --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   qa2_run steps steps --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --data.answer_steps '[qa2]' \
       --checkpoint.keep_last 10
+  qa2_run steps-s1 steps --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --data.answer_steps '[qa2]' \
+      --train.seed 1
   qa2_run steps-2400 steps --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10
   qa2_run every-2400 lm2 --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
