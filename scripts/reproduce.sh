@@ -433,6 +433,7 @@ if (( ! QUICK )); then
       --model.config.hidden_size 512 --model.config.intermediate_size 2648 --train.lr 1e-3
   qa2_run not-last hops-not-last-room --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   qa2_run not-shortcut hops-not-shortcut --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
+  qa2_run not-shortcut-s1 hops-not-shortcut --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.seed 1
   qa2_run not-shortcut-2400 hops-not-shortcut --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --checkpoint.keep_last 10
   qa2_run hops hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
