@@ -460,6 +460,8 @@ if (( ! QUICK )); then
       --data.answer_steps '[qa3]'   # qa3 alone with its step (the later --data.babi_tasks wins)
   qa2_run steps-verb steps-verb --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
+  qa2_run steps-verb-2400 steps-verb --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
+      --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
