@@ -51,7 +51,8 @@ def hop_questions(facts: list[str]) -> list[tuple[str, str]]:
             + [(f"Who has the {obj}?", person) for obj, (person, _) in sorted(state.holder.items())])
 
 
-ASK = ("both", "holder", "every-holder", "not-last-room", "not-shortcut")
+SHORTCUT_ASKS = ("not-last-room", "not-shortcut")  # every question but those a one-hop shortcut answers
+ASK = ("both", "holder", "every-holder") + SHORTCUT_ASKS
 
 
 def last_room(facts: list[str]) -> str | None:
@@ -90,7 +91,7 @@ def with_hops(sample: BabiSample, rng: random.Random, ask: str = "both") -> list
     """every_question's questions and both hops (both), "Who has the O?" alone (holder), every_question's and
     "Who has the O?" (every-holder), or every_question's less those a one-hop shortcut answers (not-last-room,
     not-shortcut: pays_a_shortcut; a point where a shortcut answers all of them asks none)."""
-    if ask in ("not-last-room", "not-shortcut"):
+    if ask in SHORTCUT_ASKS:
         asked = [q for q in every_question(sample) if not pays_a_shortcut(q, ask)]
         rng.shuffle(asked)
         return asked
@@ -202,7 +203,7 @@ def main() -> None:
             del args[1:3]
         # data.ask_everyone now also asks the hops (--ask: which; see with_hops)
         bl._everyone = functools.partial(with_hops, ask=ask)
-        if ask in ("not-last-room", "not-shortcut"):
+        if ask in SHORTCUT_ASKS:
             # a story left with no question is drawn again, as one with none that fits
             from lm2.train import data as train_data
 
