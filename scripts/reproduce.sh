@@ -317,23 +317,32 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
   # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
   far_five() {  # far_five RUN OUT [ARGS]: RUN's latest checkpoint through far and words (both with ARGS), evaluated
-    local run=$1 out=$2 d='went, moved, journeyed, travelled, back'  # at 0k-4k
+    # at 0k-4k. Set for one call: END=1 lays the words stages out as the test's (each story cut at one question point,
+    # its questions asked after the whole context); LB=C starts lookback at -C per token back (default 2.0);
+    # FAR_LB=1 writes with lookback in the far phase too (LM2); an existing OUT/far is reused
+    local run=$1 out=$2 d='went, moved, journeyed, travelled, back' e="" far_lb=()
     local at=(--train.batch_size 8 --train.lr 2e-3 --train.warmup_steps 20 --eval.lengths '[1k]' --eval.samples 50
               --eval.interval 0 --checkpoint.keep_last 4 --no-progress)
+    local lb=(--model.config.memory_write_address lookback --model.config.memory_write_lookback_init "${LB:-2.0}"
+              --model.config.memory_write_lookback_learn_bias false)
+    (( ${END:-0} )) && e=", one_point_at: [1k], ask_at_end: true"
+    (( ${FAR_LB:-0} )) && far_lb=("${lb[@]}")
     done_already "$out/far" || lm2 train "$run/config.yaml" --out_dir "$out/far" --model.init_from "$(latest "$run")" \
         --data.curriculum "[{steps: 250, lengths: [1k], bare_questions: true,
           drop_words: [$d, to, the, The, there, Where, is]}, {steps: 150, lengths: [1k], drop_words: [$d, to, the, The,
           there]}, {steps: 150, lengths: [1k], drop_words: [back, there], compact_share: 0.5}, {steps: 150, lengths: [1k]}]" \
-        --train.stop_after 350 --train.seed 31 --checkpoint.interval 175 "${at[@]}" "${@:3}"
+        --train.stop_after 350 --train.seed 31 --checkpoint.interval 175 "${at[@]}" "${far_lb[@]}" "${@:3}"
     done_already "$out/words" || lm2 train "$run/config.yaml" --out_dir "$out/words" \
-        --model.init_from "$(latest "$out/far")" --model.config.memory_write_address lookback \
-        --model.config.memory_write_lookback_init 2.0 --model.config.memory_write_lookback_learn_bias false \
-        --data.curriculum "[{steps: 100, lengths: [1k], drop_words: [$d, to, there], compact_share: 0.5},
-          {steps: 100, lengths: [1k], drop_words: [$d, there], compact_share: 0.5},
-          {steps: 100, lengths: [1k], drop_words: [back, there], compact_share: 0.5}, {steps: 100, lengths: [1k]}]" \
+        --model.init_from "$(latest "$out/far")" "${lb[@]}" \
+        --data.curriculum "[{steps: 100, lengths: [1k], drop_words: [$d, to, there], compact_share: 0.5$e},
+          {steps: 100, lengths: [1k], drop_words: [$d, there], compact_share: 0.5$e},
+          {steps: 100, lengths: [1k], drop_words: [back, there], compact_share: 0.5$e}, {steps: 100, lengths: [1k]$e}]" \
         --train.seed 41 --checkpoint.interval 100 "${at[@]}" "${@:3}"
     lm2 eval babilong --model "$(latest "$out/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k \
         --n "$EVAL_N" --batch-size 16 --no-progress --out "$out/eval" --resume
+  }
+  reuse_far() {  # reuse_far FROM OUT: OUT starts from FROM's far phase (the words variants below)
+    [[ -d $2/far ]] || { mkdir -p "$2"; cp -r "$1/far" "$2/far"; }
   }
   far_five "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-far/lm2"
   far_five "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5-far/vanilla"
@@ -345,6 +354,23 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   far_five "$OUT/qa1to5/rmt/five" "$OUT/qa1to5-far-qa1x4/rmt" --data.task_weights '{qa1: 4}'
   # LM2's words phase 400 steps longer (its last stage, full text, from 100 to 500 steps)
   continue_five "$OUT/qa1to5-far/lm2/words" "$OUT/qa1to5-words800/lm2" 400 0k,1k,2k,4k
+  # the words phase with the 1k stories laid out as the test's, from the far phases above (LM2 also at -1 per token)
+  for KIND in lm2 vanilla; do
+    reuse_far "$OUT/qa1to5-far/$KIND" "$OUT/qa1to5-end/$KIND"
+    END=1 far_five "$OUT/qa1to5-3000/$KIND" "$OUT/qa1to5-end/$KIND"
+  done
+  reuse_far "$OUT/qa1to5-far3k/rmt" "$OUT/qa1to5-end/rmt"
+  END=1 far_five "$OUT/qa1to5-3000/rmt" "$OUT/qa1to5-end/rmt"
+  reuse_far "$OUT/qa1to5-far/lm2" "$OUT/qa1to5-end-lb1/lm2"
+  END=1 LB=1.0 far_five "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-end-lb1/lm2"
+  # LM2 writing with lookback from the far phase on (-1 per token back), against the same phases with lookback from
+  # the words phase on (-2), both from the 2,400-step LM2
+  END=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-end-2400/lm2"
+  END=1 LB=1.0 FAR_LB=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-farlb/lm2"
+  for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb; do   # where a room's write lands
+    python scripts/lookback_choice.py "$(latest "$OUT/$RUN/lm2/words")" --babilong --n 30 --by-lag
+  done
+  python scripts/lookback_choice.py "$(latest "$OUT/qa1to5-farlb/lm2/far")" --babilong --n 30 --by-lag
   for RUN in "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5/rmt/five"; do  # the 0k models at 1k
     lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 1k --n "$EVAL_N" --batch-size 16 \
         --no-progress --out "$RUN-eval1k" --resume
