@@ -367,10 +367,34 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # the words phase on (-2), both from the 2,400-step LM2
   END=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-end-2400/lm2"
   END=1 LB=1.0 FAR_LB=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-farlb/lm2"
-  for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb; do   # where a room's write lands
+  # lookback with no distance preference (LB=0.0): from the words phase on (the control's far phase), and from far on
+  reuse_far "$OUT/qa1to5-end-2400/lm2" "$OUT/qa1to5-lb0/lm2"
+  END=1 LB=0.0 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-lb0/lm2"
+  END=1 LB=0.0 FAR_LB=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-lb0far/lm2"
+  for RUN in qa1to5-end-2400 qa1to5-lb0; do   # the control and LB=0.0 again with words seed 42 (the same far phase)
+    reuse_far "$OUT/qa1to5-end-2400/lm2" "$OUT/$RUN-s42/lm2"
+  done
+  END=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-end-2400-s42/lm2" --train.seed 42
+  END=1 LB=0.0 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-lb0-s42/lm2" --train.seed 42
+  END=1 LB=0.0 FAR_LB=1 far_five "$OUT/qa1to5/lm2/five" "$OUT/qa1to5-lb0far-s42/lm2" --train.seed 42  # both phases
+  # lookback on in phase five itself (-1 per token back; the same phase zero), then far and words with it
+  LB5="$OUT/qa1to5-lb5/lm2"
+  [[ -d $LB5/zero ]] || { mkdir -p "$LB5"; cp -r "$OUT/qa1to5/lm2/zero" "$LB5/"; }
+  lm2 recipe babilong-qa1to5-zero --out-dir "$OUT/qa1to5-lb5" --kinds lm2 --no-progress \
+      --five.model.config.memory_write_address lookback \
+      --five.model.config.memory_write_lookback_init 1.0 --five.model.config.memory_write_lookback_learn_bias false
+  lm2 eval babilong --model "$(latest "$LB5/five")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k --n "$EVAL_N" \
+      --batch-size 16 --no-progress --out "$LB5/eval0k" --resume   # not LB5/eval: far_five's evaluation goes there
+  END=1 LB=1.0 FAR_LB=1 far_five "$LB5/five" "$LB5"
+  reuse_far "$LB5" "$OUT/qa1to5-lb5-s42/lm2"   # its words phase again with seed 42 (the same far phase)
+  END=1 LB=1.0 FAR_LB=1 far_five "$LB5/five" "$OUT/qa1to5-lb5-s42/lm2" --train.seed 42
+  for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
+      qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42; do   # where a room's write lands
     python scripts/lookback_choice.py "$(latest "$OUT/$RUN/lm2/words")" --babilong --n 30 --by-lag
   done
-  python scripts/lookback_choice.py "$(latest "$OUT/qa1to5-farlb/lm2/far")" --babilong --n 30 --by-lag
+  for RUN in qa1to5-farlb/lm2/far qa1to5-lb0far/lm2/far qa1to5-lb5/lm2/five qa1to5-lb5/lm2/far; do
+    python scripts/lookback_choice.py "$(latest "$OUT/$RUN")" --babilong --n 30 --by-lag
+  done
   for RUN in "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5/rmt/five"; do  # the 0k models at 1k
     lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 1k --n "$EVAL_N" --batch-size 16 \
         --no-progress --out "$RUN-eval1k" --resume
