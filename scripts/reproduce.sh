@@ -388,9 +388,9 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   END=1 LB=1.0 FAR_LB=1 far_five "$LB5/five" "$LB5"
   reuse_far "$LB5" "$OUT/qa1to5-lb5-s42/lm2"   # its words phase again with seed 42 (the same far phase)
   END=1 LB=1.0 FAR_LB=1 far_five "$LB5/five" "$OUT/qa1to5-lb5-s42/lm2" --train.seed 42
-  for RUN in "$LB5" "$OUT/qa1to5-lb5-s42/lm2"; do   # at 8k
-    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 8k --n "$EVAL_N" \
-        --batch-size 16 --no-progress --out "$RUN/eval8k" --resume
+  for RUN in "$LB5" "$OUT/qa1to5-lb5-s42/lm2"; do   # on to 8k (far_five's 0k-4k answers kept)
+    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k,8k \
+        --n "$EVAL_N" --batch-size 16 --no-progress --out "$RUN/eval" --resume
   done
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
       qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42; do   # where a room's write lands
