@@ -227,7 +227,7 @@ if (( ! QUICK )); then
   # one process of one thread each, as in RESULTS.md (the result depends on it: the same seed as two processes sums
   # the gradients in another order and lands elsewhere); two to six jobs sharing the cores took 736-2,442 s each
   # the demo's config when these rows ran (before its one-point layout and cooldown)
-  git show 6915b99:configs/babilong-qa1-demo.yaml > "$OUT/demo-before.yaml"
+  git show 6915b99:lm2/configs/babilong-qa1-demo.yaml > "$OUT/demo-before.yaml"
   demo_without() {  # demo_without NAME [overrides...]
     local run="$OUT/qa1-demo-$1"; shift
     done_already "$run" || lm2 demo --config "$OUT/demo-before.yaml" --processes 1 --threads 1 --out_dir "$run" \
