@@ -395,11 +395,19 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # its phase five continued to 3,000 steps (the 0k steps of the vanilla and RMT rows), then far and words again
   continue_five "$LB5/five" "$OUT/qa1to5-lb5-3000/lm2" 600
   END=1 LB=1.0 FAR_LB=1 far_five "$OUT/qa1to5-lb5-3000/lm2" "$OUT/qa1to5-lb5-3000-far/lm2"
+  reuse_far "$OUT/qa1to5-lb5-3000-far/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2"   # words seed 42, the same far phase
+  END=1 LB=1.0 FAR_LB=1 far_five "$OUT/qa1to5-lb5-3000/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2" --train.seed 42
+  for RUN in "$OUT/qa1to5-lb5-3000-far/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2"; do   # on to 16k
+    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k,8k,16k \
+        --n "$EVAL_N" --batch-size 16 --no-progress --out "$RUN/eval" --resume
+  done
+  # where a room's write lands
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
-      qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42 qa1to5-lb5-3000-far; do   # where a room's write lands
+      qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42 qa1to5-lb5-3000-far qa1to5-lb5-3000-far-s42; do
     python scripts/lookback_choice.py "$(latest "$OUT/$RUN/lm2/words")" --babilong --n 30 --by-lag
   done
-  for RUN in qa1to5-farlb/lm2/far qa1to5-lb0far/lm2/far qa1to5-lb5/lm2/five qa1to5-lb5/lm2/far qa1to5-lb5-3000/lm2; do
+  for RUN in qa1to5-farlb/lm2/far qa1to5-lb0far/lm2/far qa1to5-lb5/lm2/five qa1to5-lb5/lm2/far qa1to5-lb5-3000/lm2 \
+      qa1to5-lb5-3000-far/lm2/far; do
     python scripts/lookback_choice.py "$(latest "$OUT/$RUN")" --babilong --n 30 --by-lag
   done
   for RUN in "$OUT/qa1to5-3000/lm2" "$OUT/qa1to5-3000/vanilla" "$OUT/qa1to5/rmt/five"; do  # the 0k models at 1k
