@@ -2,8 +2,9 @@
 
 The script reruns RESULTS.md over many hours, so no test trains it for real. This one runs every line of it in
 seconds: a stub ``lm2`` records its command line and makes the folders a real run leaves (a checkpoint, a
-config.yaml, an evaluation folder), a stub ``python`` does the same for ``scripts/*.py``; both fail when a model,
-checkpoint, tokenizer or result folder the line reads has not been made by an earlier line. Each recorded command
+config.yaml, an evaluation folder), a stub ``python`` records each ``scripts/*.py`` line (``qa2_hops.py train``
+makes a run as ``lm2 train`` does; ``python -c`` runs for real); both fail when a model, checkpoint, tokenizer or
+result folder the line reads has not been made by an earlier line. Each recorded command
 is then checked in-process against the real CLI and config schema: its flags parse, every ``--section.field``
 override builds a valid config, every recipe plans, every BABILong evaluation names known tasks and lengths.
 A typo in a flag, an override that no longer exists or a run read before it is trained fails here, not hours into
@@ -206,7 +207,7 @@ def test_reproduce_full_runs_through_with_valid_commands(tmp_path):
         pytest.skip(f"needs the git history (commit {revision}); a shallow clone lacks it")
     lm2_calls, script_calls = run_script(tmp_path, env={"SEEDS": "1", "EXP4": "1"})
     counts = check_calls(lm2_calls, script_calls, tmp_path / "plan")
-    # the rows of RESULTS.md 1c that the 2026-12 sessions added: lookback from phase five on, far and words with it
+    # RESULTS.md 1c's phase-five rows: the recipe with lookback on in its phase five
     recipes = [c for c in lm2_calls if c[0] == "recipe"]
     assert any("--five.model.config.memory_write_address" in c for c in recipes)
     assert counts["mmlu"] == 3 and counts["train"] >= 100 and counts["babilong"] >= 50, counts
