@@ -316,6 +316,10 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # qa1-qa5 past the window: from the 3,000-step models (RMT also from its 2,400-step one), phase far at 1k (statements
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
   # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
+  eval_words() {  # eval_words RUN LENGTHS: RUN's last words checkpoint on qa1-qa5 into RUN/eval (answers kept)
+    lm2 eval babilong --model "$(latest "$1/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$2" --n "$EVAL_N" \
+        --batch-size 16 --no-progress --out "$1/eval" --resume
+  }
   far_five() {  # far_five RUN OUT [ARGS]: RUN's latest checkpoint through far and words (both with ARGS), evaluated
     # at 0k-4k. Set for one call: END=1 lays the words stages out as the test's (each story cut at one question point,
     # its questions asked after the whole context); LB=C starts lookback at -C per token back (default 2.0);
@@ -338,8 +342,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
           {steps: 100, lengths: [1k], drop_words: [$d, there], compact_share: 0.5$e},
           {steps: 100, lengths: [1k], drop_words: [back, there], compact_share: 0.5$e}, {steps: 100, lengths: [1k]$e}]" \
         --train.seed 41 --checkpoint.interval 100 "${at[@]}" "${@:3}"
-    lm2 eval babilong --model "$(latest "$out/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k \
-        --n "$EVAL_N" --batch-size 16 --no-progress --out "$out/eval" --resume
+    eval_words "$out" 0k,1k,2k,4k
   }
   reuse_far() {  # reuse_far FROM OUT: OUT starts from FROM's far phase (the words variants below)
     [[ -d $2/far ]] || { mkdir -p "$2"; cp -r "$1/far" "$2/far"; }
@@ -389,8 +392,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   reuse_far "$LB5" "$OUT/qa1to5-lb5-s42/lm2"   # its words phase again with seed 42 (the same far phase)
   END=1 LB=1.0 FAR_LB=1 far_five "$LB5/five" "$OUT/qa1to5-lb5-s42/lm2" --train.seed 42
   for RUN in "$LB5" "$OUT/qa1to5-lb5-s42/lm2"; do   # on to 32k (far_five's 0k-4k answers kept)
-    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k,8k,16k,32k \
-        --n "$EVAL_N" --batch-size 16 --no-progress --out "$RUN/eval" --resume
+    eval_words "$RUN" 0k,1k,2k,4k,8k,16k,32k
   done
   # its phase five continued to 3,000 steps (the 0k steps of the vanilla and RMT rows), then far and words again
   continue_five "$LB5/five" "$OUT/qa1to5-lb5-3000/lm2" 600
@@ -398,8 +400,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   reuse_far "$OUT/qa1to5-lb5-3000-far/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2"   # words seed 42, the same far phase
   END=1 LB=1.0 FAR_LB=1 far_five "$OUT/qa1to5-lb5-3000/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2" --train.seed 42
   for RUN in "$OUT/qa1to5-lb5-3000-far/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2"; do   # on to 16k
-    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k,8k,16k \
-        --n "$EVAL_N" --batch-size 16 --no-progress --out "$RUN/eval" --resume
+    eval_words "$RUN" 0k,1k,2k,4k,8k,16k
   done
   # where a room's write lands
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
@@ -417,8 +418,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   F="$OUT/qa1to5-far"
   for RUN in "$F/lm2" "$F/vanilla" "$OUT/qa1to5-far3k/rmt"; do  # the token-equal rows at 8k, LM2 and RMT at 16k
     L=0k,1k,2k,4k,8k; [[ $RUN == "$F/vanilla" ]] || L=$L,16k
-    lm2 eval babilong --model "$(latest "$RUN/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$L" --n "$EVAL_N" \
-        --batch-size 16 --no-progress --out "$RUN/eval" --resume
+    eval_words "$RUN" "$L"
   done
   python scripts/fact_distance.py --tokenizer "$(latest "$F/lm2/words")" --task qa1,qa2,qa3,qa4,qa5 --lengths 0k,1k,2k,4k,8k \
       --window 128,512 --first-fact LM2="$F/lm2/eval" vanilla="$F/vanilla/eval" RMT="$OUT/qa1to5-far3k/rmt/eval"

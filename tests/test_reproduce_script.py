@@ -153,9 +153,8 @@ def run_script(tmp_path: Path, *args: str, env: dict | None = None) -> tuple[lis
     return calls["lm2"], calls["script"]
 
 
-def check_lm2_call(argv: list[str], scratch: Path) -> str:
-    """Parse one recorded `lm2 ...` line with the real parser and validate what it configures; its command name."""
-    parser = build_parser()
+def check_lm2_call(parser, argv: list[str], scratch: Path) -> str:
+    """Parse one recorded `lm2 ...` line with lm2's parser and validate what it configures; its command name."""
     try:
         args, unknown = parser.parse_known_args(argv)
     except SystemExit:
@@ -182,13 +181,14 @@ def check_lm2_call(argv: list[str], scratch: Path) -> str:
 
 def check_calls(lm2_calls: list[list[str]], script_calls: list[list[str]], scratch: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
+    parser = build_parser()
     for argv in lm2_calls:
-        command = check_lm2_call(argv, scratch)
+        command = check_lm2_call(parser, argv, scratch)
         counts[command] = counts.get(command, 0) + 1
     for argv in script_calls:  # qa2_hops.py train: the rest of its line is an lm2 train command line
         if argv[:2] == ["scripts/qa2_hops.py", "train"]:
             rest = [a for a in argv[2:] if a != "--verb"]
-            check_lm2_call(["train", *(rest[2:] if rest[0] == "--ask" else rest)], scratch)
+            check_lm2_call(parser, ["train", *(rest[2:] if rest[0] == "--ask" else rest)], scratch)
     return counts
 
 
