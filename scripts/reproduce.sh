@@ -316,9 +316,9 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # qa1-qa5 past the window: from the 3,000-step models (RMT also from its 2,400-step one), phase far at 1k (statements
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
   # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
-  eval_words() {  # eval_words RUN LENGTHS: RUN's last words checkpoint on qa1-qa5 into RUN/eval (answers kept)
-    lm2 eval babilong --model "$(latest "$1/words")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$2" --n "$EVAL_N" \
-        --batch-size 16 --no-progress --out "$1/eval" --resume
+  eval_words() {  # eval_words RUN LENGTHS [PHASE]: RUN's last PHASE (words) checkpoint on qa1-qa5 into RUN/eval
+    lm2 eval babilong --model "$(latest "$1/${3:-words}")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$2" --n "$EVAL_N" \
+        --batch-size 16 --no-progress --out "$1/eval" --resume   # answers already in RUN/eval are kept
   }
   far_five() {  # far_five RUN OUT [ARGS]: RUN's latest checkpoint through far and words (both with ARGS), evaluated
     # at 0k-4k. Set for one call: END=1 lays the words stages out as the test's (each story cut at one question point,
@@ -402,6 +402,23 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   for RUN in "$OUT/qa1to5-lb5-3000-far/lm2" "$OUT/qa1to5-lb5-3000-far-s42/lm2"; do   # on to 16k
     eval_words "$RUN" 0k,1k,2k,4k,8k,16k
   done
+  # past 1k: LB5's words checkpoint trained on at 2k, then 4k (one question point per story, asked at the end), against
+  # the same tokens at 1k (635 steps: 5.4M tokens each); then each of the two ways again from the 1k run's checkpoint;
+  # about 20 minutes to train and 30 to evaluate each, as one of two jobs
+  longer() {  # longer FROM OUT SEED CURRICULUM: FROM's last checkpoint (a run folder) trained on into OUT/train
+    lm2 train "$1/config.yaml" --out_dir "$2/train" --model.init_from "$(latest "$1")" --data.curriculum "$4" \
+        --train.seed "$3" --train.lr 1e-3 --train.warmup_steps 20 --train.batch_size 8 --eval.lengths '[1k]' \
+        --eval.samples 50 --eval.interval 0 --checkpoint.interval 60 --checkpoint.keep_last 4 --no-progress
+    eval_words "$2" 0k,1k,2k,4k,8k,16k train
+  }
+  stage_at() {  # stage_at STEPS LENGTH: one curriculum stage, one question point per story, asked at the end
+    echo "{steps: $1, lengths: [$2], one_point_at: [$2], ask_at_end: true}"
+  }
+  LONG="[$(stage_at 120 2k), $(stage_at 60 4k)]" MORE="[$(stage_at 635 1k)]"
+  longer "$LB5/words" "$OUT/qa1to5-lb5-2k4k/lm2" 51 "$LONG"
+  longer "$LB5/words" "$OUT/qa1to5-lb5-1k/lm2" 51 "$MORE"
+  longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k/lm2" 52 "$LONG"
+  longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-1k/lm2" 52 "$MORE"
   # where a room's write lands
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
       qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42 qa1to5-lb5-3000-far qa1to5-lb5-3000-far-s42; do
