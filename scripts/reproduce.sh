@@ -406,9 +406,10 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # the same tokens at 1k (635 steps: 5.4M tokens each); then each of the two ways again from the 1k run's checkpoint;
   # about 20 minutes to train and 30 to evaluate each, as one of two jobs
   longer() {  # longer FROM OUT SEED CURRICULUM: FROM's last checkpoint (a run folder) trained on into OUT/train
-    lm2 train "$1/config.yaml" --out_dir "$2/train" --model.init_from "$(latest "$1")" --data.curriculum "$4" \
-        --train.seed "$3" --train.lr 1e-3 --train.warmup_steps 20 --train.batch_size 8 --eval.lengths '[1k]' \
-        --eval.samples 50 --eval.interval 0 --checkpoint.interval 60 --checkpoint.keep_last 4 --no-progress
+    done_already "$2/train" || lm2 train "$1/config.yaml" --out_dir "$2/train" --model.init_from "$(latest "$1")" \
+        --data.curriculum "$4" --train.seed "$3" --train.lr 1e-3 --train.warmup_steps 20 --train.batch_size 8 \
+        --eval.lengths '[1k]' --eval.samples 50 --eval.interval 0 --checkpoint.interval 60 --checkpoint.keep_last 4 \
+        --no-progress
     eval_words "$2" 0k,1k,2k,4k,8k,16k train
   }
   stage_at() {  # stage_at STEPS LENGTH: one curriculum stage, one question point per story, asked at the end
