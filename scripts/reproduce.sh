@@ -420,6 +420,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   longer "$LB5/words" "$OUT/qa1to5-lb5-1k/lm2" 51 "$MORE"
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k/lm2" 52 "$LONG"
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-1k/lm2" 52 "$MORE"
+  eval_words "$OUT/qa1to5-lb5-1k-2k4k/lm2" 32k train   # the best of them at 32k too (about 40 minutes)
   # where a room's write lands
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
       qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42 qa1to5-lb5-3000-far qa1to5-lb5-3000-far-s42; do
