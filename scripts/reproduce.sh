@@ -316,6 +316,9 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # qa1-qa5 past the window: from the 3,000-step models (RMT also from its 2,400-step one), phase far at 1k (statements
   # compact, 350 of 700 steps) and phase words (the words back, LM2 with the lookback address), as in the recipe
   # babilong-qa1-memory; 40 / 27 / 30 minutes for LM2 / vanilla / RMT as one of two jobs, then 7-10 to evaluate
+  # what every phase trained on from a 0k model shares (far, words and the continuations past 1k; each adds its lr)
+  PHASE_1K=(--train.batch_size 8 --train.warmup_steps 20 --eval.lengths '[1k]' --eval.samples 50 --eval.interval 0
+            --checkpoint.keep_last 4 --no-progress)
   eval_words() {  # eval_words RUN LENGTHS [PHASE]: RUN's last PHASE (words) checkpoint on qa1-qa5 into RUN/eval
     lm2 eval babilong --model "$(latest "$1/${3:-words}")" --tasks qa1,qa2,qa3,qa4,qa5 --lengths "$2" --n "$EVAL_N" \
         --batch-size 16 --no-progress --out "$1/eval" --resume   # answers already in RUN/eval are kept
@@ -325,8 +328,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
     # its questions asked after the whole context); LB=C starts lookback at -C per token back (default 2.0);
     # FAR_LB=1 writes with lookback in the far phase too (LM2); an existing OUT/far is reused
     local run=$1 out=$2 d='went, moved, journeyed, travelled, back' e="" far_lb=()
-    local at=(--train.batch_size 8 --train.lr 2e-3 --train.warmup_steps 20 --eval.lengths '[1k]' --eval.samples 50
-              --eval.interval 0 --checkpoint.keep_last 4 --no-progress)
+    local at=("${PHASE_1K[@]}" --train.lr 2e-3)
     local lb=(--model.config.memory_write_address lookback --model.config.memory_write_lookback_init "${LB:-2.0}"
               --model.config.memory_write_lookback_learn_bias false)
     (( ${END:-0} )) && e=", one_point_at: [1k], ask_at_end: true"
@@ -407,9 +409,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # about 20 minutes to train and 30 to evaluate each, as one of two jobs
   longer() {  # longer FROM OUT SEED CURRICULUM: FROM's last checkpoint (a run folder) trained on into OUT/train
     done_already "$2/train" || lm2 train "$1/config.yaml" --out_dir "$2/train" --model.init_from "$(latest "$1")" \
-        --data.curriculum "$4" --train.seed "$3" --train.lr 1e-3 --train.warmup_steps 20 --train.batch_size 8 \
-        --eval.lengths '[1k]' --eval.samples 50 --eval.interval 0 --checkpoint.interval 60 --checkpoint.keep_last 4 \
-        --no-progress
+        --data.curriculum "$4" --train.seed "$3" --train.lr 1e-3 --checkpoint.interval 60 "${PHASE_1K[@]}"
     eval_words "$2" 0k,1k,2k,4k,8k,16k train
   }
   stage_at() {  # stage_at STEPS LENGTH: one curriculum stage, one question point per story, asked at the end
