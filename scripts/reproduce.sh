@@ -422,7 +422,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-1k/lm2" 52 "$MORE"
   eval_words "$OUT/qa1to5-lb5-1k-2k4k/lm2" 32k train   # the best of them at 32k too (about 40 minutes)
   # then from that run: the 2k-4k steps once more, against about as many tokens in turns of 0k, 1k, 2k, 4k and 8k
-  # steps (8 each, four times; 5.8% more tokens; the 8k steps in micro-batches of 4: a batch of 8 needs about 16 GB)
+  # steps (8 each, four times; 5.8% more tokens; the 8k steps in micro-batches of 4: a batch of 8 took 15.6 GB)
   CYC="{steps: 8, lengths: [0k]}, $(stage_at 8 1k), $(stage_at 8 2k), $(stage_at 8 4k), $(stage_at 8 8k)"
   longer "$OUT/qa1to5-lb5-1k-2k4k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k-2k4k/lm2" 53 "$LONG"
   longer "$OUT/qa1to5-lb5-1k-2k4k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k-cycle/lm2" 53 "[$CYC, $CYC, $CYC, $CYC]" \
