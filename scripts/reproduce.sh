@@ -428,6 +428,15 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   longer "$OUT/qa1to5-lb5-1k-2k4k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k-cycle/lm2" 53 "[$CYC, $CYC, $CYC, $CYC]" \
       --train.micro_batch_size 4
   for RUN in qa1to5-lb5-1k-2k4k-2k4k qa1to5-lb5-1k-2k4k-cycle; do eval_words "$OUT/$RUN/lm2" 32k train; done
+  CYCLED="$OUT/qa1to5-lb5-1k-2k4k-cycle/lm2/train"
+  for N in 40 120; do   # then N 0k steps alone (every question asked) on the turns run: does 0k come back?
+    T="$OUT/qa1to5-lb5-1k-2k4k-cycle-0k$N/lm2"
+    done_already "$T/train" || lm2 train "$CYCLED/config.yaml" --out_dir "$T/train" \
+        --model.init_from "$(latest "$CYCLED")" --data.curriculum "[{steps: $N, lengths: [0k]}]" --train.seed 54 \
+        --train.lr 1e-3 --train.warmup_steps 5 --train.batch_size 8 --train.micro_batch_size 0 --eval.lengths '[1k]' --eval.samples 50 --eval.interval 0 \
+        --checkpoint.interval "$N" --checkpoint.keep_last 2 --no-progress
+    eval_words "$T" 0k,1k,4k,8k train
+  done
   # where a room's write lands
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
       qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42 qa1to5-lb5-3000-far qa1to5-lb5-3000-far-s42; do
