@@ -407,7 +407,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   # past 1k: LB5's words checkpoint trained on at 2k, then 4k (one question point per story, asked at the end), against
   # the same tokens at 1k (635 steps: 5.4M tokens each); then each of the two ways again from the 1k run's checkpoint;
   # about 20 minutes to train and 30 to evaluate each, as one of two jobs
-  longer() {  # longer FROM OUT SEED CURRICULUM [ARGS..]: FROM's last checkpoint (a run folder) trained on into OUT/train
+  longer() {  # longer FROM OUT SEED CURRICULUM [ARGS..]: FROM's last checkpoint (a run folder) trained into OUT/train
     done_already "$2/train" || lm2 train "$1/config.yaml" --out_dir "$2/train" --model.init_from "$(latest "$1")" \
         --data.curriculum "$4" --train.seed "$3" --train.lr 1e-3 --checkpoint.interval 60 "${PHASE_1K[@]}" "${@:5}"
     eval_words "$2" 0k,1k,2k,4k,8k,16k train
@@ -433,8 +433,8 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
     T="$OUT/qa1to5-lb5-1k-2k4k-cycle-0k$N/lm2"
     done_already "$T/train" || lm2 train "$CYCLED/config.yaml" --out_dir "$T/train" \
         --model.init_from "$(latest "$CYCLED")" --data.curriculum "[{steps: $N, lengths: [0k]}]" --train.seed 54 \
-        --train.lr 1e-3 --train.warmup_steps 5 --train.batch_size 8 --train.micro_batch_size 0 --eval.lengths '[1k]' --eval.samples 50 --eval.interval 0 \
-        --checkpoint.interval "$N" --checkpoint.keep_last 2 --no-progress
+        --train.lr 1e-3 --train.warmup_steps 5 --train.batch_size 8 --train.micro_batch_size 0 --eval.lengths '[1k]' \
+        --eval.samples 50 --eval.interval 0 --checkpoint.interval "$N" --checkpoint.keep_last 2 --no-progress
     eval_words "$T" 0k,1k,4k,8k train
   done
   # where a room's write lands
