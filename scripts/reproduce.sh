@@ -437,6 +437,7 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
         --eval.samples 50 --eval.interval 0 --checkpoint.interval "$N" --checkpoint.keep_last 2 --no-progress
     eval_words "$T" 0k,1k,4k,8k train
   done
+  eval_words "$OUT/qa1to5-lb5-1k-2k4k-cycle-0k120/lm2" 16k train   # the 120 steps at 16k too
   # where a room's write lands
   for RUN in qa1to5-end qa1to5-end-lb1 qa1to5-end-2400 qa1to5-farlb qa1to5-lb0 qa1to5-lb0far qa1to5-end-2400-s42 \
       qa1to5-lb0-s42 qa1to5-lb0far-s42 qa1to5-lb5 qa1to5-lb5-s42 qa1to5-lb5-3000-far qa1to5-lb5-3000-far-s42; do
