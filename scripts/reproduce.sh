@@ -433,8 +433,8 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
     T="$OUT/qa1to5-lb5-1k-2k4k-cycle-0k$N/lm2"
     done_already "$T/train" || lm2 train "$CYCLED/config.yaml" --out_dir "$T/train" \
         --model.init_from "$(latest "$CYCLED")" --data.curriculum "[{steps: $N, lengths: [0k]}]" --train.seed 54 \
-        --train.lr 1e-3 --train.warmup_steps 5 --train.batch_size 8 --train.micro_batch_size 0 --eval.lengths '[1k]' \
-        --eval.samples 50 --eval.interval 0 --checkpoint.interval "$N" --checkpoint.keep_last 2 --no-progress
+        --train.lr 1e-3 --train.micro_batch_size 0 --checkpoint.interval "$N" "${PHASE_1K[@]}" \
+        --train.warmup_steps 5 --checkpoint.keep_last 2   # after PHASE_1K: the later value of a flag wins
     eval_words "$T" 0k,1k,4k,8k train
   done
   eval_words "$OUT/qa1to5-lb5-1k-2k4k-cycle-0k120/lm2" 16k train   # the 120 steps at 16k too
