@@ -418,6 +418,16 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
   LONG="[$(stage_at 120 2k), $(stage_at 60 4k)]" MORE="[$(stage_at 635 1k)]"
   longer "$LB5/words" "$OUT/qa1to5-lb5-2k4k/lm2" 51 "$LONG"
   longer "$LB5/words" "$OUT/qa1to5-lb5-1k/lm2" 51 "$MORE"
+  # vanilla and RMT given LM2's tokens: their 2,400-step phase five (LB5's count) through far and words laid out as
+  # the test's, then the same 635 steps at 1k (35-40 minutes each to train as one of two jobs; RESULTS 1c reports
+  # the 1k steps' evaluation, not far_five's of the words checkpoint)
+  for KIND in vanilla rmt; do
+    END=1 far_five "$OUT/qa1to5/$KIND/five" "$OUT/qa1to5-end-2400/$KIND"
+    longer "$OUT/qa1to5-end-2400/$KIND/words" "$OUT/qa1to5-end-2400-1k/$KIND" 51 "$MORE"
+  done
+  python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1to5-1k-equal.png" \
+      LM2="$OUT/qa1to5-lb5-1k/lm2/eval" vanilla="$OUT/qa1to5-end-2400-1k/vanilla/eval" \
+      RMT="$OUT/qa1to5-end-2400-1k/rmt/eval"
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k/lm2" 52 "$LONG"
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-1k/lm2" 52 "$MORE"
   eval_words "$OUT/qa1to5-lb5-1k-2k4k/lm2" 32k train   # the best of them at 32k too (about 40 minutes)
