@@ -430,6 +430,9 @@ print(json.dumps(stages))' "$src/config.yaml" "$extra")   # the source's schedul
       RMT="$OUT/qa1to5-end-2400-1k/rmt/eval"
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-2k4k/lm2" 52 "$LONG"
   longer "$OUT/qa1to5-lb5-1k/lm2/train" "$OUT/qa1to5-lb5-1k-1k/lm2" 52 "$MORE"
+  for KIND in vanilla rmt; do   # vanilla and RMT given the 2k-4k steps too (RESULTS 1c reports 1k-4k)
+    longer "$OUT/qa1to5-end-2400-1k/$KIND/train" "$OUT/qa1to5-end-2400-1k-2k4k/$KIND" 52 "$LONG"
+  done
   eval_words "$OUT/qa1to5-lb5-1k-2k4k/lm2" 32k train   # the best of them at 32k too (about 40 minutes)
   # then from that run: the 2k-4k steps once more, against about as many tokens in turns of 0k, 1k, 2k, 4k and 8k
   # steps (8 each, four times; 5.8% more tokens; the 8k steps in micro-batches of 4: a batch of 8 took 15.6 GB)
