@@ -275,6 +275,18 @@ python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-memory/lm2/zero"
 python scripts/probe_binding.py "$(latest "$OUT/qa1-memory/lm2/far")" --length 1k --n "$EVAL_N" \
     --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
 python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory/lm2/words")" --babilong --n "$EVAL_N"
+if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 40 / 42 minutes for LM2 / vanilla / RMT
+  # as one of two jobs, then about 20 to evaluate), and how alike the slots of LM2's banks grow with length
+  lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-s1" --train.seed 1 --eval-lengths 0k,1k,2k,4k,8k,16k,32k \
+      --eval-n "$EVAL_N" --no-progress
+  python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-memory-s1/lm2/zero")" --lengths 1k,2k,4k,8k,16k,32k \
+      --window 512 LM2="$OUT/qa1-memory-s1/lm2/eval" vanilla="$OUT/qa1-memory-s1/vanilla/eval" \
+      RMT="$OUT/qa1-memory-s1/rmt/eval"
+  python scripts/probe_binding.py "$(latest "$OUT/qa1-memory-s1/lm2/far")" --length 1k --n "$EVAL_N" \
+      --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+  python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory-s1/lm2/words")" --babilong --n "$EVAL_N"
+  python scripts/bank_range.py "$(latest "$OUT/qa1-memory-s1/lm2/words")" --lengths 1k,8k,16k,32k
+fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"
 # phase five (every question asked): LM2 6,191 s, vanilla 4,585 s, RMT 5,340 s with two jobs on the cores
