@@ -270,21 +270,20 @@ MEM_FLAGS=(--no-progress)
     --words.data.curriculum '[{steps: 10, lengths: [1k], drop_words: [back], compact_share: 0.5}]')
 lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory" --eval-lengths "$EVAL_LENGTHS" --eval-n "$EVAL_N" \
     "${MEM_FLAGS[@]}"
-python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-memory/lm2/zero")" --lengths 1k,2k --window 128,512 \
-    LM2="$OUT/qa1-memory/lm2/eval" vanilla="$OUT/qa1-memory/vanilla/eval" RMT="$OUT/qa1-memory/rmt/eval"
-python scripts/probe_binding.py "$(latest "$OUT/qa1-memory/lm2/far")" --length 1k --n "$EVAL_N" \
-    --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
-python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory/lm2/words")" --babilong --n "$EVAL_N"
+qa1_probes() {  # qa1_probes RUN FACT_DISTANCE_ARGS..: far facts, binding probe and lookback choice of a qa1-memory run
+  python scripts/fact_distance.py --tokenizer "$(latest "$1/lm2/zero")" "${@:2}" \
+      LM2="$1/lm2/eval" vanilla="$1/vanilla/eval" RMT="$1/rmt/eval"
+  python scripts/probe_binding.py "$(latest "$1/lm2/far")" --length 1k --n "$EVAL_N" \
+      --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+  python scripts/lookback_choice.py "$(latest "$1/lm2/words")" --babilong --n "$EVAL_N"
+}
+qa1_probes "$OUT/qa1-memory" --lengths 1k,2k --window 128,512
 if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 40 / 42 minutes for LM2 / vanilla / RMT
   # as one of two jobs, then about 20 to evaluate), and how alike the slots of LM2's banks grow with length
   lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-s1" --train.seed 1 --eval-lengths 0k,1k,2k,4k,8k,16k,32k \
       --eval-n "$EVAL_N" --no-progress
-  python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-memory-s1/lm2/zero")" --lengths 1k,2k,4k,8k,16k,32k \
-      --window 512 LM2="$OUT/qa1-memory-s1/lm2/eval" vanilla="$OUT/qa1-memory-s1/vanilla/eval" \
-      RMT="$OUT/qa1-memory-s1/rmt/eval"
-  python scripts/probe_binding.py "$(latest "$OUT/qa1-memory-s1/lm2/far")" --length 1k --n "$EVAL_N" \
-      --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
-  python scripts/lookback_choice.py "$(latest "$OUT/qa1-memory-s1/lm2/words")" --babilong --n "$EVAL_N"
+  qa1_probes "$OUT/qa1-memory-s1" --lengths 1k,2k,4k,8k,16k,32k --window 512
+  python scripts/answer_spread.py "$OUT/qa1-memory-s1/lm2/eval" --task qa1
   python scripts/bank_range.py "$(latest "$OUT/qa1-memory-s1/lm2/words")" --lengths 1k,8k,16k,32k
 fi
 
