@@ -35,6 +35,10 @@ class LM2Config(LlamaConfig):
         bounded, replace-not-accumulate update without a forget gate).
     memory_write_gate: "none" (the paper: every token writes where it reads) or "token" (a learned write strength
         per token scales its read weights in the write, so tokens can decline to write).
+    memory_write_threshold: 0 (off) or a strength in (0, 1) below which a token does not write at all (needs
+        ``memory_write_gate: token``). A near-zero strength still moves a slot a little; written thousands of times
+        over long background text, such writes wear every slot toward the same content. The cut is hard in the
+        forward pass; tokens above it keep their strength and its gradient.
     memory_write_route: "soft" (the paper: a token writes every slot in proportion to its read weights) or "top1" (a
         token writes only the slot it reads most, with straight-through gradients), so that different facts land
         in different slots instead of being averaged into every slot.
@@ -78,6 +82,7 @@ class LM2Config(LlamaConfig):
     memory_forget_bias: float = 1.0
     memory_update: str = "gated"
     memory_write_gate: str = "none"
+    memory_write_threshold: float = 0.0
     memory_write_route: str = "soft"
     memory_write_address: str = "self"
     memory_write_lookback: int = 8
@@ -134,6 +139,13 @@ class LM2Config(LlamaConfig):
         init = self.memory_write_lookback_init
         if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init) or init < 0:
             raise ValueError(f"LM2Config.memory_write_lookback_init={init!r} is invalid: it must be a number >= 0.")
+        cut = self.memory_write_threshold
+        if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 <= cut < 1:
+            raise ValueError(f"LM2Config.memory_write_threshold={cut!r} is invalid: use 0 (off) or a write strength "
+                             "in (0, 1) below which a token does not write.")
+        if cut and self.memory_write_gate != "token":
+            raise ValueError(f"LM2Config.memory_write_threshold={cut!r} needs memory_write_gate='token' (it cuts the "
+                             f"learned per-token write strength); this config has {self.memory_write_gate!r}.")
         for name in ("memory_slot_keys", "memory_write_shift", "memory_write_after_attention",
                      "attention_key_shift", "memory_write_lookback_learn_bias"):
             if not isinstance(getattr(self, name), bool):

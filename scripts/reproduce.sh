@@ -285,6 +285,21 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   qa1_probes "$OUT/qa1-memory-s1" --lengths 1k,2k,4k,8k,16k,32k --window 512
   python scripts/answer_spread.py "$OUT/qa1-memory-s1/lm2/eval" --task qa1
   python scripts/bank_range.py "$(latest "$OUT/qa1-memory-s1/lm2/words")" --lengths 1k,8k,16k,32k
+  # the words phase without the write threshold (the recipe before it; LM2 alone, about 67 minutes), then the same
+  # weights with weak writes cut at inference, and with the top1 write route; how much background wears each bank
+  S1=$OUT/qa1-memory-s1-nocut
+  lm2 recipe babilong-qa1-memory --out-dir "$S1" --kinds lm2 --train.seed 1 \
+      --words.model.config.memory_write_threshold 0 --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
+  for SETTING in memory_write_threshold=0.05 memory_write_route=top1; do
+    COPY=$S1/${SETTING%%=*}
+    [[ -d $COPY ]] || python scripts/with_config.py "$(latest "$S1/lm2/words")" "$COPY" "$SETTING"
+    lm2 eval babilong --model "$COPY" --tasks qa1 --lengths 0k,1k,2k,4k,8k,16k,32k --n "$EVAL_N" --batch-size 16 \
+        --no-progress --out "$COPY-eval" --resume
+  done
+  python scripts/bank_range.py "$S1/memory_write_route" --lengths 1k,8k,16k,32k
+  for RUN in "$(latest "$S1/lm2/words")" "$S1/memory_write_threshold" "$(latest "$OUT/qa1-memory-s1/lm2/words")"; do
+    python scripts/write_wear.py "$RUN" --lengths 1k,16k,32k --n 3
+  done
 fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"

@@ -80,7 +80,8 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
             if mem.write_route == "top1" and w.sum() > 0:  # the token writes only the slot it reads most
                 w = torch.nn.functional.one_hot(w.argmax(), n).double()
             if hasattr(mem, "write_gate"):  # the token's write strength scales its write weights
-                w = w * torch.sigmoid(mem.write_gate.weight.double() @ xw + mem.write_gate.bias.double())
+                g = torch.sigmoid(mem.write_gate.weight.double() @ xw + mem.write_gate.bias.double())
+                w = w * (g if float(g) >= mem.write_threshold else 0.0)  # below the threshold: no write
             chunk.append((pooled, e, w))
             seen.append(xw)
             if (start + i + 1) % interval == 0:  # the chunk ends: write eq. (4)-(6), slot by slot
@@ -111,6 +112,7 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
 
 # The paper's memory, then each option alone, then all options together (the defaults of new models).
 MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
+                  {"memory_write_gate": "token", "memory_write_threshold": 0.5},
                   {"memory_slot_keys": True}, {"memory_write_route": "top1"}, {"memory_write_shift": True},
                   {"memory_write_address": "previous"},
                   {"memory_write_address": "previous", "memory_write_route": "top1"},
@@ -171,6 +173,30 @@ def randomize_memory_module(mem: LM2Memory, seed: int = 0) -> None:
     outer = torch.nn.Module()
     outer.block = wrapper
     randomize_memory(outer, std=0.4, seed=seed)
+
+
+def test_tokens_below_the_write_threshold_leave_the_bank_as_it_was():
+    """memory_write_threshold: a chunk whose tokens all write more weakly than the threshold keeps the bank exactly
+    (the same chunk moves it without the threshold); the reads are untouched, since only the write is cut."""
+    torch.manual_seed(3)
+    cfg = dict(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5, memory_heads=2,
+               memory_write_gate="token", memory_update="replace")
+    free, cut = LM2Memory(tiny_config(**cfg)), LM2Memory(tiny_config(**cfg, memory_write_threshold=0.2))
+    randomize_memory_module(free, seed=3)
+    cut.load_state_dict(free.state_dict())
+    with torch.no_grad():
+        for mem in (free, cut):
+            mem.write_gate.bias.fill_(-3.0)  # strengths near sigmoid(-3) = 0.047, below 0.2 for these inputs
+            mem.write_gate.weight.mul_(0.1)
+    x_hat = torch.randn(2, 8, 16)
+    strength = torch.sigmoid(free.write_gate(x_hat))
+    assert strength.max() < 0.2 and strength.min() > 0.01
+    state = MemoryState(free.initial_state(2).memory + 0.1 * torch.randn(2, 5, 16))
+    reads_free, moved, _ = free(x_hat, state, start=0, memory_update_interval=4)
+    reads_cut, kept, _ = cut(x_hat, state, start=0, memory_update_interval=4)
+    assert (moved.memory - state.memory).abs().max() > 1e-4
+    torch.testing.assert_close(kept.memory, state.memory, atol=0, rtol=0)
+    torch.testing.assert_close(reads_cut[:, :4], reads_free[:, :4])  # the first chunk reads the same bank
 
 
 def test_pieces_carry_an_unfinished_chunk():

@@ -3,10 +3,11 @@
 The script reruns RESULTS.md over many hours, so no test trains it for real. This one runs every line of it in
 seconds: a stub ``lm2`` records its command line and makes the folders a real run leaves (a checkpoint, a
 config.yaml, an evaluation folder), a stub ``python`` records each ``scripts/*.py`` line (``qa2_hops.py train``
-makes a run as ``lm2 train`` does; ``python -c`` runs for real); both fail when a model, checkpoint, tokenizer or
-result folder the line reads has not been made by an earlier line. Each recorded command
-is then checked in-process against the real CLI and config schema: its flags parse, every ``--section.field``
-override builds a valid config, every recipe plans, every BABILong evaluation names known tasks and lengths.
+makes a run as ``lm2 train`` does, ``with_config.py`` copies its checkpoint; ``python -c`` runs for real); both
+fail when a model, checkpoint, tokenizer or result folder the line reads has not been made by an earlier line.
+Each recorded command is then checked in-process against the real CLI and config schema: its flags parse, every
+``--section.field`` override builds a valid config, every recipe plans, every BABILong evaluation names known tasks
+and lengths.
 A typo in a flag, an override that no longer exists or a run read before it is trained fails here, not hours into
 a rerun."""
 
@@ -123,6 +124,10 @@ if args[0] == "scripts/qa2_hops.py" and args[1] == "train":  # lm2 train with th
         rest = rest[2:]
     need(value(rest, "--model.init_from"), "--model.init_from")
     make_run(value(rest, "--out_dir"), rest[0], rest)
+    sys.exit(0)
+if args[0] == "scripts/with_config.py":  # a checkpoint copied with config fields changed: the copy is made
+    need(args[1], "a checkpoint")
+    shutil.copytree(args[1], args[2])
     sys.exit(0)
 for before, arg in zip(["", *args], args):
     if before not in ("--out", "--out_dir"):  # what it writes need not exist; anything else it reads must
