@@ -268,10 +268,8 @@ MEM_FLAGS=(--no-progress)
     --far.data.curriculum '[{steps: 10, lengths: [1k], drop_words: [went, moved, journeyed, travelled, back, to, the,
         Where, is], bare_questions: true}, {steps: 10, lengths: [1k]}]' --far.train.stop_after 10
     --words.data.curriculum '[{steps: 10, lengths: [1k], drop_words: [back], compact_share: 0.5}]')
-# the tables of RESULTS.md 1c were measured before the recipe's words phase cut weak writes (NOCUT: as they ran)
-NOCUT=(--words.model.config.memory_write_threshold 0)
 lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory" --eval-lengths "$EVAL_LENGTHS" --eval-n "$EVAL_N" \
-    "${MEM_FLAGS[@]}" "${NOCUT[@]}"
+    "${MEM_FLAGS[@]}"
 qa1_probes() {  # qa1_probes RUN FACT_DISTANCE_ARGS..: far facts, binding probe and lookback choice of a qa1-memory run
   python scripts/fact_distance.py --tokenizer "$(latest "$1/lm2/zero")" "${@:2}" \
       LM2="$1/lm2/eval" vanilla="$1/vanilla/eval" RMT="$1/rmt/eval"
@@ -284,13 +282,14 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   # as one of two jobs, then about 20 to evaluate), and how alike the slots of LM2's banks grow with length
   S1=$OUT/qa1-memory-s1
   lm2 recipe babilong-qa1-memory --out-dir "$S1" --train.seed 1 --eval-lengths 0k,1k,2k,4k,8k,16k,32k \
-      --eval-n "$EVAL_N" --no-progress "${NOCUT[@]}"
+      --eval-n "$EVAL_N" --no-progress
   qa1_probes "$S1" --lengths 1k,2k,4k,8k,16k,32k --window 512
   python scripts/answer_spread.py "$S1/lm2/eval" --task qa1
   python scripts/bank_range.py "$(latest "$S1/lm2/words")" --lengths 1k,8k,16k,32k
   # its LM2 with weak writes cut at inference and with the top1 write route (copies of the checkpoint, no training);
-  # then LM2 through the recipe as it is now, the cut in its words phase (LM2 alone, about 67 minutes, then 25 to
-  # evaluate); how much the background wears each one's banks
+  # then LM2 through the recipe with the cut in its words phase, seeds 1 and 0 (LM2 alone, about 67 minutes each,
+  # then 25 to evaluate); how much the background wears each one's banks
+  CUT=(--words.model.config.memory_write_threshold 0.05)
   for SETTING in memory_write_threshold=0.05 memory_write_route=top1; do
     COPY=$S1/lm2-${SETTING%%=*}
     [[ -d $COPY ]] || python scripts/with_config.py "$(latest "$S1/lm2/words")" "$COPY" "$SETTING"
@@ -298,11 +297,14 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
         --no-progress --out "$COPY-eval" --resume
   done
   python scripts/bank_range.py "$S1/lm2-memory_write_route" --lengths 1k,8k,16k,32k
-  lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-s1-cut" --kinds lm2 --train.seed 1 \
+  lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-s1-cut" --kinds lm2 --train.seed 1 "${CUT[@]}" \
       --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
   python scripts/fact_distance.py --tokenizer "$(latest "$S1/lm2/zero")" --lengths 1k,2k,4k,8k,16k,32k --window 512 \
       LM2="$S1/lm2/eval" cut="$S1/lm2-memory_write_threshold-eval" trained="$OUT/qa1-memory-s1-cut/lm2/eval"
   python scripts/bank_range.py "$(latest "$OUT/qa1-memory-s1-cut/lm2/words")" --lengths 1k,8k,16k,32k
+  lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-cut" --kinds lm2 "${CUT[@]}" \
+      --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
+  python scripts/answer_spread.py "$OUT/qa1-memory-cut/lm2/eval" --task qa1
   for RUN in "$(latest "$S1/lm2/words")" "$S1/lm2-memory_write_threshold" "$(latest "$OUT/qa1-memory-s1-cut/lm2/words")"; do
     python scripts/write_wear.py "$RUN" --lengths 1k,16k,32k --n 3
   done
