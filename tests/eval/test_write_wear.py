@@ -8,6 +8,7 @@ import torch
 
 from helpers import char_tokenizer, load_script, memory_model
 
+import lm2.memory as memory_module
 from lm2.data.babilong import build_samples, finetune_prompt
 from lm2.memory import ChunkStats, LM2Memory
 
@@ -46,9 +47,7 @@ def test_the_part_a_write_keeps_is_the_update_equations(update):
                        e_sum=torch.randn(1, n, d, generator=generator),
                        log_keep=-torch.rand(1, n, generator=generator) * 2)
     fused = block.fused_weights()
-    with torch.no_grad(), script.WearRecorder(model) as recorder:
-        import lm2.memory as memory_module
-
+    with torch.no_grad(), script.WearRecorder(model) as recorder:  # the recorder wraps the module's gated_write
         memory_module.gated_write(torch.randn(1, n, d), stats, fused, "input", update)
         kept = recorder.kept[0][0]
     s = 1 - stats.log_keep.exp()  # (1, N)
