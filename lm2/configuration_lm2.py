@@ -17,6 +17,7 @@ MEMORY_WRITE_MODES = ("read", "input", "both")
 MEMORY_UPDATES = ("gated", "replace")
 MEMORY_WRITE_GATES = ("none", "token")
 MEMORY_WRITE_ROUTES = ("soft", "top1")
+MEMORY_WRITE_THRESHOLD_GRADIENTS = ("cut", "straight_through")
 MEMORY_WRITE_ADDRESSES = ("self", "previous", "query", "lookback")
 
 
@@ -39,6 +40,10 @@ class LM2Config(LlamaConfig):
         ``memory_write_gate: token``). A near-zero strength still moves a slot a little; written thousands of times
         over long background text, such writes wear every slot toward the same content. The cut is hard in the
         forward pass; tokens above it keep their strength and its gradient.
+    memory_write_threshold_gradient: "cut" (a token below the threshold gets no gradient through its write
+        strength, so once below it can only be pushed up by the other paths) or "straight_through" (the backward
+        pass treats the cut as the identity: a token below the threshold gets the gradient it would get if its
+        strength were kept, so the training signal can raise it back above the threshold). Forward is the same.
     memory_write_route: "soft" (the paper: a token writes every slot in proportion to its read weights) or "top1" (a
         token writes only the slot it reads most, with straight-through gradients), so that different facts land
         in different slots instead of being averaged into every slot.
@@ -83,6 +88,7 @@ class LM2Config(LlamaConfig):
     memory_update: str = "gated"
     memory_write_gate: str = "none"
     memory_write_threshold: float = 0.0
+    memory_write_threshold_gradient: str = "cut"
     memory_write_route: str = "soft"
     memory_write_address: str = "self"
     memory_write_lookback: int = 8
@@ -133,6 +139,7 @@ class LM2Config(LlamaConfig):
             )
         for name, choices in (("memory_update", MEMORY_UPDATES), ("memory_write_gate", MEMORY_WRITE_GATES),
                               ("memory_write_route", MEMORY_WRITE_ROUTES),
+                              ("memory_write_threshold_gradient", MEMORY_WRITE_THRESHOLD_GRADIENTS),
                               ("memory_write_address", MEMORY_WRITE_ADDRESSES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"LM2Config.{name}={getattr(self, name)!r} is invalid: choose one of {choices}.")

@@ -444,6 +444,7 @@ class LM2Memory(nn.Module):
             # one write strength per token: a token that carries nothing worth keeping writes (and erases) nothing
             self.write_gate = nn.Linear(d, 1)
         self.write_threshold = float(config.memory_write_threshold)
+        self.threshold_straight_through = config.memory_write_threshold_gradient == "straight_through"
         if config.memory_write_shift:
             # the write sees each token with the one before it (a token shift, i.e. a width-2 causal convolution):
             # a value is written together with the key that preceded it, which attention may not have copied yet
@@ -517,7 +518,9 @@ class LM2Memory(nn.Module):
         q_write = q_lin if x_write is None else self.q_proj(xw)  # the read's query of the write states
         strength = torch.sigmoid(self.write_gate(xw)) if hasattr(self, "write_gate") else None
         if strength is not None and self.write_threshold:  # weak writes dropped: they would wear the bank down
-            strength = strength * (strength >= self.write_threshold).to(strength.dtype)
+            kept = strength * (strength >= self.write_threshold).to(strength.dtype)
+            # straight-through: the forward value is exactly `kept` (s + (-s) = 0, s + 0 = s), the backward the identity
+            strength = strength + (kept - strength).detach() if self.threshold_straight_through else kept
         previous = state.previous
         write_input, q_address = xw, None  # what the write pools into x_bar; the queries that address it
         if hasattr(self, "shift_proj") or self.write_address == "previous":

@@ -12,6 +12,8 @@ MEMORY_VARIANTS = {
     "replace": {"memory_update": "replace"},
     "write_gate": {"memory_write_gate": "token"},
     "write_threshold": {"memory_write_gate": "token", "memory_write_threshold": 0.5, "memory_update": "replace"},
+    "write_threshold_straight_through": {"memory_write_gate": "token", "memory_write_threshold": 0.5,
+                                         "memory_write_threshold_gradient": "straight_through"},
     "read_scale": {"memory_read_scale": 4.0},
     "slot_keys": {"memory_slot_keys": True},
     "top1": {"memory_write_route": "top1"},

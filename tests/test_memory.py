@@ -113,6 +113,8 @@ def reference_memory(mem: LM2Memory, x_hat: torch.Tensor, memory: torch.Tensor, 
 # The paper's memory, then each option alone, then all options together (the defaults of new models).
 MEMORY_OPTIONS = [{}, {"memory_update": "replace"}, {"memory_write_gate": "token"}, {"memory_read_scale": 4.0},
                   {"memory_write_gate": "token", "memory_write_threshold": 0.5},
+                  {"memory_write_gate": "token", "memory_write_threshold": 0.5,
+                   "memory_write_threshold_gradient": "straight_through"},
                   {"memory_slot_keys": True}, {"memory_write_route": "top1"}, {"memory_write_shift": True},
                   {"memory_write_address": "previous"},
                   {"memory_write_address": "previous", "memory_write_route": "top1"},
@@ -197,6 +199,42 @@ def test_tokens_below_the_write_threshold_leave_the_bank_as_it_was():
     assert (moved.memory - state.memory).abs().max() > 1e-4
     torch.testing.assert_close(kept.memory, state.memory, atol=0, rtol=0)
     torch.testing.assert_close(reads_cut[:, :4], reads_free[:, :4])  # the first chunk reads the same bank
+
+
+def test_straight_through_threshold_passes_the_gradient_a_cut_write_drops():
+    """memory_write_threshold_gradient: both settings compute the same bank and reads; below the threshold "cut"
+    gives the write gate no gradient while "straight_through" gives it one, and above the threshold (nothing cut)
+    the two gradients are the same."""
+    torch.manual_seed(4)
+    cfg = dict(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, memory_slots=5, memory_heads=2,
+               memory_write_gate="token", memory_update="replace", memory_write_threshold=0.2)
+    cut = LM2Memory(tiny_config(**cfg))
+    through = LM2Memory(tiny_config(**cfg, memory_write_threshold_gradient="straight_through"))
+    randomize_memory_module(cut, seed=4)
+    through.load_state_dict(cut.state_dict())
+    x_hat = torch.randn(2, 8, 16)
+    state = MemoryState(cut.initial_state(2).memory + 0.1 * torch.randn(2, 5, 16))
+    target = torch.randn(2, 5, 16)
+
+    def write_gate_grads(bias: float):
+        grads, outputs = [], []
+        for mem in (cut, through):
+            mem.zero_grad()
+            with torch.no_grad():
+                mem.write_gate.bias.fill_(bias)
+                mem.write_gate.weight.fill_(0.0)  # every token writes with strength sigmoid(bias)
+            reads, new, _ = mem(x_hat, state, start=0, memory_update_interval=4)
+            ((new.memory - target) ** 2).sum().backward()
+            grads.append(mem.write_gate.bias.grad.clone())
+            outputs.append((reads.detach(), new.memory.detach()))
+        torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)  # the forward pass is the same
+        return grads
+
+    below_cut, below_through = write_gate_grads(-3.0)  # strength 0.047 < 0.2: every write dropped
+    assert below_cut.abs().max() == 0 and below_through.abs().max() > 1e-3
+    above_cut, above_through = write_gate_grads(0.0)  # strength 0.5: nothing dropped
+    assert above_cut.abs().max() > 1e-3
+    torch.testing.assert_close(above_through, above_cut)
 
 
 def test_pieces_carry_an_unfinished_chunk():

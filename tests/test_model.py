@@ -279,6 +279,7 @@ def test_batch_rows_with_padding_match_unpadded_rows():
     ("memory_write_threshold", 1.0, "strength in \\(0, 1\\)"),
     ("memory_write_threshold", -0.1, "strength in \\(0, 1\\)"),
     ("memory_write_threshold", 0.1, "needs memory_write_gate='token'"),
+    ("memory_write_threshold_gradient", "soft", "choose one of"),
     ("memory_read_scale", 0, "positive number"),
     ("memory_read_scale", "sharp", "positive number"),
     ("memory_slot_keys", "yes", "true or false"),
