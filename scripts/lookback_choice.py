@@ -24,7 +24,7 @@ import torch
 from transformers import AutoTokenizer
 
 from lm2 import LM2ForCausalLM
-from lm2.data.babilong import build_samples, finetune_prompt
+from lm2.data.babilong import build_samples, fact_spans, finetune_prompt
 from lm2.data.recall import RecallSpec, build_tokenizer, encode, make_sample
 from lm2.eval.recall import recall_spec_of
 from lm2.memory import lookback_address
@@ -102,16 +102,14 @@ def fact_tokens(prompt: str, facts: list[str], tokenizer) -> tuple[list[int], li
     def token_at(char_end: int) -> int:  # the token that holds the character before char_end
         return next(t for t, (start, end) in enumerate(spans) if start < char_end <= end)
 
-    pairs, cursor = [], 0
-    for fact in facts:
-        at = prompt.find(fact, cursor)
-        if at < 0:
+    pairs = []
+    for fact, found in zip(facts, fact_spans(prompt, facts)):
+        if found is None:
             continue
         body = fact.rstrip(". ")
-        person_end, room_end = at + len(body.split()[0]), at + len(body)
+        person_end, room_end = found[0] + len(body.split()[0]), found[0] + len(body)
         if room_end <= spans[-1][1]:
             pairs.append((token_at(room_end), token_at(person_end)))
-        cursor = at + len(fact)
     return encoded["input_ids"], pairs
 
 

@@ -20,7 +20,7 @@ import torch
 
 import lm2.memory as memory_module
 from lm2.cache import stream
-from lm2.data.babilong import build_samples, finetune_prompt
+from lm2.data.babilong import build_samples, fact_spans, finetune_prompt
 from lm2.eval.babilong import prompt_ids
 from lm2.eval.common import load_model
 
@@ -28,13 +28,9 @@ from lm2.eval.common import load_model
 def fact_mask(prompt: str, facts: list[str], ids: list[int], tokenizer) -> list[bool]:
     """Whether each of ``ids`` (the prompt's ids, perhaps after a beginning-of-text token) overlaps one of the
     story's fact sentences in ``prompt``, found in order."""
-    spans, cursor = [], 0
-    for fact in facts:
-        at = prompt.find(fact, cursor)
-        if at < 0:
-            raise ValueError(f"fact {fact!r} is not in the prompt after character {cursor}")
-        spans.append((at, at + len(fact)))
-        cursor = at + len(fact)
+    spans = fact_spans(prompt, facts)
+    if None in spans:
+        raise ValueError(f"fact {facts[spans.index(None)]!r} is not in the prompt where the facts before it end")
     offsets = tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
     shift = len(ids) - len(offsets)
     if shift < 0:

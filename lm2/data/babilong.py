@@ -387,6 +387,18 @@ def finetune_example(sample: BabilongSample, tokenizer: Any, add_bos: bool = Fal
     return prompt + answer, [-100] * len(prompt) + answer
 
 
+def fact_spans(text: str, facts: Sequence[str]) -> list[tuple[int, int] | None]:
+    """The character span (begin, end) of each fact in ``text``, searched in order so that a repeated statement is
+    found at its own place, not at its first copy; None for a fact that is not there (the search goes on after the
+    last fact found)."""
+    spans, cursor = [], 0
+    for fact in facts:
+        at = text.find(fact, cursor)
+        spans.append(None if at < 0 else (at, at + len(fact)))
+        cursor = cursor if at < 0 else at + len(fact)
+    return spans
+
+
 def qa1_places(facts: Sequence[str]) -> dict[str, tuple[str, int]]:
     """{person: (room, index of the fact)} of each person's last move in qa1 facts
     ("<person> <verb ...> the <room>.")."""

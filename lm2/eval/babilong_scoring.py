@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lm2.data.babi import LABELS, check_task
-from lm2.data.babilong import finetune_prompt
+from lm2.data.babilong import fact_spans, finetune_prompt
 from lm2.data.tokenizers import ENDOFTEXT
 
 _CUTS = (".", "<context>", "<example>")
@@ -123,10 +123,10 @@ def fact_distance(sample, tokenizer, first: bool = False) -> int:
     """Tokens from the end of the last supporting fact to the end of the prompt (the answer position); with
     ``first``, from the end of the first supporting fact, the one furthest back (qa2-qa5 need several)."""
     if first and sample.supporting:
-        cursor = 0
-        for fact in sample.facts[: min(sample.supporting) + 1]:  # each statement in order: repeats stay apart
-            cursor = sample.context.index(fact, cursor) + len(fact)
-        end = cursor
+        spans = fact_spans(sample.context, sample.facts[: min(sample.supporting) + 1])  # repeats stay apart
+        if None in spans:
+            raise ValueError(f"a statement of the story of {sample.question!r} is not in its context, in order")
+        end = spans[-1][1]
     else:
         fact = sample.facts[max(sample.supporting)] if sample.supporting else sample.facts[-1]
         end = sample.context.rindex(fact) + len(fact)  # the last occurrence: a later copy would be the later fact

@@ -523,3 +523,16 @@ def test_scorer_on_generated_samples_is_consistent():
             assert label_score(f"{s.answer}.", s.answer, s.question, task)
             wrong = rng.choice([x for x in LABELS[task] if x.lower() != s.answer.lower()])
             assert not label_score(wrong, s.answer, s.question, task)
+
+
+def test_fact_spans_find_each_statement_in_its_own_place():
+    """A repeated statement is found at its second place, not its first; a missing one is None and does not move
+    the search; every span cuts exactly its fact out of the text."""
+    text = "Mary went home. Noise here. Mary went home. John left."
+    facts = ["Mary went home.", "Mary went home.", "Sandra came.", "John left."]
+    spans = bl.fact_spans(text, facts)
+    assert spans == [(0, 15), (28, 43), None, (44, 54)]
+    assert [text[a:b] for a, b in (s for s in spans if s)] == ["Mary went home.", "Mary went home.", "John left."]
+    for sample in bl.build_samples("qa1", "1k", 5, split="test", seed=0):
+        found = bl.fact_spans(sample.context, sample.facts)
+        assert None not in found and all(a[1] <= b[0] for a, b in zip(found, found[1:]))
