@@ -9,12 +9,14 @@ that hold no fact token. Printed per block: that product, averaged over a slot's
 the least kept slot (1 = the background leaves the bank alone, 0 = it has replaced every slot).
 
     python scripts/write_wear.py runs/qa1-memory/lm2/words/ckpt-000400 --lengths 1k,16k,32k --n 5
+    python scripts/write_wear.py runs/qa1-memory/lm2/words/ckpt-000400 --lengths 1k --n 3 --writers 4  # which tokens
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from collections import Counter
 
 import torch
 
@@ -104,8 +106,27 @@ def wear(model, tokenizer, sample, segment_length: int, interval: int, recorder:
         quiet = torch.tensor([not bool(facts[c * interval:(c + 1) * interval].any()) for c in range(len(keep))])
         slots = keep[quiet].clamp_min(1e-12).log().sum(dim=0).exp().mean(dim=-1)  # (N,)
         row.update(median=float(slots.median()), least=float(slots.min()), chunks=int(quiet.sum()))
+        if recorder.strengths[i]:
+            row["tokens"] = [(tokenizer.decode([t]), bool(f), float(x)) for t, f, x in zip(ids, facts, strength)]
         rows.append(row)
     return rows
+
+
+def writers(tokens: list[tuple[str, bool, float]], at: float, k: int) -> str:
+    """Which tokens carry a block's writes: the ``k`` fact tokens with the highest mean strength (seen at least twice),
+    and the ``k`` background tokens that most often write with strength ``at`` or more."""
+    fact, loud, background = {}, Counter(), 0
+    for text, is_fact, strength in tokens:
+        if is_fact:
+            fact.setdefault(text, []).append(strength)
+        else:
+            background += 1
+            loud[text] += strength >= at
+    means = sorted(((statistics.fmean(v), text, len(v)) for text, v in fact.items() if len(v) > 1), reverse=True)
+    top = ", ".join(f"{text!r} {mean:.3f} ({n})" for mean, text, n in means[:k])
+    often = ", ".join(f"{text!r} {n}" for text, n in loud.most_common(k) if n)
+    return (f"fact tokens writing most (mean strength, count): {top}; background tokens at >= {at:g}: "
+            f"{sum(loud.values())} of {background}" + (f", most often {often}" if often else ""))
 
 
 def main() -> None:
@@ -116,6 +137,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5, help="test samples per length")
     parser.add_argument("--segment-length", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0, help="seed of the test samples")
+    parser.add_argument("--writers", type=int, default=0, metavar="K",
+                        help="also name the K fact tokens that write most strongly and the K background tokens that "
+                             "most often write at --at or more (over all samples of a length)")
+    parser.add_argument("--at", type=float, default=0.05, help="the strength --writers counts as a write")
     args = parser.parse_args()
     loaded = load_model(args.model)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -126,13 +151,16 @@ def main() -> None:
                           for sample in build_samples(args.task, length, args.n, split="test", seed=args.seed)]
             for i in range(len(recorder.blocks)):
                 rows = [rows[i] for rows in per_sample]
-                mean = {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
+                mean = {key: statistics.fmean(row[key] for row in rows) for key in rows[0] if key != "tokens"}
                 text = f"{length} block {i}: "
                 if "fact" in mean:
                     text += (f"write strength {mean['fact']:.3f} on fact tokens, {mean['background']:.4f} on "
                              f"background ({100 * mean['writing']:.1f}% of background tokens write); ")
                 print(text + f"a slot kept through {mean['chunks']:.0f} background chunks: median slot "
                       f"{mean['median']:.3f}, least kept {mean['least']:.3f} (mean of {args.n} samples)")
+                if args.writers and "tokens" in rows[0]:
+                    print(f"  {length} block {i}: " + writers([t for row in rows for t in row["tokens"]],
+                                                           args.at, args.writers))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,14 @@ def test_a_model_without_memory_is_refused():
     model = memory_model(memory_layers=0)
     with pytest.raises(ValueError, match="no memory blocks"):
         script.WearRecorder(model)
+
+
+def test_writers_ranks_fact_tokens_by_strength_and_counts_background_writes():
+    """Fact tokens seen once are left out of the ranking; background tokens count only at or above the strength."""
+    script = load_script("write_wear")
+    tokens = [(" kitchen", True, 0.99), (" kitchen", True, 0.97), (".", True, 0.5), (".", True, 0.7),
+              (" Mary", True, 0.9), (".", False, 0.2), (".", False, 0.01), (" the", False, 0.06), (" the", False, 0.05),
+              (" the", False, 0.049), (" book", False, 0.0)]
+    text = script.writers(tokens, at=0.05, k=3)
+    assert "' kitchen' 0.980 (2), '.' 0.600 (2);" in text and "Mary" not in text
+    assert "background tokens at >= 0.05: 3 of 6, most often ' the' 2, '.' 1" in text
