@@ -281,8 +281,9 @@ qa1_probes "$OUT/qa1-memory" --lengths 1k,2k --window 128,512
 if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 40 / 42 minutes for LM2 / vanilla / RMT
   # as one of two jobs, then about 20 to evaluate), and how alike the slots of LM2's banks grow with length
   S1=$OUT/qa1-memory-s1
+  # (its words phase as first run: without the write cut the recipe now sets, RESULTS.md 1c)
   lm2 recipe babilong-qa1-memory --out-dir "$S1" --train.seed 1 --eval-lengths 0k,1k,2k,4k,8k,16k,32k \
-      --eval-n "$EVAL_N" --no-progress
+      --eval-n "$EVAL_N" --no-progress --words.model.config.memory_write_threshold 0
   qa1_probes "$S1" --lengths 1k,2k,4k,8k,16k,32k --window 512
   python scripts/answer_spread.py "$S1/lm2/eval" --task qa1
   python scripts/bank_range.py "$(latest "$S1/lm2/words")" --lengths 1k,8k,16k,32k
@@ -305,8 +306,21 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-cut" --kinds lm2 "${CUT[@]}" \
       --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
   python scripts/answer_spread.py "$OUT/qa1-memory-cut/lm2/eval" --task qa1
+  # seed 0 without the cut, seed 1 with the recipe's cut at 0.2, seed 0 at 0.05 with the straight-through gradient,
+  # LM2 alone, about 67 minutes each; then which tokens carry each block's writes (seed 0 writes at every full stop)
+  for RUN in "nocut --words.model.config.memory_write_threshold 0" \
+             "s1-cut20 --train.seed 1" \
+             "cut-st ${CUT[*]} --words.model.config.memory_write_threshold_gradient straight_through"; do
+    read -r NAME FLAGS <<< "$RUN"
+    # shellcheck disable=SC2086  # FLAGS is a list of words
+    lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-$NAME" --kinds lm2 $FLAGS \
+        --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
+  done
   for RUN in "$(latest "$S1/lm2/words")" "$S1/lm2-memory_write_threshold" "$(latest "$OUT/qa1-memory-s1-cut/lm2/words")"; do
     python scripts/write_wear.py "$RUN" --lengths 1k,16k,32k --n 3
+  done
+  for NAME in qa1-memory qa1-memory-nocut qa1-memory-cut qa1-memory-cut-st qa1-memory-s1 qa1-memory-s1-cut20; do
+    python scripts/write_wear.py "$(latest "$OUT/$NAME/lm2/words")" --lengths 1k --n 3 --writers 8
   done
 fi
 
