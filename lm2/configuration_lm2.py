@@ -41,9 +41,9 @@ class LM2Config(LlamaConfig):
         over long background text, such writes wear every slot toward the same content. The cut is hard in the
         forward pass; tokens above it keep their strength and its gradient.
     memory_write_threshold_gradient: "cut" (a token below the threshold gets no gradient through its write
-        strength, so once below it can only be pushed up by the other paths) or "straight_through" (the backward
+        strength; it moves only as the gate's weights move for the tokens above) or "straight_through" (the backward
         pass treats the cut as the identity: a token below the threshold gets the gradient it would get if its
-        strength were kept, so the training signal can raise it back above the threshold). Forward is the same.
+        strength were kept, up or down). The forward pass is the same.
     memory_write_route: "soft" (the paper: a token writes every slot in proportion to its read weights) or "top1" (a
         token writes only the slot it reads most, with straight-through gradients), so that different facts land
         in different slots instead of being averaged into every slot.

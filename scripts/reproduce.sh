@@ -120,6 +120,11 @@ if (( ! QUICK )); then  # measured, not shipped
   recall_run no-replace-fb3 "$ABLATION_STEPS" --model.config.memory_update gated --model.config.memory_forget_bias 3
   recall_run no-gate "$ABLATION_STEPS" --model.config.memory_write_gate none
   recall_run no-scale "$ABLATION_STEPS" --model.config.memory_read_scale null
+  # the write cut (1c's qa1 recipe sets it in its last phase), from scratch here
+  recall_run cut05 "$ABLATION_STEPS" --model.config.memory_write_threshold 0.05
+  recall_run cut20 "$ABLATION_STEPS" --model.config.memory_write_threshold 0.2
+  recall_run cut20-st "$ABLATION_STEPS" --model.config.memory_write_threshold 0.2 \
+      --model.config.memory_write_threshold_gradient straight_through
 fi
 python scripts/compare_recall.py --out "$OUT/recall-options.png" --title "memory options, $ABLATION_STEPS steps each" \
     "paper (eq. 6)=$OUT/eval-recall-paper" "+ input write=$OUT/eval-recall-input" \
