@@ -87,10 +87,13 @@ class WearRecorder:
                 entries.clear()
 
 
-def wear(model, tokenizer, sample, segment_length: int, interval: int, recorder: WearRecorder) -> list[dict]:
-    """One sample's statistics per memory block (see the module docstring)."""
+def wear(model, tokenizer, sample, segment_length: int, interval: int, recorder: WearRecorder,
+         with_tokens: bool = False) -> list[dict]:
+    """One sample's statistics per memory block (see the module docstring); with ``with_tokens`` also each token's
+    text, whether it is a fact token, and its write strength (for ``writers``)."""
     ids = list(prompt_ids(sample, tokenizer, "finetune", 0))
     facts = torch.tensor(fact_mask(finetune_prompt(sample), list(sample.facts), ids, tokenizer))
+    texts = [tokenizer.decode([t]) for t in ids] if with_tokens else None  # decoded once, shared by the blocks
     recorder.clear()
     stream(model, torch.tensor([ids]), segment_length)
     rows = []
@@ -106,8 +109,8 @@ def wear(model, tokenizer, sample, segment_length: int, interval: int, recorder:
         quiet = torch.tensor([not bool(facts[c * interval:(c + 1) * interval].any()) for c in range(len(keep))])
         slots = keep[quiet].clamp_min(1e-12).log().sum(dim=0).exp().mean(dim=-1)  # (N,)
         row.update(median=float(slots.median()), least=float(slots.min()), chunks=int(quiet.sum()))
-        if recorder.strengths[i]:
-            row["tokens"] = [(tokenizer.decode([t]), bool(f), float(x)) for t, f, x in zip(ids, facts, strength)]
+        if texts is not None and recorder.strengths[i]:
+            row["tokens"] = list(zip(texts, facts.tolist(), strength.tolist()))
         rows.append(row)
     return rows
 
@@ -147,7 +150,7 @@ def main() -> None:
     interval = model.config.memory_update_interval
     with torch.no_grad(), WearRecorder(model) as recorder:
         for length in args.lengths.split(","):
-            per_sample = [wear(model, tokenizer, sample, args.segment_length, interval, recorder)
+            per_sample = [wear(model, tokenizer, sample, args.segment_length, interval, recorder, bool(args.writers))
                           for sample in build_samples(args.task, length, args.n, split="test", seed=args.seed)]
             for i in range(len(recorder.blocks)):
                 rows = [rows[i] for rows in per_sample]
