@@ -122,20 +122,66 @@ class SegmentedLM(nn.Module):
     One forward per micro-batch (all segments) and one backward: DDP wraps this module, not the model.
     """
 
-    def __init__(self, model: nn.Module, segment_length: int, bptt_segments: int = 0):
+    def __init__(self, model: nn.Module, segment_length: int, bptt_segments: int = 0, write_penalty: float = 0.0):
         super().__init__()
         self.model, self.segment_length, self.bptt_segments = model, segment_length, bptt_segments
+        self.write_penalty = write_penalty
+        self.write_gates = [m.write_gate for m in model.modules() if isinstance(getattr(m, "write_gate", None),
+                                                                                  nn.Module)]
+        if write_penalty and not self.write_gates:
+            raise ValueError(f"config field train.write_penalty={write_penalty} needs an LM2 model whose memory has a "
+                             f"per-token write strength (model.config.memory_write_gate: token); this model has none: "
+                             f"set that or drop train.write_penalty")
+        self.penalty_sum = 0.0  # the last training forward's penalty term (detached), kept out of the logged loss
+        self.strength = float("nan")  # and its mean write strength
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
         total = input_ids.new_zeros((), dtype=torch.float)
-        for start, out in segments(self.model, input_ids, self.segment_length, attention_mask=attention_mask,
-                                   logits_to_keep=0, bptt_segments=self.bptt_segments):
-            tgt = targets[:, start:start + self.segment_length]
-            if (tgt != -100).any():
-                total = total + F.cross_entropy(out.logits.flatten(0, 1).float(), tgt.flatten(), ignore_index=-100,
-                                                reduction="sum")
-        return total, (targets != -100).sum()
+        penalise = self.write_penalty > 0 and self.training and torch.is_grad_enabled()
+        with write_strengths(self.write_gates if penalise else []) as strengths:
+            for start, out in segments(self.model, input_ids, self.segment_length, attention_mask=attention_mask,
+                                       logits_to_keep=0, bptt_segments=self.bptt_segments):
+                tgt = targets[:, start:start + self.segment_length]
+                if (tgt != -100).any():
+                    total = total + F.cross_entropy(out.logits.flatten(0, 1).float(), tgt.flatten(),
+                                                    ignore_index=-100, reduction="sum")
+        count = (targets != -100).sum()
+        if penalise:
+            mean = mean_strength(strengths, attention_mask, input_ids.shape)
+            # added per labelled token, so that the trainer's division by the labelled tokens leaves
+            # write_penalty * (mean write strength) on the per-token loss
+            term = self.write_penalty * mean * count
+            self.penalty_sum, self.strength = float(term.detach()), float(mean.detach())
+            total = total + term
+        return total, count
+
+
+@contextlib.contextmanager
+def write_strengths(gates: list[nn.Module]):
+    """Collects each memory block's per-token write strength (sigmoid of its write gate, before any cut) while
+    the block runs: a list per gate, one (B, T_segment) tensor per segment, in order."""
+    collected: list[list[torch.Tensor]] = [[] for _ in gates]
+    handles = [gate.register_forward_hook(lambda _m, _i, out, into=into: into.append(torch.sigmoid(out[..., 0])))
+               for gate, into in zip(gates, collected)]
+    try:
+        yield collected
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def mean_strength(strengths: list[list[torch.Tensor]], attention_mask, shape) -> torch.Tensor:
+    """The mean write strength over the real tokens (attention_mask) of a batch and over the memory blocks."""
+    per_block = []
+    for pieces in strengths:
+        s = torch.cat(pieces, dim=1)
+        mask = torch.ones(shape, device=s.device) if attention_mask is None else attention_mask
+        if s.shape != mask.shape:
+            raise RuntimeError(f"the write strengths cover {tuple(s.shape)} tokens, the batch {tuple(mask.shape)}: "
+                               "a memory block ran on other tokens than the batch's")
+        per_block.append((s * mask.to(s.dtype)).sum())
+    return torch.stack(per_block).sum() / (len(strengths) * mask.sum().clamp(min=1))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -330,8 +376,8 @@ def setup(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Ru
     if resume_from is not None:
         ckpt.load_model_weights(resume_from, model)
     model.to(ctx.device).train()
-    runner = apply_parallelism(model, SegmentedLM(model, cfg.data.segment_length, cfg.data.bptt_segments),
-                               cfg.distributed.strategy, ctx)
+    segmented = SegmentedLM(model, cfg.data.segment_length, cfg.data.bptt_segments, cfg.train.write_penalty)
+    runner = apply_parallelism(model, segmented, cfg.distributed.strategy, ctx)
     optimizer = build_optimizer(model, cfg.train.lr, cfg.train.weight_decay, cfg.train.betas,
                                 backbone_lr=cfg.train.backbone_lr)
     scheduler = build_scheduler(optimizer, cfg.train.warmup_steps, cfg.total_steps(), cfg.train.min_lr_ratio,
@@ -363,14 +409,16 @@ def train_step(run: Run) -> dict:
     local_count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
     global_count = all_reduce_sum(local_count, ctx)
     run.optimizer.zero_grad(set_to_none=True)
-    loss_sum, tokens = 0.0, 0
+    loss_sum, tokens, strength = 0.0, 0, 0.0
+    segmented = getattr(run.runner, "module", run.runner)  # DDP wraps it; FSDP and a single process do not
     for i, batch in enumerate(batches):
         batch = {k: (v.to(ctx.device) if v is not None else None) for k, v in batch.items()}
         with no_sync(run.runner, enabled=i < len(batches) - 1), precision_context(
                 ctx.device, cfg.train.precision):
             loss, _ = run.runner(**batch)
         (loss * ctx.world_size / global_count).backward()
-        loss_sum += loss.item()
+        loss_sum += loss.item() - segmented.penalty_sum  # the logged loss stays the language-model loss
+        strength += segmented.strength / len(batches)
         tokens += batch_tokens(batch)
     mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
     if run.step < cfg.train.memory_after:  # the memory waits at its initialisation: AdamW skips a None gradient
@@ -394,8 +442,9 @@ def train_step(run: Run) -> dict:
         run.optimizer.step()
     run.scheduler.step()  # a skipped step keeps its place in the schedule and the data, so resuming stays exact
     run.step += 1
+    penalty = {"write_strength": all_reduce_sum(strength, ctx) / ctx.world_size} if cfg.train.write_penalty else {}
     return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-            "tokens": int(all_reduce_sum(tokens, ctx)), **({} if applied else {"skipped": True})}
+            "tokens": int(all_reduce_sum(tokens, ctx)), **penalty, **({} if applied else {"skipped": True})}
 
 
 def run_records(run: Run) -> list[dict]:
