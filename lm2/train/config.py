@@ -167,11 +167,12 @@ class TrainSection:
     are dropped): with the memory's read projection at zero the model is exactly its backbone until then, so the
     backbone learns the task first and the memory joins after. 0 = from the first step."""
     write_penalty: float = 0.0
-    """LM2 with a per-token write strength (model.config.memory_write_gate: token) only: adds write_penalty times
+    """LM2 with a per-token write strength (model.config.memory_write_gate: token): adds write_penalty times
     the mean write strength (over the batch's tokens and the memory blocks, before any memory_write_threshold) to
     the per-token loss, so that a token writes only where the loss pays for it: background text that writes at
     every sentence wears a bank written thousands of times away. The logged loss stays the language-model loss;
-    the mean strength is logged as write_strength. 0 = off."""
+    the mean strength is logged as write_strength. 0 = off. An LM2 whose memory has no write strength is refused;
+    vanilla and RMT have no memory writes, and the field changes nothing there (one recipe serves every kind)."""
     stop_after: int = 0
     """Stop after this optimizer step (validating and saving a checkpoint there) while keeping the learning-rate
     schedule of the whole run, so that ``--resume`` without it continues the same run. 0 = run to the end."""
@@ -522,9 +523,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _positive("train.skip_nonfinite", t.skip_nonfinite, zero_ok=True)
     _positive("train.memory_after", t.memory_after, zero_ok=True)
     _positive("train.write_penalty", t.write_penalty, zero_ok=True)
-    if t.write_penalty and m.kind != "lm2":
-        raise ValueError(f"config field train.write_penalty={t.write_penalty} needs model.kind=lm2 (it penalises "
-                         f"LM2's per-token write strength; model.kind={m.kind!r} has no memory writes)")
     _positive("train.stop_after", t.stop_after, zero_ok=True)
     if t.stop_after > cfg.total_steps():
         raise ValueError(f"config field train.stop_after={t.stop_after} is past the run's last step "

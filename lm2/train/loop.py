@@ -32,6 +32,7 @@ from lm2.data.babi import check_task
 from lm2.data.babilong import finetune_example
 from lm2.eval.babilong import clean_answer, greedy_streaming, plan_batches, score
 from lm2.eval.recall import recall_accuracy
+from lm2.memory import LM2Memory
 from lm2.model_facts import padding_multiple
 from lm2.outdir import check_writable_dir, hold
 from lm2.precision import precision_context
@@ -126,19 +127,21 @@ class SegmentedLM(nn.Module):
         super().__init__()
         self.model, self.segment_length, self.bptt_segments = model, segment_length, bptt_segments
         self.write_penalty = write_penalty
-        self.write_gates = [m.write_gate for m in model.modules() if isinstance(getattr(m, "write_gate", None),
-                                                                                  nn.Module)]
-        if write_penalty and not self.write_gates:
-            raise ValueError(f"config field train.write_penalty={write_penalty} needs an LM2 model whose memory has a "
-                             f"per-token write strength (model.config.memory_write_gate: token); this model has none: "
+        memories = [m for m in model.modules() if isinstance(m, LM2Memory)]
+        self.write_gates = [m.write_gate for m in memories if hasattr(m, "write_gate")]
+        if write_penalty and memories and not self.write_gates:
+            raise ValueError(f"config field train.write_penalty={write_penalty} needs LM2 memory with a per-token "
+                             f"write strength (model.config.memory_write_gate: token); this model's memory has none: "
                              f"set that or drop train.write_penalty")
+        # a model without memory blocks (vanilla, RMT) has no writes to penalise: the field changes nothing there,
+        # like the memory fields of model.config, so one recipe serves every kind
         self.penalty_sum = 0.0  # the last training forward's penalty term (detached), kept out of the logged loss
         self.strength = float("nan")  # and its mean write strength
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
         total = input_ids.new_zeros((), dtype=torch.float)
-        penalise = self.write_penalty > 0 and self.training and torch.is_grad_enabled()
+        penalise = self.write_penalty > 0 and bool(self.write_gates) and self.training and torch.is_grad_enabled()
         with write_strengths(self.write_gates if penalise else []) as strengths:
             for start, out in segments(self.model, input_ids, self.segment_length, attention_mask=attention_mask,
                                        logits_to_keep=0, bptt_segments=self.bptt_segments):
@@ -442,7 +445,8 @@ def train_step(run: Run) -> dict:
         run.optimizer.step()
     run.scheduler.step()  # a skipped step keeps its place in the schedule and the data, so resuming stays exact
     run.step += 1
-    penalty = {"write_strength": all_reduce_sum(strength, ctx) / ctx.world_size} if cfg.train.write_penalty else {}
+    penalty = {"write_strength": all_reduce_sum(strength, ctx) / ctx.world_size} if segmented.write_gates and \
+        cfg.train.write_penalty else {}
     return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
             "tokens": int(all_reduce_sum(tokens, ctx)), **penalty, **({} if applied else {"skipped": True})}
 

@@ -86,13 +86,18 @@ def test_a_model_without_write_strengths_is_refused():
         SegmentedLM(memory_model(), 8, write_penalty=0.1)
 
 
-@pytest.mark.parametrize("sections, message", [
-    ({"train": {"write_penalty": -0.1}}, "train.write_penalty=-0.1 is invalid"),
-    ({"model": {"kind": "vanilla"}, "train": {"write_penalty": 0.1}}, "needs model.kind=lm2"),
-])
-def test_config_errors(lm_config, sections, message):
-    with pytest.raises(ValueError, match=message):
-        lm_config(**sections)
+def test_a_negative_penalty_is_refused(lm_config):
+    with pytest.raises(ValueError, match="train.write_penalty=-0.1 is invalid"):
+        lm_config(train={"write_penalty": -0.1})
+
+
+def test_vanilla_trains_the_same_with_the_penalty(lm_config):
+    """No memory, no writes: a recipe may set the field for every kind, and vanilla's step is exactly unchanged."""
+    plain = loop.setup(lm_config(model={"kind": "vanilla"}))
+    penalised = loop.setup(lm_config(model={"kind": "vanilla"}, train={"write_penalty": 1.0}))
+    a, b = loop.train_step(plain), loop.train_step(penalised)
+    assert a["loss"] == b["loss"] and "write_strength" not in b
+    assert all(torch.equal(p, q) for p, q in zip(plain.model.parameters(), penalised.model.parameters()))
 
 
 def test_train_step_logs_the_language_model_loss_and_the_strength(lm_config):
