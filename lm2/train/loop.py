@@ -135,13 +135,16 @@ class SegmentedLM(nn.Module):
                              f"set that or drop train.write_penalty")
         # a model without memory blocks (vanilla, RMT) has no writes to penalise: the field changes nothing there,
         # like the memory fields of model.config, so one recipe serves every kind
-        self.penalty_sum = 0.0  # the last training forward's penalty term (detached), kept out of the logged loss
-        self.strength = float("nan")  # and its mean write strength
+        # the last penalised forward's language-model loss sum (what the trainer logs), penalty term and mean
+        # write strength, as floats; lm_loss_sum is None after a forward without the penalty
+        self.lm_loss_sum: float | None = None
+        self.penalty_sum, self.strength = 0.0, float("nan")
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
         total = input_ids.new_zeros((), dtype=torch.float)
         penalise = self.write_penalty > 0 and bool(self.write_gates) and self.training and torch.is_grad_enabled()
+        self.lm_loss_sum = None
         with write_strengths(self.write_gates if penalise else []) as strengths:
             for start, out in segments(self.model, input_ids, self.segment_length, attention_mask=attention_mask,
                                        logits_to_keep=0, bptt_segments=self.bptt_segments):
@@ -155,6 +158,7 @@ class SegmentedLM(nn.Module):
             # added per labelled token, so that the trainer's division by the labelled tokens leaves
             # write_penalty * (mean write strength) on the per-token loss
             term = self.write_penalty * mean * count
+            self.lm_loss_sum = float(total.detach())
             self.penalty_sum, self.strength = float(term.detach()), float(mean.detach())
             total = total + term
         return total, count
@@ -420,7 +424,8 @@ def train_step(run: Run) -> dict:
                 ctx.device, cfg.train.precision):
             loss, _ = run.runner(**batch)
         (loss * ctx.world_size / global_count).backward()
-        loss_sum += loss.item() - segmented.penalty_sum  # the logged loss stays the language-model loss
+        # the logged loss stays the language-model loss, without the write penalty
+        loss_sum += loss.item() if segmented.lm_loss_sum is None else segmented.lm_loss_sum
         strength += segmented.strength / len(batches)
         tokens += batch_tokens(batch)
     mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
