@@ -125,6 +125,8 @@ if (( ! QUICK )); then  # measured, not shipped
   recall_run cut20 "$ABLATION_STEPS" --model.config.memory_write_threshold 0.2
   recall_run cut20-st "$ABLATION_STEPS" --model.config.memory_write_threshold 0.2 \
       --model.config.memory_write_threshold_gradient straight_through
+  recall_run pen01 "$ABLATION_STEPS" --train.write_penalty 0.1
+  recall_run pen10 "$ABLATION_STEPS" --train.write_penalty 1.0
 fi
 python scripts/compare_recall.py --out "$OUT/recall-options.png" --title "memory options, $ABLATION_STEPS steps each" \
     "paper (eq. 6)=$OUT/eval-recall-paper" "+ input write=$OUT/eval-recall-input" \
@@ -286,16 +288,16 @@ qa1_probes "$OUT/qa1-memory" --lengths 1k,2k --window 128,512
 if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 40 / 42 minutes for LM2 / vanilla / RMT
   # as one of two jobs, then about 20 to evaluate), and how alike the slots of LM2's banks grow with length
   S1=$OUT/qa1-memory-s1
-  # (its words phase as first run: without the write cut the recipe now sets, RESULTS.md 1c)
+  # (its words phase as first run: without the write cut and penalty the recipe now sets, RESULTS.md 1c)
   lm2 recipe babilong-qa1-memory --out-dir "$S1" --train.seed 1 --eval-lengths 0k,1k,2k,4k,8k,16k,32k \
-      --eval-n "$EVAL_N" --no-progress --words.model.config.memory_write_threshold 0
+      --eval-n "$EVAL_N" --no-progress --words.model.config.memory_write_threshold 0 --words.train.write_penalty 0
   qa1_probes "$S1" --lengths 1k,2k,4k,8k,16k,32k --window 512
   python scripts/answer_spread.py "$S1/lm2/eval" --task qa1
   python scripts/bank_range.py "$(latest "$S1/lm2/words")" --lengths 1k,8k,16k,32k
   # its LM2 with weak writes cut at inference and with the top1 write route (copies of the checkpoint, no training);
   # then LM2 through the recipe with the cut in its words phase, seeds 1 and 0 (LM2 alone, about 67 minutes each,
   # then 25 to evaluate); how much the background wears each one's banks
-  CUT=(--words.model.config.memory_write_threshold 0.05)
+  CUT=(--words.model.config.memory_write_threshold 0.05 --words.train.write_penalty 0)
   for SETTING in memory_write_threshold=0.05 memory_write_route=top1; do
     COPY=$S1/lm2-${SETTING%%=*}
     [[ -d $COPY ]] || python scripts/with_config.py "$(latest "$S1/lm2/words")" "$COPY" "$SETTING"
@@ -311,11 +313,18 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-cut" --kinds lm2 "${CUT[@]}" \
       --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
   python scripts/answer_spread.py "$OUT/qa1-memory-cut/lm2/eval" --task qa1
-  # seed 0 without the cut, seed 1 with the recipe's cut at 0.2, seed 0 at 0.05 with the straight-through gradient,
-  # LM2 alone, about 67 minutes each; then which tokens carry each block's writes (seed 0 writes at every full stop)
-  for RUN in "nocut --words.model.config.memory_write_threshold 0" \
-             "s1-cut20 --train.seed 1" \
-             "cut-st ${CUT[*]} --words.model.config.memory_write_threshold_gradient straight_through"; do
+  # seed 0 without the cut, the cut at 0.2 alone in seeds 0 and 1, seed 0 at 0.05 with the straight-through
+  # gradient, the write penalty at 0.1, and at 1 without the cut; seed 1 as the recipe is now (the cut and the
+  # penalty; seed 0's is qa1-memory above); LM2 alone, about 67 minutes each; then which tokens carry each block's
+  # writes (seed 0 without the penalty writes at every full stop)
+  NOPEN="--words.train.write_penalty 0"
+  for RUN in "nocut --words.model.config.memory_write_threshold 0 $NOPEN" \
+             "cut20 $NOPEN" \
+             "s1-cut20 --train.seed 1 $NOPEN" \
+             "cut-st ${CUT[*]} --words.model.config.memory_write_threshold_gradient straight_through" \
+             "pen01 --words.train.write_penalty 0.1" \
+             "pen-nocut --words.model.config.memory_write_threshold 0" \
+             "s1-pen --train.seed 1"; do
     read -r NAME FLAGS <<< "$RUN"
     # shellcheck disable=SC2086  # FLAGS is a list of words
     lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-$NAME" --kinds lm2 $FLAGS \
@@ -324,7 +333,8 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   for RUN in "$(latest "$S1/lm2/words")" "$S1/lm2-memory_write_threshold" "$(latest "$OUT/qa1-memory-s1-cut/lm2/words")"; do
     python scripts/write_wear.py "$RUN" --lengths 1k,16k,32k --n 3
   done
-  for NAME in qa1-memory qa1-memory-nocut qa1-memory-cut qa1-memory-cut-st qa1-memory-s1 qa1-memory-s1-cut20; do
+  for NAME in qa1-memory qa1-memory-nocut qa1-memory-cut qa1-memory-cut-st qa1-memory-s1 qa1-memory-s1-cut20 \
+      qa1-memory-cut20 qa1-memory-pen01 qa1-memory-pen-nocut qa1-memory-s1-pen; do
     python scripts/write_wear.py "$(latest "$OUT/$NAME/lm2/words")" --lengths 1k --n 3 --writers 8
   done
 fi
