@@ -129,12 +129,12 @@ class SegmentedLM(nn.Module):
         self.write_penalty = write_penalty
         memories = [m for m in model.modules() if isinstance(m, LM2Memory)]
         self.write_gates = [m.write_gate for m in memories if hasattr(m, "write_gate")]
+        # a model without memory blocks (vanilla, RMT) has no writes to penalise: the field changes nothing there,
+        # like the memory fields of model.config, so one recipe serves every kind
         if write_penalty and memories and not self.write_gates:
             raise ValueError(f"config field train.write_penalty={write_penalty} needs LM2 memory with a per-token "
                              f"write strength (model.config.memory_write_gate: token); this model's memory has none: "
                              f"set that or drop train.write_penalty")
-        # a model without memory blocks (vanilla, RMT) has no writes to penalise: the field changes nothing there,
-        # like the memory fields of model.config, so one recipe serves every kind
         # the last penalised forward's language-model loss sum (what the trainer logs), penalty term and mean
         # write strength, as floats; lm_loss_sum is None after a forward without the penalty
         self.lm_loss_sum: float | None = None
@@ -156,7 +156,8 @@ class SegmentedLM(nn.Module):
         if penalise:
             mean = mean_strength(strengths, attention_mask, input_ids.shape)
             # added per labelled token, so that the trainer's division by the labelled tokens leaves
-            # write_penalty * (mean write strength) on the per-token loss
+            # write_penalty * (mean write strength) on the per-token loss (with several micro-batches, their means
+            # weighted by their labelled tokens)
             term = self.write_penalty * mean * count
             self.lm_loss_sum = float(total.detach())
             self.penalty_sum, self.strength = float(term.detach()), float(mean.detach())
