@@ -25,6 +25,7 @@ from lm2.cache import stream
 from lm2.data.babilong import build_samples, fact_spans, finetune_prompt
 from lm2.eval.babilong import prompt_ids
 from lm2.eval.common import load_model
+from lm2.train.loop import write_strengths
 
 
 def fact_mask(prompt: str, facts: list[str], ids: list[int], tokenizer) -> list[bool]:
@@ -44,8 +45,9 @@ def fact_mask(prompt: str, facts: list[str], ids: list[int], tokenizer) -> list[
 
 
 class WearRecorder:
-    """Records, while a prompt streams, each memory block's write strengths (per token) and the part of each slot
-    entry that every write keeps (per chunk), by hooks on the blocks and a wrapper around ``gated_write``."""
+    """Records, while a prompt streams, each memory block's write strengths (per token, as the trainer's write
+    penalty collects them: ``lm2.train.loop.write_strengths``) and the part of each slot entry that every write
+    keeps (per chunk), by hooks on the blocks and a wrapper around ``gated_write``."""
 
     def __init__(self, model):
         self.blocks = [m for m in model.modules() if isinstance(m, memory_module.LM2Memory)]
@@ -67,16 +69,17 @@ class WearRecorder:
             return recorder._original(memory, stats, fused, write_mode, update)
 
         memory_module.gated_write = wrapped
-        self._hooks = []
-        for i, block in enumerate(self.blocks):
-            self._hooks.append(block.register_forward_pre_hook(lambda mod, args, i=i: setattr(self, "_current", i)))
-            if hasattr(block, "write_gate"):
-                self._hooks.append(block.write_gate.register_forward_hook(
-                    lambda mod, args, out, i=i: self.strengths[i].append(torch.sigmoid(out)[0, :, 0].detach())))
+        self._hooks = [block.register_forward_pre_hook(lambda mod, args, i=i: setattr(self, "_current", i))
+                       for i, block in enumerate(self.blocks)]
+        gated = [i for i, block in enumerate(self.blocks) if hasattr(block, "write_gate")]
+        self._strengths = write_strengths([self.blocks[i].write_gate for i in gated])
+        for i, collected in zip(gated, self._strengths.__enter__()):
+            self.strengths[i] = collected  # one (1, T_segment) tensor per segment; blocks without a gate: none
         return self
 
     def __exit__(self, *exc) -> bool:
         memory_module.gated_write = self._original
+        self._strengths.__exit__(None, None, None)
         for hook in self._hooks:
             hook.remove()
         return False
@@ -100,7 +103,7 @@ def wear(model, tokenizer, sample, segment_length: int, interval: int, recorder:
     for i, block in enumerate(recorder.blocks):
         row = {}
         if recorder.strengths[i]:
-            strength = torch.cat(recorder.strengths[i])[:len(ids)]
+            strength = torch.cat(recorder.strengths[i], dim=1)[0, :len(ids)]
             background = strength[~facts]
             cut = block.write_threshold
             row.update(fact=float(strength[facts].mean()), background=float(background.mean()),

@@ -135,10 +135,10 @@ class SegmentedLM(nn.Module):
             raise ValueError(f"config field train.write_penalty={write_penalty} needs LM2 memory with a per-token "
                              f"write strength (model.config.memory_write_gate: token); this model's memory has none: "
                              f"set that or drop train.write_penalty")
-        # the last penalised forward's language-model loss sum (what the trainer logs), penalty term and mean
-        # write strength, as floats; lm_loss_sum is None after a forward without the penalty
+        # the last penalised forward's language-model loss sum (what the trainer logs) and mean write strength, as
+        # floats; lm_loss_sum is None after a forward without the penalty
         self.lm_loss_sum: float | None = None
-        self.penalty_sum, self.strength = 0.0, float("nan")
+        self.strength = float("nan")
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T): targets[t] = labels[t + 1]
@@ -159,8 +159,7 @@ class SegmentedLM(nn.Module):
             # write_penalty * (mean write strength) on the per-token loss (with several micro-batches, their means
             # weighted by their labelled tokens)
             term = self.write_penalty * mean * count
-            self.lm_loss_sum = float(total.detach())
-            self.penalty_sum, self.strength = float(term.detach()), float(mean.detach())
+            self.lm_loss_sum, self.strength = float(total.detach()), float(mean.detach())
             total = total + term
         return total, count
 
@@ -181,15 +180,14 @@ def write_strengths(gates: list[nn.Module]):
 
 def mean_strength(strengths: list[list[torch.Tensor]], attention_mask, shape) -> torch.Tensor:
     """The mean write strength over the real tokens (attention_mask) of a batch and over the memory blocks."""
-    per_block = []
-    for pieces in strengths:
-        s = torch.cat(pieces, dim=1)
-        mask = torch.ones(shape, device=s.device) if attention_mask is None else attention_mask
+    per_block = [torch.cat(pieces, dim=1) for pieces in strengths]
+    mask = torch.ones(shape) if attention_mask is None else attention_mask
+    mask = mask.to(per_block[0])
+    for s in per_block:
         if s.shape != mask.shape:
             raise RuntimeError(f"the write strengths cover {tuple(s.shape)} tokens, the batch {tuple(mask.shape)}: "
                                "a memory block ran on other tokens than the batch's")
-        per_block.append((s * mask.to(s.dtype)).sum())
-    return torch.stack(per_block).sum() / (len(strengths) * mask.sum().clamp(min=1))
+    return sum((s * mask).sum() for s in per_block) / (len(per_block) * mask.sum().clamp(min=1))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -417,7 +415,7 @@ def train_step(run: Run) -> dict:
     local_count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
     global_count = all_reduce_sum(local_count, ctx)
     run.optimizer.zero_grad(set_to_none=True)
-    loss_sum, tokens, strength = 0.0, 0, 0.0
+    loss_sum, tokens, strength, penalised = 0.0, 0, 0.0, False
     segmented = getattr(run.runner, "module", run.runner)  # DDP wraps it; FSDP and a single process do not
     for i, batch in enumerate(batches):
         batch = {k: (v.to(ctx.device) if v is not None else None) for k, v in batch.items()}
@@ -426,7 +424,8 @@ def train_step(run: Run) -> dict:
             loss, _ = run.runner(**batch)
         (loss * ctx.world_size / global_count).backward()
         # the logged loss stays the language-model loss, without the write penalty
-        loss_sum += loss.item() if segmented.lm_loss_sum is None else segmented.lm_loss_sum
+        penalised = segmented.lm_loss_sum is not None
+        loss_sum += segmented.lm_loss_sum if penalised else loss.item()
         strength += segmented.strength / len(batches)
         tokens += batch_tokens(batch)
     mean_loss = all_reduce_sum(loss_sum, ctx) / global_count
@@ -451,8 +450,7 @@ def train_step(run: Run) -> dict:
         run.optimizer.step()
     run.scheduler.step()  # a skipped step keeps its place in the schedule and the data, so resuming stays exact
     run.step += 1
-    penalty = {"write_strength": all_reduce_sum(strength, ctx) / ctx.world_size} if segmented.write_gates and \
-        cfg.train.write_penalty else {}
+    penalty = {"write_strength": all_reduce_sum(strength, ctx) / ctx.world_size} if penalised else {}
     return {"loss": mean_loss, "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
             "tokens": int(all_reduce_sum(tokens, ctx)), **penalty, **({} if applied else {"skipped": True})}
 
