@@ -337,6 +337,32 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
       qa1-memory-cut20 qa1-memory-pen01 qa1-memory-pen-nocut qa1-memory-s1-pen; do
     python scripts/write_wear.py "$(latest "$OUT/$NAME/lm2/words")" --lengths 1k --n 3 --writers 8
   done
+  # a third training seed through the recipe as it is, LM2 and vanilla (about 70 / 45 minutes as one of two jobs,
+  # then 25 to evaluate); its LM2 forms no binding in the far phase, measured by the binding probe on that phase as
+  # run, run on to the end of its schedule, and with the lookback address from the far phase on; its words phase
+  # without the penalty
+  S2=$OUT/qa1-memory-s2
+  lm2 recipe babilong-qa1-memory --out-dir "$S2" --kinds lm2,vanilla --train.seed 2 \
+      --eval-lengths 0k,1k,2k,4k,8k,16k,32k --eval-n "$EVAL_N" --no-progress
+  python scripts/fact_distance.py --tokenizer "$(latest "$S2/lm2/zero")" --lengths 1k,2k,4k,8k,16k,32k --window 512 \
+      LM2="$S2/lm2/eval" vanilla="$S2/vanilla/eval"
+  F700=$OUT/qa1-memory-s2-far700
+  if [[ ! -d $F700 ]]; then
+    mkdir -p "$F700"
+    cp -r "$S2/lm2/far/ckpt-000350" "$S2/lm2/far/config.yaml" "$F700/"
+  fi
+  [[ -d $F700/ckpt-000700 ]] || lm2 train "$F700/config.yaml" --out_dir "$F700" --resume --train.stop_after 700 --no-progress
+  done_already "$OUT/qa1-memory-s2-farlb" || lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-farlb" --no-progress \
+      --model.config.memory_write_address lookback --model.config.memory_write_lookback_init 2.0 \
+      --model.config.memory_write_lookback_learn_bias false
+  for RUN in "$S2/lm2/far/ckpt-000350" "$(latest "$F700")" "$(latest "$OUT/qa1-memory-s2-farlb")"; do
+    python scripts/probe_binding.py "$RUN" --length 1k --n "$EVAL_N" \
+        --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+  done
+  done_already "$OUT/qa1-memory-s2-nopen" || lm2 train "$S2/lm2/words/config.yaml" --out_dir "$OUT/qa1-memory-s2-nopen" --no-progress \
+      --train.write_penalty 0
+  lm2 eval babilong --model "$(latest "$OUT/qa1-memory-s2-nopen")" --tasks qa1 --lengths 1k,8k --n "$EVAL_N" \
+      --batch-size 16 --no-progress --out "$OUT/qa1-memory-s2-nopen-eval" --resume
 fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"
