@@ -95,7 +95,8 @@ def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylab
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # heavy: matplotlib (0.5 s to import)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    crowded = len(series) > 5  # a legend that would hide the lines goes to their right
+    fig, ax = plt.subplots(figsize=(9, 4) if crowded else (6, 4))
     for i, (name, values) in enumerate(series.items()):
         xs, ys = values[0], values[1]
         ax.plot(xs, ys, marker="o", color=f"C{i}", label=name)
@@ -108,6 +109,9 @@ def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylab
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if crowded:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend()
     fig.tight_layout()
     return save_figure(fig, out_path)
