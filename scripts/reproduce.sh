@@ -351,16 +351,28 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
     mkdir -p "$F700"
     cp -r "$S2/lm2/far/ckpt-000350" "$S2/lm2/far/config.yaml" "$F700/"
   fi
-  [[ -d $F700/ckpt-000700 ]] || lm2 train "$F700/config.yaml" --out_dir "$F700" --resume --train.stop_after 700 --no-progress
-  done_already "$OUT/qa1-memory-s2-farlb" || lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-farlb" --no-progress \
+  [[ -d $F700/ckpt-000700 ]] ||
+    lm2 train "$F700/config.yaml" --out_dir "$F700" --resume --train.stop_after 700 --no-progress
+  done_already "$OUT/qa1-memory-s2-farlb" ||
+    lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-farlb" --no-progress \
       --model.config.memory_write_address lookback --model.config.memory_write_lookback_init 2.0 \
       --model.config.memory_write_lookback_learn_bias false
   for RUN in "$S2/lm2/far/ckpt-000350" "$(latest "$F700")" "$(latest "$OUT/qa1-memory-s2-farlb")"; do
     python scripts/probe_binding.py "$RUN" --length 1k --n "$EVAL_N" \
         --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
   done
-  done_already "$OUT/qa1-memory-s2-nopen" || lm2 train "$S2/lm2/words/config.yaml" --out_dir "$OUT/qa1-memory-s2-nopen" --no-progress \
-      --train.write_penalty 0
+  # which half decides: seed 2's far phase (its data order, --train.seed 2) from seed 0's zero checkpoint, and seed
+  # 0's far phase (--train.seed 31, the recipe's own) from seed 2's zero checkpoint
+  for SWAP in "z0-f2 $(latest "$OUT/qa1-memory/lm2/zero") 2" "z2-f31 $(latest "$S2/lm2/zero") 31"; do
+    read -r NAME ZERO SEED <<< "$SWAP"
+    done_already "$OUT/qa1-memory-s2-$NAME" ||
+      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-$NAME" --no-progress \
+        --model.init_from "$ZERO" --data.tokenizer "$ZERO" --train.seed "$SEED"
+    python scripts/probe_binding.py "$(latest "$OUT/qa1-memory-s2-$NAME")" --length 1k --n "$EVAL_N" \
+        --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+  done
+  done_already "$OUT/qa1-memory-s2-nopen" ||
+    lm2 train "$S2/lm2/words/config.yaml" --out_dir "$OUT/qa1-memory-s2-nopen" --no-progress --train.write_penalty 0
   lm2 eval babilong --model "$(latest "$OUT/qa1-memory-s2-nopen")" --tasks qa1 --lengths 1k,8k --n "$EVAL_N" \
       --batch-size 16 --no-progress --out "$OUT/qa1-memory-s2-nopen-eval" --resume
 fi
