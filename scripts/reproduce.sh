@@ -277,11 +277,14 @@ MEM_FLAGS=(--no-progress)
     --words.data.curriculum '[{steps: 10, lengths: [1k], drop_words: [back], compact_share: 0.5}]')
 lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory" --eval-lengths "$EVAL_LENGTHS" --eval-n "$EVAL_N" \
     "${MEM_FLAGS[@]}"
+probe_far() {  # probe_far CKPT: does a far-phase checkpoint bind the person to the room (compact statements at 1k)?
+  python scripts/probe_binding.py "$1" --length 1k --n "$EVAL_N" \
+      --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+}
 qa1_probes() {  # qa1_probes RUN FACT_DISTANCE_ARGS..: far facts, binding probe and lookback choice of a qa1-memory run
   python scripts/fact_distance.py --tokenizer "$(latest "$1/lm2/zero")" "${@:2}" \
       LM2="$1/lm2/eval" vanilla="$1/vanilla/eval" RMT="$1/rmt/eval"
-  python scripts/probe_binding.py "$(latest "$1/lm2/far")" --length 1k --n "$EVAL_N" \
-      --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+  probe_far "$(latest "$1/lm2/far")"
   python scripts/lookback_choice.py "$(latest "$1/lm2/words")" --babilong --n "$EVAL_N"
 }
 qa1_probes "$OUT/qa1-memory" --lengths 1k,2k --window 128,512
@@ -358,8 +361,7 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
       --model.config.memory_write_address lookback --model.config.memory_write_lookback_init 2.0 \
       --model.config.memory_write_lookback_learn_bias false
   for RUN in "$S2/lm2/far/ckpt-000350" "$(latest "$F700")" "$(latest "$OUT/qa1-memory-s2-farlb")"; do
-    python scripts/probe_binding.py "$RUN" --length 1k --n "$EVAL_N" \
-        --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+    probe_far "$RUN"
   done
   # which half decides: seed 2's far phase (its data order, --train.seed 2) from seed 0's zero checkpoint, and seed
   # 0's far phase (--train.seed 31, the recipe's own) from seed 2's zero checkpoint
@@ -368,8 +370,7 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
     done_already "$OUT/qa1-memory-s2-$NAME" ||
       lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-$NAME" --no-progress \
         --model.init_from "$ZERO" --data.tokenizer "$ZERO" --train.seed "$SEED"
-    python scripts/probe_binding.py "$(latest "$OUT/qa1-memory-s2-$NAME")" --length 1k --n "$EVAL_N" \
-        --drop-words went,moved,journeyed,travelled,back,to,the --window 128,512
+    probe_far "$(latest "$OUT/qa1-memory-s2-$NAME")"
   done
   done_already "$OUT/qa1-memory-s2-nopen" ||
     lm2 train "$S2/lm2/words/config.yaml" --out_dir "$OUT/qa1-memory-s2-nopen" --no-progress --train.write_penalty 0
