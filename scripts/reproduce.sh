@@ -376,6 +376,63 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
     lm2 train "$S2/lm2/words/config.yaml" --out_dir "$OUT/qa1-memory-s2-nopen" --no-progress --train.write_penalty 0
   lm2 eval babilong --model "$(latest "$OUT/qa1-memory-s2-nopen")" --tasks qa1 --lengths 1k,8k --n "$EVAL_N" \
       --batch-size 16 --no-progress --out "$OUT/qa1-memory-s2-nopen-eval" --resume
+  # what decides the binding (RESULTS.md 1c, "What decides it"): the far phase from each seed's zero checkpoint with
+  # the demo's memory stage first (800 tokens, the lookback address at 1 per token), each probed; from seed 2's, that
+  # stage 400 steps long, and four far phases stopped at step 175 (the memory put back at its start, the backbone at a
+  # quarter of the lr, the write penalty, lr 4e-3: the losses at steps 126-150 are the measure)
+  demo_far() {  # demo_far STEPS: the far phase's curriculum with its compact stage on 800-token samples
+    echo "[{steps: $1, lengths: ['800'], bare_questions: true, drop_words: [went, moved, journeyed, travelled, back, to,
+        the, Where, is]}, {steps: 150, lengths: [1k], drop_words: [went, moved, journeyed, travelled, back, to, the]},
+        {steps: 150, lengths: [1k], drop_words: [back], compact_share: 0.5}, {steps: 150, lengths: [1k]}]"
+  }
+  LOOKBACK1=(--model.config.memory_write_address lookback --model.config.memory_write_lookback_init 1.0
+      --model.config.memory_write_lookback_learn_bias false)
+  for FAR in "z0-demo $(latest "$OUT/qa1-memory/lm2/zero") 2 250 350" "z1-demo $(latest "$S1/lm2/zero") 1 250 350" \
+             "z2-demo $(latest "$S2/lm2/zero") 2 250 350" "z2-demo400 $(latest "$S2/lm2/zero") 2 400 500"; do
+    read -r NAME ZERO SEED STEPS STOP <<< "$FAR"
+    done_already "$OUT/qa1-far-$NAME" ||
+      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-$NAME" --no-progress --model.init_from "$ZERO" \
+        --data.tokenizer "$ZERO" --train.seed "$SEED" "${LOOKBACK1[@]}" --data.curriculum "$(demo_far "$STEPS")" \
+        --train.stop_after "$STOP"
+    probe_far "$(latest "$OUT/qa1-far-$NAME")"
+  done
+  FRESH=$OUT/qa1-memory-s2-zero-fresh
+  [[ -d $FRESH ]] || python scripts/fresh_memory.py "$(latest "$S2/lm2/zero")" "$FRESH" --seed 0
+  while read -r NAME ARGS; do
+    # shellcheck disable=SC2086  # ARGS: the variant's overrides, split into words
+    done_already "$OUT/qa1-far-s2-$NAME" ||
+      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-s2-$NAME" --no-progress --train.stop_after 175 $ARGS
+  done <<VARIANTS
+fresh --model.init_from $FRESH --data.tokenizer $(latest "$S2/lm2/zero")
+blr --train.backbone_lr 5e-4
+pen --train.write_penalty 1.0
+lr4 --train.lr 4e-3
+VARIANTS
+  # recipe babilong-qa1-long, run as the lm2 train commands its --dry-run prints (so that its bind phase can be probed
+  # at step 900, right after the memory stage): the demo's schedule with memory in all four blocks, seeds 2 and 1,
+  # tested at the end; then, for seed 2, its words phase (the cut and the penalty), LM2 and vanilla
+  for SEED in 2 1; do
+    RUN=$OUT/qa1-demo-m4-s$SEED
+    M4=(--model.config.memory_layers 4 --train.seed "$SEED" --no-progress --checkpoint.interval 300)
+    [[ -d $RUN/ckpt-000900 ]] ||
+      lm2 train configs/babilong-qa1-demo.yaml --out_dir "$RUN" "${M4[@]}" --train.stop_after 900
+    probe_far "$RUN/ckpt-000900"
+    [[ -d $RUN/ckpt-001150 ]] || lm2 train configs/babilong-qa1-demo.yaml --out_dir "$RUN" "${M4[@]}" --resume
+    lm2 eval babilong --model "$(latest "$RUN")" --tasks qa1 --lengths 0k,1k --n "$EVAL_N" --batch-size 16 \
+        --no-progress --out "$RUN-eval" --resume
+  done
+  VAN=$OUT/qa1-demo-van-s2
+  done_already "$VAN" || lm2 train configs/babilong-qa1-demo.yaml --out_dir "$VAN" --no-progress --train.seed 2 \
+      --model.kind vanilla --model.config.intermediate_size 662
+  for PAIR in "lm2 $OUT/qa1-demo-m4-s2" "vanilla $VAN"; do
+    read -r KIND RUN <<< "$PAIR"
+    BIND=$(latest "$RUN")
+    done_already "$OUT/qa1-long-s2-$KIND-words" ||
+      lm2 train "$S2/$KIND/words/config.yaml" --out_dir "$OUT/qa1-long-s2-$KIND-words" --no-progress \
+        --model.init_from "$BIND" --data.tokenizer "$BIND" --model.config.memory_write_lookback_init 1.0
+    lm2 eval babilong --model "$(latest "$OUT/qa1-long-s2-$KIND-words")" --tasks qa1 --lengths 0k,1k,4k,16k,32k \
+        --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/qa1-long-s2-$KIND-eval" --resume
+  done
 fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"

@@ -125,7 +125,8 @@ if args[0] == "scripts/qa2_hops.py" and args[1] == "train":  # lm2 train with th
     need(value(rest, "--model.init_from"), "--model.init_from")
     make_run(value(rest, "--out_dir"), rest[0], rest)
     sys.exit(0)
-if args[0] == "scripts/with_config.py":  # a checkpoint copied with config fields changed: the copy is made
+if args[0] in ("scripts/with_config.py", "scripts/fresh_memory.py"):  # a checkpoint copied (config fields
+    # changed, or the memory re-initialised): the copy is made
     need(args[1], "a checkpoint")
     shutil.copytree(args[1], args[2])
     sys.exit(0)

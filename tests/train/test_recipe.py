@@ -201,3 +201,15 @@ def test_shipped_recipes_plan_and_dry_run_prints_each_phase(tmp_path, capsys):
                                                       "lengths (lm2, new)"]
     assert f"--model.init_from {tmp_path / 'b' / 'lm2' / 'memory' / 'ckpt-000750'}" in lines[2]
     assert not (tmp_path / "b").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("name", [n for n in recipe_names() if not load_recipe(n).phases[0].shared])
+def test_shipped_recipes_give_every_kind_an_equal_budget(name, tmp_path):
+    """Each kind's first model (built from scratch) has parameters within 2% of LM2's, on the same data."""
+    recipe = load_recipe(name)
+    firsts = {r.kind: r.cfg for r in reversed(plan(recipe, tmp_path, kinds=["lm2", "vanilla", "rmt"]))}
+    counts = {kind: sum(p.numel() for p in loop.build_model(cfg, vocab_size=1024).parameters())
+              for kind, cfg in firsts.items()}
+    for kind in ("vanilla", "rmt"):
+        assert abs(counts[kind] - counts["lm2"]) <= 0.02 * counts["lm2"], (name, counts)
+        assert firsts[kind].data == firsts["lm2"].data, (name, kind)
