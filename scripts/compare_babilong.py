@@ -69,7 +69,8 @@ def main() -> None:
         series[name] = (xs, [mean[k] for k in xs])
         if name in ranges:
             series[name] += ([ranges[name][0][k] for k in xs], [ranges[name][1][k] for k in xs])
-    plot_lines(series, args.out, "context length (GPT-2 tokens)", "accuracy (%)", hline=hline, ylim=(0, 100))
+    plot_lines(series, args.out, "context length (GPT-2 tokens)", "accuracy (%)", hline=hline, ylim=(0, 100),
+               categories=lengths)
     print(f"\nplot: {args.out}")
     if args.heatmap:
         from lm2.viz.babilong import plot_heatmaps

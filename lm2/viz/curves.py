@@ -87,9 +87,12 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path) -> Path:
 
 
 def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylabel: str,
-               hline: tuple[float, str] | None = None, ylim: tuple[float, float] | None = None) -> Path:
+               hline: tuple[float, str] | None = None, ylim: tuple[float, float] | None = None,
+               categories: list[str] | None = None) -> Path:
     """One line per name: ``series[name] = (xs, ys)`` or ``(xs, ys, lows, highs)``, the last two drawn as a
-    shaded band (e.g. the range over seeds). ``hline = (y, label)`` adds a dotted reference line (chance)."""
+    shaded band (e.g. the range over seeds). ``hline = (y, label)`` adds a dotted reference line (chance).
+    ``categories``: the order of labelled x values (e.g. lengths "0k", "1k", ...) on the axis; each series is drawn
+    at its own labels' places in it, so a series that lacks some of them does not reorder the axis."""
     import matplotlib  # heavy: matplotlib (0.5 s to import)
 
     matplotlib.use("Agg")
@@ -97,8 +100,14 @@ def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylab
 
     crowded = len(series) > 5  # a legend that would hide the lines goes to their right
     fig, ax = plt.subplots(figsize=(9, 4) if crowded else (6, 4))
+    place = {label: i for i, label in enumerate(categories or [])}
     for i, (name, values) in enumerate(series.items()):
         xs, ys = values[0], values[1]
+        if categories is not None:
+            unknown = [x for x in xs if x not in place]
+            if unknown:
+                raise ValueError(f"plot_lines: series {name!r} has x values {unknown} not in categories {categories}")
+            xs = [place[x] for x in xs]
         ax.plot(xs, ys, marker="o", color=f"C{i}", label=name)
         if len(values) == 4:
             ax.fill_between(xs, values[2], values[3], color=f"C{i}", alpha=0.2, linewidth=0)
@@ -106,6 +115,8 @@ def plot_lines(series: dict[str, tuple], out_path: str | Path, xlabel: str, ylab
         ax.axhline(hline[0], color="grey", linestyle=":", label=hline[1])
     if ylim is not None:
         ax.set_ylim(*ylim)
+    if categories is not None:
+        ax.set_xticks(range(len(categories)), categories)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

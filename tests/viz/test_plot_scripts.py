@@ -132,3 +132,27 @@ def test_paired_comparison_counts_discordant_pairs_and_tests_them(tmp_path):
     assert cells[1:8] == ["10", "80.0", "20.0", "+60.0", "6", "0", f"{2 / 2**6:.2g}"]
     low, high = (float(x) for x in cells[8].strip("[]").split(","))
     assert 20 <= low <= 60 <= high <= 90
+
+
+def test_labelled_x_values_keep_the_given_order_when_a_series_lacks_some(tmp_path, monkeypatch):
+    """A run evaluated at 0k / 1k / 32k drawn first must not push 2k after 32k on the axis (the lines drawn at the
+    categories' places, the ticks labelled in their order)."""
+    import matplotlib.axes
+
+    from lm2.viz.curves import plot_lines
+
+    drawn = {}
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, xs, ys, *args, **kwargs):
+        drawn[kwargs["label"]] = list(xs)
+        return original(self, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    lengths = ["0k", "1k", "2k", "32k"]
+    out = plot_lines({"a": (["0k", "1k", "32k"], [90, 80, 70]), "b": (["0k", "2k", "32k"], [50, 40, 30])},
+                     tmp_path / "lines.png", "length", "accuracy", categories=lengths)
+    assert out.is_file()
+    assert drawn == {"a": [0, 1, 3], "b": [0, 2, 3]}
+    with pytest.raises(ValueError, match="not in categories"):
+        plot_lines({"a": (["0k", "64k"], [1, 2])}, tmp_path / "bad.png", "length", "accuracy", categories=lengths)
