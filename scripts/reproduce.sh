@@ -433,6 +433,9 @@ VARIANTS
     lm2 eval babilong --model "$(latest "$OUT/qa1-long-s2-$KIND-words")" --tasks qa1 --lengths 0k,1k,4k,16k,32k \
         --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/qa1-long-s2-$KIND-eval" --resume
   done
+  python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1-long.png" \
+      "LM2, babilong-qa1-long=$OUT/qa1-long-s2-lm2-eval" "vanilla, babilong-qa1-long=$OUT/qa1-long-s2-vanilla-eval" \
+      "LM2, babilong-qa1-memory=$S2/lm2/eval" "vanilla, babilong-qa1-memory=$S2/vanilla/eval"
 fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"
