@@ -408,6 +408,16 @@ blr --train.backbone_lr 5e-4
 pen --train.write_penalty 1.0
 lr4 --train.lr 4e-3
 VARIANTS
+  # seed 2's zero phase again, stopped at step 400 and then 800, and the far phase for 150 steps from each
+  EARLY=$OUT/qa1-zero-s2-early
+  for N in 400 800; do
+    [[ -d $EARLY/ckpt-000$N ]] || lm2 train "$S2/lm2/zero/config.yaml" --out_dir "$EARLY" --no-progress \
+        --checkpoint.interval 400 --checkpoint.keep_last 5 --train.stop_after $N $( ((N > 400)) && echo --resume)
+    done_already "$OUT/qa1-far-s2-zero$N" ||
+      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-s2-zero$N" --no-progress --train.stop_after 150 \
+        --model.init_from "$EARLY/ckpt-000$N" --data.tokenizer "$EARLY/ckpt-000$N" --checkpoint.interval 150 \
+        --eval.interval 0
+  done
   # recipe babilong-qa1-long, run as the lm2 train commands its --dry-run prints (so that its bind phase can be probed
   # at step 900, right after the memory stage): the demo's schedule with memory in all four blocks, seeds 2 and 1,
   # tested at the end; then, for seed 2, its words phase (the cut and the penalty), LM2 and vanilla
@@ -436,6 +446,21 @@ VARIANTS
   python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1-long.png" \
       "LM2, babilong-qa1-long=$OUT/qa1-long-s2-lm2-eval" "vanilla, babilong-qa1-long=$OUT/qa1-long-s2-vanilla-eval" \
       "LM2, babilong-qa1-memory=$S2/lm2/eval" "vanilla, babilong-qa1-memory=$S2/vanilla/eval"
+  # the same recipe as one command per kind and training seed: LM2 and vanilla with seed 0, RMT with seed 2, and LM2
+  # with seed 1 from its bind run above (copied to where the recipe looks, so that only its words phase trains);
+  # each kind's probe at the end of its bind phase
+  mkdir -p "$OUT/qa1-long-s1/lm2"
+  [[ -d $OUT/qa1-long-s1/lm2/bind ]] || cp -r "$OUT/qa1-demo-m4-s1" "$OUT/qa1-long-s1/lm2/bind"
+  for RUNSPEC in "s0 lm2 0" "s0 vanilla 0" "s2 rmt 2" "s1 lm2 1"; do
+    read -r NAME KIND SEED <<< "$RUNSPEC"
+    lm2 recipe babilong-qa1-long --out-dir "$OUT/qa1-long-$NAME" --kinds "$KIND" --train.seed "$SEED" \
+        --eval-lengths 0k,1k,4k,16k,32k --eval-n "$EVAL_N" --no-progress
+    probe_far "$(latest "$OUT/qa1-long-$NAME/$KIND/bind")"
+  done
+  python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1-long-seeds.png" \
+      "LM2, seeds 0-2=$OUT/qa1-long-s0/lm2/eval,$OUT/qa1-long-s1/lm2/eval,$OUT/qa1-long-s2-lm2-eval" \
+      "vanilla, seeds 0 and 2=$OUT/qa1-long-s0/vanilla/eval,$OUT/qa1-long-s2-vanilla-eval" \
+      "RMT, seed 2=$OUT/qa1-long-s2/rmt/eval"
 fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"

@@ -132,7 +132,8 @@ if args[0] in ("scripts/with_config.py", "scripts/fresh_memory.py"):  # a checkp
     sys.exit(0)
 for before, arg in zip(["", *args], args):
     if before not in ("--out", "--out_dir"):  # what it writes need not exist; anything else it reads must
-        need(arg.split("=", 1)[-1], "an input")
+        for path in arg.split("=", 1)[-1].split(","):  # NAME=DIR1,DIR2: one folder per seed
+            need(path, "an input")
 """
 
 
