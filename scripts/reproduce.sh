@@ -418,6 +418,22 @@ VARIANTS
         --model.init_from "$EARLY/ckpt-000$N" --data.tokenizer "$EARLY/ckpt-000$N" --checkpoint.interval 150 \
         --eval.interval 0
   done
+  # the same 400 steps with one of the demo's settings at a time, then the far phase for 150 steps from each
+  while read -r NAME ARGS; do
+    # shellcheck disable=SC2086  # ARGS: the setting's overrides, split into words
+    done_already "$OUT/qa1-zero-s2-$NAME" || lm2 train "$S2/lm2/zero/config.yaml" --out_dir "$OUT/qa1-zero-s2-$NAME" \
+        --no-progress --checkpoint.interval 400 --train.stop_after 400 --eval.interval 0 $ARGS
+    FAR=(); [[ $NAME == lookback ]] && read -r -a FAR <<< "$ARGS"
+    done_already "$OUT/qa1-far-s2-$NAME" ||
+      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-s2-$NAME" --no-progress --train.stop_after 150 \
+        --model.init_from "$(latest "$OUT/qa1-zero-s2-$NAME")" --data.tokenizer "$(latest "$OUT/qa1-zero-s2-$NAME")" \
+        --checkpoint.interval 150 --eval.interval 0 "${FAR[@]}"
+  done <<SETTINGS
+lr2 --train.lr 2e-3
+batch8 --train.batch_size 8
+ask --data.ask_everyone true
+lookback --model.config.memory_write_address lookback --model.config.memory_write_lookback_init 1.0 --model.config.memory_write_lookback_learn_bias false
+SETTINGS
   # recipe babilong-qa1-long, run as the lm2 train commands its --dry-run prints (so that its bind phase can be probed
   # at step 900, right after the memory stage): the demo's schedule with memory in all four blocks, seeds 2 and 1,
   # tested at the end; then, for seed 2, its words phase (the cut and the penalty), LM2 and vanilla
