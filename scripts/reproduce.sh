@@ -408,31 +408,30 @@ blr --train.backbone_lr 5e-4
 pen --train.write_penalty 1.0
 lr4 --train.lr 4e-3
 VARIANTS
+  far150() {  # far150 ZERO_CKPT OUT [OVERRIDES..]: seed 2's far phase for 150 steps from a zero checkpoint
+    done_already "$2" || lm2 train "$S2/lm2/far/config.yaml" --out_dir "$2" --no-progress --train.stop_after 150 \
+        --model.init_from "$1" --data.tokenizer "$1" --checkpoint.interval 150 --eval.interval 0 "${@:3}"
+  }
   # seed 2's zero phase again, stopped at step 400 and then 800, and the far phase for 150 steps from each
   EARLY=$OUT/qa1-zero-s2-early
   for N in 400 800; do
     [[ -d $EARLY/ckpt-000$N ]] || lm2 train "$S2/lm2/zero/config.yaml" --out_dir "$EARLY" --no-progress \
         --checkpoint.interval 400 --checkpoint.keep_last 5 --train.stop_after $N $( ((N > 400)) && echo --resume)
-    done_already "$OUT/qa1-far-s2-zero$N" ||
-      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-s2-zero$N" --no-progress --train.stop_after 150 \
-        --model.init_from "$EARLY/ckpt-000$N" --data.tokenizer "$EARLY/ckpt-000$N" --checkpoint.interval 150 \
-        --eval.interval 0
+    far150 "$EARLY/ckpt-000$N" "$OUT/qa1-far-s2-zero$N"
   done
-  # the same 400 steps with one of the demo's settings at a time, then the far phase for 150 steps from each
+  # the same 400 steps with one of the demo's settings at a time, then the far phase for 150 steps from each (the
+  # lookback address in the far phase too)
   while read -r NAME ARGS; do
     # shellcheck disable=SC2086  # ARGS: the setting's overrides, split into words
     done_already "$OUT/qa1-zero-s2-$NAME" || lm2 train "$S2/lm2/zero/config.yaml" --out_dir "$OUT/qa1-zero-s2-$NAME" \
         --no-progress --checkpoint.interval 400 --train.stop_after 400 --eval.interval 0 $ARGS
-    FAR=(); [[ $NAME == lookback ]] && read -r -a FAR <<< "$ARGS"
-    done_already "$OUT/qa1-far-s2-$NAME" ||
-      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-s2-$NAME" --no-progress --train.stop_after 150 \
-        --model.init_from "$(latest "$OUT/qa1-zero-s2-$NAME")" --data.tokenizer "$(latest "$OUT/qa1-zero-s2-$NAME")" \
-        --checkpoint.interval 150 --eval.interval 0 "${FAR[@]}"
+    FAR=(); [[ $NAME == lookback ]] && FAR=("${LOOKBACK1[@]}")
+    far150 "$(latest "$OUT/qa1-zero-s2-$NAME")" "$OUT/qa1-far-s2-$NAME" "${FAR[@]}"
   done <<SETTINGS
 lr2 --train.lr 2e-3
 batch8 --train.batch_size 8
 ask --data.ask_everyone true
-lookback --model.config.memory_write_address lookback --model.config.memory_write_lookback_init 1.0 --model.config.memory_write_lookback_learn_bias false
+lookback ${LOOKBACK1[*]}
 SETTINGS
   # recipe babilong-qa1-long, run as the lm2 train commands its --dry-run prints (so that its bind phase can be probed
   # at step 900, right after the memory stage): the demo's schedule with memory in all four blocks, seeds 2 and 1,
@@ -453,6 +452,7 @@ SETTINGS
   for PAIR in "lm2 $OUT/qa1-demo-m4-s2" "vanilla $VAN"; do
     read -r KIND RUN <<< "$PAIR"
     BIND=$(latest "$RUN")
+    probe_far "$BIND"  # the binding at the end of phase bind (RESULTS.md 1c's table)
     done_already "$OUT/qa1-long-s2-$KIND-words" ||
       lm2 train "$S2/$KIND/words/config.yaml" --out_dir "$OUT/qa1-long-s2-$KIND-words" --no-progress \
         --model.init_from "$BIND" --data.tokenizer "$BIND" --model.config.memory_write_lookback_init 1.0
