@@ -477,6 +477,14 @@ SETTINGS
       "LM2, seeds 0-2=$OUT/qa1-long-s0/lm2/eval,$OUT/qa1-long-s1/lm2/eval,$OUT/qa1-long-s2-lm2-eval" \
       "vanilla, seeds 0 and 2=$OUT/qa1-long-s0/vanilla/eval,$OUT/qa1-long-s2-vanilla-eval" \
       "RMT, seed 2=$OUT/qa1-long-s2/rmt/eval"
+  # seed 1's misses at 16k-32k: where their facts lie, and how the background wears each seed's binding block
+  python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-long-s1/lm2/words")" --lengths 4k,16k,32k \
+      --window 512 --by-statements s1="$OUT/qa1-long-s1/lm2/eval" s0="$OUT/qa1-long-s0/lm2/eval" \
+      s2="$OUT/qa1-long-s2-lm2-eval"
+  for WORDS in "$OUT/qa1-long-s0/lm2/words" "$OUT/qa1-long-s1/lm2/words" "$OUT/qa1-long-s2-lm2-words"; do
+    python scripts/write_wear.py "$(latest "$WORDS")" --lengths 16k,32k --n 10
+    python scripts/write_wear.py "$(latest "$WORDS")" --lengths 1k --n 3 --writers 8
+  done
 fi
 
 echo "== experiment 1c: qa1-qa5 at 0k (recipe babilong-qa1to5-zero: qa1 first, then all five; LM2, vanilla, RMT)"
@@ -748,6 +756,8 @@ if (( ! QUICK )); then
       --model.config.hidden_size 256 --model.config.intermediate_size 1324
   qa2_run every-w512 lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.config.hidden_size 512 --model.config.intermediate_size 2648 --train.lr 1e-3
+  # the language-model loss on the story's statements and questions too (qa2 "every question" with data.fact_loss)
+  qa2_run every-fl lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --data.fact_loss true
   qa2_run not-last hops-not-last-room --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   qa2_run not-shortcut hops-not-shortcut --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true
   qa2_run not-shortcut-s1 hops-not-shortcut --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true --train.seed 1

@@ -76,7 +76,8 @@ class DataSection:
     as answer, for three times the tokens: RESULTS.md 1c)."""
     fact_loss: bool = False
     """With supervise=story: also the language-model loss on the story's statements and questions (never on the
-    background text)."""
+    background text). Measured on qa2 alone it slows the answers (22% against 43% on validation after 800 steps on the
+    same tokens, one seed: RESULTS.md 1c, "What limits qa2"), so no shipped config sets it."""
     ask_everyone: bool = False
     """With supervise=story and tasks among qa1-qa5: every question point asks every question its statements answer
     (lm2.data.babi.questions: in qa1 where each person placed so far is, about 3x the answers per story, so that
