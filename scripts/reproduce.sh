@@ -433,6 +433,15 @@ batch8 --train.batch_size 8
 ask --data.ask_everyone true
 lookback ${LOOKBACK1[*]}
 SETTINGS
+  # the whole recipe with every question asked in its zero phase (the setting that mattered above), LM2 with the two
+  # training seeds whose own zero phases did not bind; the binding probe at the end of phase far
+  for SEED in 1 2; do
+    lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-ask-s$SEED" --kinds lm2 --train.seed "$SEED" \
+        --zero.data.ask_everyone true --eval-lengths 0k,1k,4k,16k --eval-n "$EVAL_N" --no-progress
+    probe_far "$(latest "$OUT/qa1-memory-ask-s$SEED/lm2/far")"
+    lm2 eval babilong --model "$(latest "$OUT/qa1-memory-ask-s$SEED/lm2/words")" --tasks qa1 --lengths 32k \
+        --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/qa1-memory-ask-s$SEED/lm2/eval32" --resume
+  done
   # recipe babilong-qa1-long, run as the lm2 train commands its --dry-run prints (so that its bind phase can be probed
   # at step 900, right after the memory stage): the demo's schedule with memory in all four blocks, seeds 2 and 1,
   # tested at the end; then, for seed 2, its words phase (the cut and the penalty), LM2 and vanilla
