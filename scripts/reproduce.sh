@@ -437,10 +437,8 @@ SETTINGS
   # training seeds whose own zero phases did not bind; the binding probe at the end of phase far
   for SEED in 1 2; do
     lm2 recipe babilong-qa1-memory --out-dir "$OUT/qa1-memory-ask-s$SEED" --kinds lm2 --train.seed "$SEED" \
-        --zero.data.ask_everyone true --eval-lengths 0k,1k,4k,16k --eval-n "$EVAL_N" --no-progress
+        --zero.data.ask_everyone true --eval-lengths 0k,1k,4k,16k,32k --eval-n "$EVAL_N" --no-progress
     probe_far "$(latest "$OUT/qa1-memory-ask-s$SEED/lm2/far")"
-    lm2 eval babilong --model "$(latest "$OUT/qa1-memory-ask-s$SEED/lm2/words")" --tasks qa1 --lengths 32k \
-        --n "$EVAL_N" --batch-size 16 --no-progress --out "$OUT/qa1-memory-ask-s$SEED/lm2/eval32" --resume
   done
   # recipe babilong-qa1-long, run as the lm2 train commands its --dry-run prints (so that its bind phase can be probed
   # at step 900, right after the memory stage): the demo's schedule with memory in all four blocks, seeds 2 and 1,
@@ -482,15 +480,17 @@ SETTINGS
         --eval-lengths 0k,1k,4k,16k,32k --eval-n "$EVAL_N" --no-progress
     probe_far "$(latest "$OUT/qa1-long-$NAME/$KIND/bind")"
   done
+  # LM2's words and eval folders by training seed (seed 2's phases ran one by one, above, under other names)
+  LONG_WORDS=("$OUT/qa1-long-s0/lm2/words" "$OUT/qa1-long-s1/lm2/words" "$OUT/qa1-long-s2-lm2-words")
+  LONG_EVAL=("$OUT/qa1-long-s0/lm2/eval" "$OUT/qa1-long-s1/lm2/eval" "$OUT/qa1-long-s2-lm2-eval")
   python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1-long-seeds.png" \
-      "LM2, seeds 0-2=$OUT/qa1-long-s0/lm2/eval,$OUT/qa1-long-s1/lm2/eval,$OUT/qa1-long-s2-lm2-eval" \
+      "LM2, seeds 0-2=$(IFS=,; echo "${LONG_EVAL[*]}")" \
       "vanilla, seeds 0 and 2=$OUT/qa1-long-s0/vanilla/eval,$OUT/qa1-long-s2-vanilla-eval" \
       "RMT, seed 2=$OUT/qa1-long-s2/rmt/eval"
   # seed 1's misses at 16k-32k: where their facts lie, and how the background wears each seed's binding block
-  python scripts/fact_distance.py --tokenizer "$(latest "$OUT/qa1-long-s1/lm2/words")" --lengths 4k,16k,32k \
-      --window 512 --by-statements s1="$OUT/qa1-long-s1/lm2/eval" s0="$OUT/qa1-long-s0/lm2/eval" \
-      s2="$OUT/qa1-long-s2-lm2-eval"
-  for WORDS in "$OUT/qa1-long-s0/lm2/words" "$OUT/qa1-long-s1/lm2/words" "$OUT/qa1-long-s2-lm2-words"; do
+  python scripts/fact_distance.py --tokenizer "$(latest "${LONG_WORDS[1]}")" --lengths 4k,16k,32k --window 512 \
+      --by-statements s1="${LONG_EVAL[1]}" s0="${LONG_EVAL[0]}" s2="${LONG_EVAL[2]}"
+  for WORDS in "${LONG_WORDS[@]}"; do
     python scripts/write_wear.py "$(latest "$WORDS")" --lengths 16k,32k --n 10
     python scripts/write_wear.py "$(latest "$WORDS")" --lengths 1k --n 3 --writers 8
   done
