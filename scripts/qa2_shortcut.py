@@ -10,7 +10,8 @@ For qa2 it counts a second one-hop shortcut too: the room mentioned last before 
 when whoever took or dropped the object has not moved since).
 
 --steps reads the room from the second word of the answer, for a model trained with data.answer_steps (its answers
-name a person first: "Mary kitchen").
+name a person first: "Mary kitchen"). --either reads it from the last word, for a model trained with both forms
+(a curriculum stage's step_share), and counts the answers that name a person first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from lm2.eval.babilong import answer_samples
 from lm2.eval.common import load_model
 
 
+def room_said(answer: str, form: str = "room") -> str:
+    """The room an answer names: the answer itself ("room"), its second word ("steps": "Mary kitchen"), or its last
+    word ("either": a model trained with both forms); "" for an empty answer."""
+    words = answer.split()
+    words = words[1:2] if form == "steps" else words[-1:] if form == "either" else words[:1]
+    return words[0] if words else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a checkpoint folder")
@@ -32,7 +41,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=4242, help="train-split seed of the samples")
     parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--steps", action="store_true", help="answers name a person before the room (answer_steps)")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--steps", action="store_true", help="answers name a person before the room (answer_steps)")
+    form.add_argument("--either", action="store_true", help="answers may name a person before the room (step_share): "
+                      "the room is the last word")
     args = parser.parse_args()
     from qa2_hops import last_room, room_before_object  # scripts/ is on the path when this file runs as a script
 
@@ -42,8 +54,8 @@ def main() -> None:
     answers = answer_samples(loaded, samples, batch_size=args.batch_size)
     count = Counter()
     for sample, answer in zip(samples, answers):
-        words = answer.split()[1:] if args.steps else answer.split()
-        said = words[0] if words else ""
+        said = room_said(answer, "steps" if args.steps else "either" if args.either else "room")
+        count["named a person first"] += args.either and len(answer.split()) > 1
         last = last_room(sample.facts)
         count["right"] += said == sample.target
         count["answered the last room"] += said == last
@@ -59,6 +71,7 @@ def main() -> None:
     n = len(samples)
     print(f"{args.model}: {args.task} at 0k, {n} train-split samples (seed {args.seed})")
     keys = ["right", "answered the last room", "wrong, the last room", "the last room is right"]
+    keys += ["named a person first"] if args.either else []
     if args.task == "qa2":
         keys += ["answered the room before the object", "the room before the object is right"]
     for key in keys:

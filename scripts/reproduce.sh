@@ -469,12 +469,12 @@ SETTINGS
   python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1-long.png" \
       "LM2, babilong-qa1-long=$OUT/qa1-long-s2-lm2-eval" "vanilla, babilong-qa1-long=$OUT/qa1-long-s2-vanilla-eval" \
       "LM2, babilong-qa1-memory=$S2/lm2/eval" "vanilla, babilong-qa1-memory=$S2/vanilla/eval"
-  # the same recipe as one command per kind and training seed: LM2 and vanilla with seed 0, RMT with seed 2, and LM2
+  # the same recipe as one command per kind and training seed: LM2, vanilla and RMT with seed 0, RMT with seed 2, and LM2
   # with seed 1 from its bind run above (copied to where the recipe looks, so that only its words phase trains);
   # each kind's probe at the end of its bind phase
   mkdir -p "$OUT/qa1-long-s1/lm2"
   [[ -d $OUT/qa1-long-s1/lm2/bind ]] || cp -r "$OUT/qa1-demo-m4-s1" "$OUT/qa1-long-s1/lm2/bind"
-  for RUNSPEC in "s0 lm2 0" "s0 vanilla 0" "s2 rmt 2" "s1 lm2 1"; do
+  for RUNSPEC in "s0 lm2 0" "s0 vanilla 0" "s0 rmt 0" "s2 rmt 2" "s1 lm2 1"; do
     read -r NAME KIND SEED <<< "$RUNSPEC"
     lm2 recipe babilong-qa1-long --out-dir "$OUT/qa1-long-$NAME" --kinds "$KIND" --train.seed "$SEED" \
         --eval-lengths 0k,1k,4k,16k,32k --eval-n "$EVAL_N" --no-progress
@@ -486,7 +486,7 @@ SETTINGS
   python scripts/compare_babilong.py --chance majority --out "$OUT/babilong-qa1-long-seeds.png" \
       "LM2, seeds 0-2=$(IFS=,; echo "${LONG_EVAL[*]}")" \
       "vanilla, seeds 0 and 2=$OUT/qa1-long-s0/vanilla/eval,$OUT/qa1-long-s2-vanilla-eval" \
-      "RMT, seed 2=$OUT/qa1-long-s2/rmt/eval"
+      "RMT, seeds 0 and 2=$OUT/qa1-long-s0/rmt/eval,$OUT/qa1-long-s2/rmt/eval"
   # seed 1's misses at 16k-32k: where their facts lie, and how the background wears each seed's binding block
   python scripts/fact_distance.py --tokenizer "$(latest "${LONG_WORDS[1]}")" --lengths 4k,16k,32k --window 512 \
       --by-statements s1="${LONG_EVAL[1]}" s0="${LONG_EVAL[0]}" s2="${LONG_EVAL[2]}"

@@ -32,7 +32,7 @@ from lm2.precision import PRECISIONS
 
 # optional fields of a BABILong curriculum stage (a compact training layout; see DataSection.curriculum)
 BABILONG_STAGE_FIELDS = ("drop_words", "bare_questions", "compact_share", "length_per_step", "one_point_at",
-                         "one_point", "ask_at_end")
+                         "one_point", "ask_at_end", "step_share")
 
 MODEL_KINDS = ("lm2", "vanilla", "rmt")
 TASKS = ("babilong", "lm", "recall")
@@ -120,7 +120,10 @@ class DataSection:
     per story and the story cut there, as an evaluation sample is; last: its last point; ``story_finetune_example``):
     no earlier answer restates where someone is, so every answer comes from the statements, through the memory
     when they lie beyond attention, as in evaluation; ask_at_end: true asks them after the whole context, as an
-    evaluation prompt does, instead of right after the point's last statement. Validation and test keep the text."""
+    evaluation prompt does, instead of right after the point's last statement. With data.answer_steps, step_share: p
+    writes the answers of that share of the stage's stories with their step (drawn per story; the default 1 writes
+    all), the rest with the room alone: stages whose share falls to 0 move a model that composes through the written
+    person to answering the room directly. Validation and test keep the text."""
     # --- recall
     recall: dict = field(default_factory=dict)
     """Fields of lm2.data.recall.RecallSpec (pairs, queries, num_keys, num_values, num_fillers, segment_length, gap,
@@ -409,8 +412,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(stage, dict) or set(stage) - fields or "lengths" not in stage:
                 raise ValueError(f"config field {where}={stage!r} is invalid: a stage is {{steps: N, lengths: [..]}}"
                                  " with optionally drop_words: [..], bare_questions: true, compact_share: p, "
-                                 "length_per_step: true, one_point_at: [..], one_point: random|last and ask_at_end: "
-                                 "true")
+                                 "length_per_step: true, one_point_at: [..], one_point: random|last, ask_at_end: "
+                                 "true and step_share: p")
             if not isinstance(stage.get("steps"), int) or stage["steps"] < 1:
                 raise ValueError(f"config field {where}.steps={stage.get('steps')!r} is invalid: a positive int")
             if not isinstance(stage["lengths"], list) or not stage["lengths"]:
@@ -434,6 +437,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
                 raise ValueError(f"config field {where}.compact_share={share!r} is invalid: the share of the stage's "
                                  "samples laid out with its drop_words and bare_questions, a number in [0, 1]")
+            step_share = stage.get("step_share", 1.0)
+            if isinstance(step_share, bool) or not isinstance(step_share, (int, float)) or not 0 <= step_share <= 1:
+                raise ValueError(f"config field {where}.step_share={step_share!r} is invalid: the share of the stage's "
+                                 "stories whose answers are written with their step, a number in [0, 1]")
+            if "step_share" in stage and not d.answer_steps:
+                raise ValueError(f"config field {where}.step_share sets how many stories are answered with their "
+                                 "step, but data.answer_steps names no task: add data.answer_steps (e.g. [qa2]) or "
+                                 "drop step_share")
             if stage.get("bare_questions") and d.supervise != "story":
                 raise ValueError(f"config field {where}.bare_questions asks every question of a story without the "
                                  "prompt's markers; it needs data.supervise=story")

@@ -145,6 +145,8 @@ class BabilongStream:
         compact = "compact_share" not in stage or rng.random() < stage["compact_share"]
         drop = stage.get("drop_words", ()) if compact else ()
         if self.cfg.data.supervise == "story":
+            # the answers written with their step in all the stage's stories or (step_share) a share, drawn per story
+            with_steps = "step_share" not in stage or rng.random() < stage["step_share"]
             # one question point per story at this stage's one_point_at lengths (asked at the end with ask_at_end)
             one = parse_length(length) in {parse_length(n) for n in stage.get("one_point_at", ())}
             one_point = stage.get("one_point", "random") if one else None
@@ -157,7 +159,7 @@ class BabilongStream:
                     return story_finetune_example(story, length, "train", rng, self.tokenizer,
                                                   self.cfg.data.fact_loss, self.cfg.data.ask_everyone, drop,
                                                   compact and stage.get("bare_questions", False),
-                                                  answer_steps=self.cfg.data.answer_steps,
+                                                  answer_steps=self.cfg.data.answer_steps if with_steps else (),
                                                   one_point=one_point, ask_at_end=ask_at_end)
                 except NoQuestionFits:
                     continue

@@ -162,6 +162,18 @@ def test_answer_steps_write_the_person_before_the_room_of_qa2_only():
         bl.story_finetune_example(qa1, "0k", "train", random.Random(2), tok)
 
 
+def test_qa2_shortcut_script_reads_the_room_in_each_answer_form():
+    """scripts/qa2_shortcut.py: the room is the answer (room alone), its second word (--steps, "Mary kitchen") or its
+    last word (--either, a model trained with both forms, whichever it writes)."""
+    from helpers import load_script
+
+    room_said = load_script("qa2_shortcut").room_said
+    assert [room_said("kitchen"), room_said("Mary kitchen", "steps"), room_said("Mary", "steps")] == \
+        ["kitchen", "kitchen", ""]
+    assert [room_said("kitchen", "either"), room_said("Mary kitchen", "either"), room_said("", "either")] == \
+        ["kitchen", "kitchen", ""]
+
+
 def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
     """scripts/qa2_hops.py: "Where is P?" for each placed person and "Who has the O?" for each held object (a dropped
     or never-taken one is not asked); --ask holder keeps "Who has the O?" alone, and a point with nothing held asks

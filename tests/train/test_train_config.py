@@ -109,6 +109,13 @@ def test_an_empty_section_is_the_defaults():
      r"data.curriculum[0].compact_share"),
     ({"data": {"task": "babilong", "curriculum": [{"steps": 5, "lengths": ["0k"], "length_per_step": 1}]}},
      r"data.curriculum[0].length_per_step"),
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"], "answer_steps": ["qa2"],
+               "curriculum": [{"steps": 5, "lengths": ["0k"], "step_share": 2}]}}, r"data.curriculum[0].step_share"),
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"], "answer_steps": ["qa2"],
+               "curriculum": [{"steps": 5, "lengths": ["0k"], "step_share": True}]}}, r"data.curriculum[0].step_share"),
+    ({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"],
+               "curriculum": [{"steps": 5, "lengths": ["0k"], "step_share": 0.5}]}},
+     r"data.curriculum[0].step_share"),  # no data.answer_steps to share out
     ({"model": {"config": {"attention_conv": 1}}}, "model.config"),
     ({"train": {"memory_after": -1}}, "train.memory_after"),
     ({"train": {"memory_after": 5}, "model": {"kind": "vanilla"}}, "train.memory_after"),
@@ -235,6 +242,30 @@ def test_babilong_stage_fields_shape_only_their_stage():
     mixed = [tok.decode(make_stream(cfg, tok, 0, 1, 4).example(0, i)[0]) for i in range(40)]
     bare = sum("Question:" not in t for t in mixed)
     assert 10 <= bare <= 30 and all(("Question:" in t) == (" to the " in t) for t in mixed)
+
+
+def test_step_share_writes_the_step_in_that_share_of_a_stages_stories():
+    """With data.answer_steps: [qa2], a stage without step_share answers every qa2 question "<person> <room>"; with
+    step_share p about that share of its stories do (drawn per story, every answer of a story alike), the rest
+    answer the room alone; at 0 none do."""
+    from lm2.data.tokenizers import gpt2_tokenizer
+    from lm2.train.data import make_stream
+
+    tok = gpt2_tokenizer()
+
+    def words_per_answer(stage: dict) -> list[set[int]]:
+        """Per story (step 0, 40 samples): the numbers of words its answers have."""
+        cfg = from_dict({"data": {"task": "babilong", "supervise": "story", "babi_tasks": ["qa2"],
+                                  "answer_steps": ["qa2"], "curriculum": [{"steps": 1, "lengths": ["0k"], **stage}]},
+                         "train": {"batch_size": 4}})
+        stream = make_stream(cfg, tok, 0, 1, 4)
+        texts = [tok.decode(stream.example(0, i)[0]) for i in range(40)]
+        return [{len(a.split(tok.eos_token)[0].split()) for a in t.split("Answer: ")[1:]} for t in texts]
+
+    assert all(n == {2} for n in words_per_answer({}))
+    half = words_per_answer({"step_share": 0.5})
+    assert all(n in ({1}, {2}) for n in half) and 10 <= sum(n == {2} for n in half) <= 30
+    assert all(n == {1} for n in words_per_answer({"step_share": 0.0}))
 
 
 def test_length_per_step_gives_each_batch_one_length_on_every_process():
