@@ -716,17 +716,18 @@ fi
 if (( ! QUICK )); then
   echo "== experiment 1c: what limits qa2 (qa2 alone, vanilla, 800 steps each; 9-25 minutes of one core per run)"
   D="went, moved, journeyed, travelled, back, to, the, The, there"; T="got, took, picked, up, grabbed"
-  qa2_curriculum() {  # qa2_curriculum EXTRA_DROP [LAST]: phase five's layout curriculum over 200/100/100/100/100/LAST
-    local x=${1:+, $1} last=${2:-200}   # steps (LAST: 200, or 1,800 for the 2,400-step runs)
+  qa2_curriculum() {  # qa2_curriculum EXTRA_DROP [LAST [TAIL]]: phase five's layout curriculum over 200/100/100/100/
+    local x=${1:+, $1} last=${2:-200} tail=${3:+, $3}   # 100/LAST steps (LAST: 200, or 1,800 for the 2,400-step
+                                                        # runs), then TAIL's stages
     echo "[{steps: 200, lengths: [0k], bare_questions: true, drop_words: [$D, Where, is$x]},
       {steps: 100, lengths: [0k], drop_words: [$D$x]},
       {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, to, there$x], compact_share: 0.5},
       {steps: 100, lengths: [0k], drop_words: [went, moved, journeyed, travelled, back, there$x], compact_share: 0.5},
-      {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: $last, lengths: [0k]}]"
+      {steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, {steps: $last, lengths: [0k]}$tail]"
   }
   qa2_run() {  # qa2_run NAME TRAINER [overrides...]: TRAINER is lm2, steps (lm2, answers with their step), steps-verb,
     local name=$1 trainer=$2; shift 2   # hops (scripts/qa2_hops.py train), hops-ASK, qa3 or qa5 (lm2; the probes
-                                        # of a qa3 or qa5 run)
+                                        # of a qa3 or qa5 run), either (lm2, the step taken away by step_share)
     local run="$OUT/qa2/$name" cmd=(lm2 train)
     [[ $trainer == hops* ]] && cmd=(python scripts/qa2_hops.py train)
     [[ $trainer == hops-* ]] && cmd+=(--ask "${trainer#hops-}")   # hops-holder, hops-every-holder, hops-not-...
@@ -741,6 +742,10 @@ if (( ! QUICK )); then
     fi
     if [[ $trainer == qa3 ]]; then  # qa3 with its step: the label rule and the carrier written (seed 4242)
       python scripts/qa2_hops.py probe "$(latest "$run")" --steps --task qa3
+      return
+    fi
+    if [[ $trainer == either ]]; then  # the room read from either form, on every checkpoint (seed 4242)
+      for ckpt in "$run"/ckpt-*; do python scripts/qa2_shortcut.py "$ckpt" --either; done
       return
     fi
     if [[ $trainer == steps* ]]; then  # BABILong's label rule and the person written: each checkpoint on the
@@ -798,6 +803,21 @@ if (( ! QUICK )); then
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
   qa2_run steps-verb-2400 steps-verb --data.curriculum "$(qa2_curriculum "" 1800)" --data.ask_everyone true \
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
+  # the step written first, then taken away: after the 800-step schedule with it, 300 steps with it in half the
+  #   stories, then 500 (or 1,300) without it; the room alone on the 1,600-step schedule beside them; LM2 on 2,400
+  HALF="{steps: 300, lengths: [0k], step_share: 0.5}"
+  qa2_run room-1600 lm2 --data.ask_everyone true --checkpoint.keep_last 10 \
+      --data.curriculum "$(qa2_curriculum "" 200 "{steps: 300, lengths: [0k]}, {steps: 500, lengths: [0k]}")"
+  for SEED in 0 1; do
+    for NONE in 500 1300; do
+      qa2_run "step-then-none-$NONE-s$SEED" either --data.ask_everyone true --data.answer_steps '[qa2]' \
+          --data.curriculum "$(qa2_curriculum "" 200 "$HALF, {steps: $NONE, lengths: [0k], step_share: 0.0}")" \
+          --checkpoint.keep_last 10 --train.seed "$SEED"
+    done
+  done
+  qa2_run step-then-none-1300-lm2 either --data.ask_everyone true --data.answer_steps '[qa2]' \
+      --data.curriculum "$(qa2_curriculum "" 200 "$HALF, {steps: 1300, lengths: [0k], step_share: 0.0}")" \
+      --checkpoint.keep_last 10 --model.kind lm2 --model.config.intermediate_size 352
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
