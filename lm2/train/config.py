@@ -88,7 +88,7 @@ class DataSection:
     that each generated word takes one lookup. Validation and `lm2 eval babilong` score these tasks by BABILong's
     label rule (the one room named must be the answer) instead of exact match. Measured on qa2 alone: RESULTS.md
     1c, "What limits qa2" (there too: the step taken away again by a curriculum stage's step_share: 0, which left
-    one training seed of two answering the room directly, composed)."""
+    two runs of three answering the room directly, composed)."""
     facts_within: float = 1.0
     """With supervise=answer and generated samples: hide a training sample's facts among the first this fraction
     of its background sentences (0.5: the first half), so that at 2k they lie beyond what stacked attention windows
