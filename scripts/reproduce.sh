@@ -805,19 +805,18 @@ if (( ! QUICK )); then
       --data.answer_steps '[qa2]' --checkpoint.keep_last 10 --eval.max_new_tokens 5
   # the step written first, then taken away: after the 800-step schedule with it, 300 steps with it in half the
   #   stories, then 500 (or 1,300) without it; the room alone on the 1,600-step schedule beside them; LM2 on 2,400
-  HALF="{steps: 300, lengths: [0k], step_share: 0.5}"
   qa2_run room-1600 lm2 --data.ask_everyone true --checkpoint.keep_last 10 \
       --data.curriculum "$(qa2_curriculum "" 200 "{steps: 300, lengths: [0k]}, {steps: 500, lengths: [0k]}")"
+  step_then_none() {  # step_then_none NAME NONE [overrides...]: the step taken away, NONE steps without it at the end
+    local name=$1 none=$2; shift 2
+    qa2_run "$name" either --data.ask_everyone true --data.answer_steps '[qa2]' --checkpoint.keep_last 10 \
+        --data.curriculum "$(qa2_curriculum "" 200 "{steps: 300, lengths: [0k], step_share: 0.5},
+          {steps: $none, lengths: [0k], step_share: 0.0}")" "$@"
+  }
   for SEED in 0 1; do
-    for NONE in 500 1300; do
-      qa2_run "step-then-none-$NONE-s$SEED" either --data.ask_everyone true --data.answer_steps '[qa2]' \
-          --data.curriculum "$(qa2_curriculum "" 200 "$HALF, {steps: $NONE, lengths: [0k], step_share: 0.0}")" \
-          --checkpoint.keep_last 10 --train.seed "$SEED"
-    done
+    for NONE in 500 1300; do step_then_none "step-then-none-$NONE-s$SEED" "$NONE" --train.seed "$SEED"; done
   done
-  qa2_run step-then-none-1300-lm2 either --data.ask_everyone true --data.answer_steps '[qa2]' \
-      --data.curriculum "$(qa2_curriculum "" 200 "$HALF, {steps: 1300, lengths: [0k], step_share: 0.0}")" \
-      --checkpoint.keep_last 10 --model.kind lm2 --model.config.intermediate_size 352
+  step_then_none step-then-none-1300-lm2 1300 --model.kind lm2 --model.config.intermediate_size 352
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
