@@ -356,10 +356,12 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   fi
   [[ -d $F700/ckpt-000700 ]] ||
     lm2 train "$F700/config.yaml" --out_dir "$F700" --resume --train.stop_after 700 --no-progress
-  done_already "$OUT/qa1-memory-s2-farlb" ||
-    lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-farlb" --no-progress \
-      --model.config.memory_write_address lookback --model.config.memory_write_lookback_init 2.0 \
-      --model.config.memory_write_lookback_learn_bias false
+  far_s2() {  # far_s2 OUT [overrides...]: seed 2's far phase (its config as run) into OUT, unless OUT is done
+    local out=$1; shift
+    done_already "$out" || lm2 train "$S2/lm2/far/config.yaml" --out_dir "$out" --no-progress "$@"
+  }
+  far_s2 "$OUT/qa1-memory-s2-farlb" --model.config.memory_write_address lookback \
+      --model.config.memory_write_lookback_init 2.0 --model.config.memory_write_lookback_learn_bias false
   for RUN in "$S2/lm2/far/ckpt-000350" "$(latest "$F700")" "$(latest "$OUT/qa1-memory-s2-farlb")"; do
     probe_far "$RUN"
   done
@@ -367,9 +369,7 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   # 0's far phase (--train.seed 31, the recipe's own) from seed 2's zero checkpoint
   for SWAP in "z0-f2 $(latest "$OUT/qa1-memory/lm2/zero") 2" "z2-f31 $(latest "$S2/lm2/zero") 31"; do
     read -r NAME ZERO SEED <<< "$SWAP"
-    done_already "$OUT/qa1-memory-s2-$NAME" ||
-      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-memory-s2-$NAME" --no-progress \
-        --model.init_from "$ZERO" --data.tokenizer "$ZERO" --train.seed "$SEED"
+    far_s2 "$OUT/qa1-memory-s2-$NAME" --model.init_from "$ZERO" --data.tokenizer "$ZERO" --train.seed "$SEED"
     probe_far "$(latest "$OUT/qa1-memory-s2-$NAME")"
   done
   done_already "$OUT/qa1-memory-s2-nopen" ||
@@ -390,18 +390,15 @@ if (( ! QUICK )); then  # a second training seed, evaluated to 32k (about 67 / 4
   for FAR in "z0-demo $(latest "$OUT/qa1-memory/lm2/zero") 2 250 350" "z1-demo $(latest "$S1/lm2/zero") 1 250 350" \
              "z2-demo $(latest "$S2/lm2/zero") 2 250 350" "z2-demo400 $(latest "$S2/lm2/zero") 2 400 500"; do
     read -r NAME ZERO SEED STEPS STOP <<< "$FAR"
-    done_already "$OUT/qa1-far-$NAME" ||
-      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-$NAME" --no-progress --model.init_from "$ZERO" \
-        --data.tokenizer "$ZERO" --train.seed "$SEED" "${LOOKBACK1[@]}" --data.curriculum "$(demo_far "$STEPS")" \
-        --train.stop_after "$STOP"
+    far_s2 "$OUT/qa1-far-$NAME" --model.init_from "$ZERO" --data.tokenizer "$ZERO" --train.seed "$SEED" \
+        "${LOOKBACK1[@]}" --data.curriculum "$(demo_far "$STEPS")" --train.stop_after "$STOP"
     probe_far "$(latest "$OUT/qa1-far-$NAME")"
   done
   FRESH=$OUT/qa1-memory-s2-zero-fresh
   [[ -d $FRESH ]] || python scripts/fresh_memory.py "$(latest "$S2/lm2/zero")" "$FRESH" --seed 0
   while read -r NAME ARGS; do
     # shellcheck disable=SC2086  # ARGS: the variant's overrides, split into words
-    done_already "$OUT/qa1-far-s2-$NAME" ||
-      lm2 train "$S2/lm2/far/config.yaml" --out_dir "$OUT/qa1-far-s2-$NAME" --no-progress --train.stop_after 175 $ARGS
+    far_s2 "$OUT/qa1-far-s2-$NAME" --train.stop_after 175 $ARGS
   done <<VARIANTS
 fresh --model.init_from $FRESH --data.tokenizer $(latest "$S2/lm2/zero")
 blr --train.backbone_lr 5e-4
@@ -409,8 +406,8 @@ pen --train.write_penalty 1.0
 lr4 --train.lr 4e-3
 VARIANTS
   far150() {  # far150 ZERO_CKPT OUT [OVERRIDES..]: seed 2's far phase for 150 steps from a zero checkpoint
-    done_already "$2" || lm2 train "$S2/lm2/far/config.yaml" --out_dir "$2" --no-progress --train.stop_after 150 \
-        --model.init_from "$1" --data.tokenizer "$1" --checkpoint.interval 150 --eval.interval 0 "${@:3}"
+    far_s2 "$2" --train.stop_after 150 --model.init_from "$1" --data.tokenizer "$1" --checkpoint.interval 150 \
+        --eval.interval 0 "${@:3}"
   }
   # seed 2's zero phase again, stopped at step 400 and then 800, and the far phase for 150 steps from each
   EARLY=$OUT/qa1-zero-s2-early
