@@ -804,16 +804,28 @@ if (( ! QUICK )); then
   #   stories, then 500 (or 1,300) without it; the room alone on the 1,600-step schedule beside them; LM2 on 2,400
   qa2_run room-1600 lm2 --data.ask_everyone true --checkpoint.keep_last 10 \
       --data.curriculum "$(qa2_curriculum "" 200 "{steps: 300, lengths: [0k]}, {steps: 500, lengths: [0k]}")"
-  step_then_none() {  # step_then_none NAME NONE [overrides...]: the step taken away, NONE steps without it at the end
-    local name=$1 none=$2; shift 2
+  step_away() {  # step_away NAME TAIL [overrides...]: the 800-step schedule with the step, then TAIL's stages
+    local name=$1 tail=$2; shift 2   # (their step_share: how many of the stories keep the step)
     qa2_run "$name" either --data.ask_everyone true --data.answer_steps '[qa2]' --checkpoint.keep_last 10 \
-        --data.curriculum "$(qa2_curriculum "" 200 "{steps: 300, lengths: [0k], step_share: 0.5},
-          {steps: $none, lengths: [0k], step_share: 0.0}")" "$@"
+        --data.curriculum "$(qa2_curriculum "" 200 "$tail")" "$@"
+  }
+  step_then_none() {  # step_then_none NAME NONE [overrides...]: the step in half the stories (300 steps), then in
+    local name=$1 none=$2; shift 2   # none for NONE steps
+    step_away "$name" "{steps: 300, lengths: [0k], step_share: 0.5},
+      {steps: $none, lengths: [0k], step_share: 0.0}" "$@"
   }
   for SEED in 0 1; do
     for NONE in 500 1300; do step_then_none "step-then-none-$NONE-s$SEED" "$NONE" --train.seed "$SEED"; done
   done
-  step_then_none step-then-none-1300-lm2 1300 --model.kind lm2 --model.config.intermediate_size 352
+  for SEED in 2 3; do step_then_none "step-then-none-1300-s$SEED" 1300 --train.seed "$SEED"; done
+  LM2_QA2=(--model.kind lm2 --model.config.intermediate_size 352)
+  step_then_none step-then-none-1300-lm2 1300 "${LM2_QA2[@]}"
+  step_then_none step-then-none-1300-lm2-s1 1300 "${LM2_QA2[@]}" --train.seed 1
+  # the step taken away a quarter of the stories at a time (200 steps each), then 1,000 steps without it: 2,400 in all
+  step_away step-graded-s1 "{steps: 200, lengths: [0k], step_share: 0.75}, {steps: 200, lengths: [0k], step_share: 0.5},
+      {steps: 200, lengths: [0k], step_share: 0.25}, {steps: 1000, lengths: [0k], step_share: 0.0}" --train.seed 1
+  python scripts/plot_runs.py --metric acc/qa2/0k --x steps --out "$OUT/qa2-step-taken-away.png" \
+      "$OUT"/qa2/step-then-none-1300-s{1,2,3} "$OUT/qa2/step-then-none-1300-lm2-s1" "$OUT/qa2/step-graded-s1"
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
