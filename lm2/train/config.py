@@ -88,7 +88,7 @@ class DataSection:
     that each generated word takes one lookup. Validation and `lm2 eval babilong` score these tasks by BABILong's
     label rule (the one room named must be the answer) instead of exact match. Measured on qa2 alone: RESULTS.md
     1c, "What limits qa2" (there too: the step taken away again by a curriculum stage's step_share: 0, which left
-    two runs of three answering the room directly, composed)."""
+    most runs answering the room directly, composed)."""
     facts_within: float = 1.0
     """With supervise=answer and generated samples: hide a training sample's facts among the first this fraction
     of its background sentences (0.5: the first half), so that at 2k they lie beyond what stacked attention windows
@@ -434,14 +434,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             if not isinstance(stage.get("length_per_step", False), bool):
                 raise ValueError(f"config field {where}.length_per_step={stage['length_per_step']!r} is invalid: "
                                  "true (one length per step, drawn from the stage's lengths) or false (per sample)")
-            share = stage.get("compact_share", 1.0)
-            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-                raise ValueError(f"config field {where}.compact_share={share!r} is invalid: the share of the stage's "
-                                 "samples laid out with its drop_words and bare_questions, a number in [0, 1]")
-            step_share = stage.get("step_share", 1.0)
-            if isinstance(step_share, bool) or not isinstance(step_share, (int, float)) or not 0 <= step_share <= 1:
-                raise ValueError(f"config field {where}.step_share={step_share!r} is invalid: the share of the stage's "
-                                 "stories whose answers are written with their step, a number in [0, 1]")
+            for key, what in (("compact_share", "samples laid out with its drop_words and bare_questions"),
+                              ("step_share", "stories whose answers are written with their step")):
+                share = stage.get(key, 1.0)
+                if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                    raise ValueError(f"config field {where}.{key}={share!r} is invalid: the share of the stage's "
+                                     f"{what}, a number in [0, 1]")
             if "step_share" in stage and not d.answer_steps:
                 raise ValueError(f"config field {where}.step_share sets how many stories are answered with their "
                                  "step, but data.answer_steps names no task: add data.answer_steps (e.g. [qa2]) or "
