@@ -826,6 +826,19 @@ if (( ! QUICK )); then
       {steps: 200, lengths: [0k], step_share: 0.25}, {steps: 1000, lengths: [0k], step_share: 0.0}" --train.seed 1
   python scripts/plot_runs.py --metric acc/qa2/0k --x steps --out "$OUT/qa2-step-taken-away.png" \
       "$OUT"/qa2/step-then-none-1300-s{1,2,3} "$OUT/qa2/step-then-none-1300-lm2-s1" "$OUT/qa2/step-graded-s1"
+  # qa2 first, then the five tasks: recipe babilong-qa1to5-zero with its phase zero (qa1) replaced by 2,400 steps of
+  #   qa2 alone (vanilla, seed 3), the step written then taken away (step-then-none-1300-s3's run) or the room alone;
+  #   the qa2 lookups after each phase (seed 4242); about 2 hours of one core each
+  qa2_first() {  # qa2_first NAME [overrides of phase zero...]
+    local out="$OUT/qa2-first-$1"; shift
+    lm2 recipe babilong-qa1to5-zero --out-dir "$out" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" --no-progress \
+        --threads 1 --train.seed 3 --checkpoint.keep_last 10 --zero.data.babi_tasks '[qa2]' --zero.train.lr 2e-3 \
+        --zero.data.ask_everyone true --zero.eval.lengths '[0k]' --zero.eval.interval 400 --zero.checkpoint.interval 400 "$@"
+    for phase in zero five; do python scripts/qa2_shortcut.py "$(latest "$out/vanilla/$phase")" --either; done
+  }
+  qa2_first step --zero.data.answer_steps '[qa2]' --zero.data.curriculum "$(qa2_curriculum "" 200 \
+      "{steps: 300, lengths: [0k], step_share: 0.5}, {steps: 1300, lengths: [0k], step_share: 0.0}")"
+  qa2_first room --zero.data.curriculum "$(qa2_curriculum "" 1800)"
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
