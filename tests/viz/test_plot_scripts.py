@@ -36,6 +36,25 @@ def test_seeds_are_averaged_and_listed(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_labelled_runs_are_named_and_grouped_by_their_label(tmp_path):
+    """LABEL=DIR names a line; runs given one label are one line whose final value is their mean, whatever their
+    folders are called; a bare folder keeps its name; a folder that is not a run is refused by name."""
+    fake_run(tmp_path / "a", [5.0, 4.0])
+    fake_run(tmp_path / "b", [5.2, 4.4])
+    fake_run(tmp_path / "c-seed3", [5.1, 3.5])
+    script = [sys.executable, str(ROOT / "scripts/plot_runs.py"), "--out", str(tmp_path / "plot.png")]
+    result = subprocess.run([*script, f"twice={tmp_path / 'a'}", f"twice={tmp_path / 'b'}", str(tmp_path / "c-seed3")],
+                            capture_output=True, text=True, check=True)
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:-1]}
+    assert set(rows) == {"twice", "c"}
+    assert rows["twice"][1] == "2" and float(rows["twice"][2]) == pytest.approx(4.2, abs=1e-4)
+    assert rows["c"][1] == "1" and float(rows["c"][2]) == 3.5
+    missing = subprocess.run([*script, f"x={tmp_path / 'none'}"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no config.yaml" in missing.stderr and "none" in missing.stderr
+    empty = subprocess.run([*script, f"={tmp_path / 'a'}"], capture_output=True, text=True)
+    assert empty.returncode != 0 and "LABEL=DIR" in empty.stderr
+
+
 def fake_eval(folder: Path, accuracy: dict, mean: dict) -> None:
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json.dumps({"tasks": list(accuracy), "accuracy": accuracy, "mean": mean}))
