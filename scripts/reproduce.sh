@@ -809,10 +809,12 @@ if (( ! QUICK )); then
     qa2_run "$name" either --data.ask_everyone true --data.answer_steps '[qa2]' --checkpoint.keep_last 10 \
         --data.curriculum "$(qa2_curriculum "" 200 "$tail")" "$@"
   }
-  step_then_none() {  # step_then_none NAME NONE [overrides...]: the step in half the stories (300 steps), then in
-    local name=$1 none=$2; shift 2   # none for NONE steps
-    step_away "$name" "{steps: 300, lengths: [0k], step_share: 0.5},
-      {steps: $none, lengths: [0k], step_share: 0.0}" "$@"
+  step_tail() {  # step_tail NONE: the step in half the stories (300 steps), then in none for NONE steps
+    echo "{steps: 300, lengths: [0k], step_share: 0.5}, {steps: $1, lengths: [0k], step_share: 0.0}"
+  }
+  step_then_none() {  # step_then_none NAME NONE [overrides...]: step_away with step_tail NONE
+    local name=$1 none=$2; shift 2
+    step_away "$name" "$(step_tail "$none")" "$@"
   }
   for SEED in 0 1; do
     for NONE in 500 1300; do step_then_none "step-then-none-$NONE-s$SEED" "$NONE" --train.seed "$SEED"; done
@@ -828,17 +830,20 @@ if (( ! QUICK )); then
       "$OUT"/qa2/step-then-none-1300-s{1,2,3} "$OUT/qa2/step-then-none-1300-lm2-s1" "$OUT/qa2/step-graded-s1"
   # qa2 first, then the five tasks: recipe babilong-qa1to5-zero with its phase zero (qa1) replaced by 2,400 steps of
   #   qa2 alone (vanilla, seed 3), the step written then taken away (step-then-none-1300-s3's run) or the room alone;
-  #   the qa2 lookups after each phase (seed 4242); about 2 hours of one core each
-  qa2_first() {  # qa2_first NAME [overrides of phase zero...]
-    local out="$OUT/qa2-first-$1"; shift
+  #   the qa2 lookups after each phase (seed 4242); phase five takes about 85 minutes of one core
+  qa2_first() {  # qa2_first NAME FROM [overrides of phase zero...]: FROM, a finished qa2 run trained with phase
+    local out="$OUT/qa2-first-$1" from=$2; shift 2   # zero's config (or -), is copied in as phase zero, which the
+    if [[ $from != - && ! -e $out/vanilla/zero ]]; then  # recipe then finds done (it checks the config) and skips
+      mkdir -p "$out/vanilla" && cp -r "$from" "$out/vanilla/zero"
+    fi
     lm2 recipe babilong-qa1to5-zero --out-dir "$out" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" --no-progress \
         --threads 1 --train.seed 3 --checkpoint.keep_last 10 --zero.data.babi_tasks '[qa2]' --zero.train.lr 2e-3 \
         --zero.data.ask_everyone true --zero.eval.lengths '[0k]' --zero.eval.interval 400 --zero.checkpoint.interval 400 "$@"
     for phase in zero five; do python scripts/qa2_shortcut.py "$(latest "$out/vanilla/$phase")" --either; done
   }
-  qa2_first step --zero.data.answer_steps '[qa2]' --zero.data.curriculum "$(qa2_curriculum "" 200 \
-      "{steps: 300, lengths: [0k], step_share: 0.5}, {steps: 1300, lengths: [0k], step_share: 0.0}")"
-  qa2_first room --zero.data.curriculum "$(qa2_curriculum "" 1800)"
+  qa2_first step "$OUT/qa2/step-then-none-1300-s3" --zero.data.answer_steps '[qa2]' \
+      --zero.data.curriculum "$(qa2_curriculum "" 200 "$(step_tail 1300)")"
+  qa2_first room - --zero.data.curriculum "$(qa2_curriculum "" 1800)"
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
