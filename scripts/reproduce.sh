@@ -829,21 +829,24 @@ if (( ! QUICK )); then
   python scripts/plot_runs.py --metric acc/qa2/0k --x steps --out "$OUT/qa2-step-taken-away.png" \
       "$OUT"/qa2/step-then-none-1300-s{1,2,3} "$OUT/qa2/step-then-none-1300-lm2-s1" "$OUT/qa2/step-graded-s1"
   # qa2 first, then the five tasks: recipe babilong-qa1to5-zero with its phase zero (qa1) replaced by 2,400 steps of
-  #   qa2 alone (vanilla, seed 3), the step written then taken away (step-then-none-1300-s3's run) or the room alone;
-  #   the qa2 lookups after each phase (seed 4242); phase five takes about 85 minutes of one core
-  qa2_first() {  # qa2_first NAME FROM [overrides of phase zero...]: FROM, a finished qa2 run trained with phase
-    local out="$OUT/qa2-first-$1" from=$2; shift 2   # zero's config (or -), is copied in as phase zero, which the
-    if [[ $from != - && ! -e $out/vanilla/zero ]]; then  # recipe then finds done (it checks the config) and skips
-      mkdir -p "$out/vanilla" && cp -r "$from" "$out/vanilla/zero"
+  #   qa2 alone (vanilla, training seeds 3 and 0), the step written then taken away (step-then-none-1300-sS's run) or
+  #   the room alone; the qa2 lookups after each phase (seed 4242); phase five takes about 85 minutes of one core
+  qa2_first() {  # qa2_first NAME SEED FROM [overrides of phase zero...]: FROM, a finished qa2 run trained with phase
+    local out="$OUT/qa2-first-$1" seed=$2 from=$3; shift 3   # zero's config (or -), is copied in as phase zero,
+    if [[ $from != - && ! -e $out/vanilla/zero ]]; then      # which the recipe then finds done (it checks the
+      mkdir -p "$out/vanilla" && cp -r "$from" "$out/vanilla/zero"   # config) and skips
     fi
     lm2 recipe babilong-qa1to5-zero --out-dir "$out" --kinds vanilla --eval-lengths 0k --eval-n "$EVAL_N" --no-progress \
-        --threads 1 --train.seed 3 --checkpoint.keep_last 10 --zero.data.babi_tasks '[qa2]' --zero.train.lr 2e-3 \
+        --threads 1 --train.seed "$seed" --checkpoint.keep_last 10 --zero.data.babi_tasks '[qa2]' --zero.train.lr 2e-3 \
         --zero.data.ask_everyone true --zero.eval.lengths '[0k]' --zero.eval.interval 400 --zero.checkpoint.interval 400 "$@"
     for phase in zero five; do python scripts/qa2_shortcut.py "$(latest "$out/vanilla/$phase")" --either; done
   }
-  qa2_first step "$OUT/qa2/step-then-none-1300-s3" --zero.data.answer_steps '[qa2]' \
-      --zero.data.curriculum "$(qa2_curriculum "" 200 "$(step_tail 1300)")"
-  qa2_first room - --zero.data.curriculum "$(qa2_curriculum "" 1800)"
+  STEP_ZERO=(--zero.data.answer_steps '[qa2]' --zero.data.curriculum "$(qa2_curriculum "" 200 "$(step_tail 1300)")")
+  ROOM_ZERO=(--zero.data.curriculum "$(qa2_curriculum "" 1800)")
+  qa2_first step 3 "$OUT/qa2/step-then-none-1300-s3" "${STEP_ZERO[@]}"
+  qa2_first room 3 - "${ROOM_ZERO[@]}"
+  qa2_first step-s0 0 "$OUT/qa2/step-then-none-1300-s0" "${STEP_ZERO[@]}"
+  qa2_first room-s0 0 - "${ROOM_ZERO[@]}"
   H=$(latest "$OUT/qa2/holder")
   qa2_run holder-then-every lm2 --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1

@@ -213,3 +213,31 @@ def test_shipped_recipes_give_every_kind_an_equal_budget(name, tmp_path):
     for kind in ("vanilla", "rmt"):
         assert abs(counts[kind] - counts["lm2"]) <= 0.02 * counts["lm2"], (name, counts)
         assert firsts[kind].data == firsts["lm2"].data, (name, kind)
+
+
+def _paths_relative(run, out):
+    """A planned run's config with the folders it names written relative to the recipe's folder (OUT)."""
+    return yaml.safe_load(yaml.safe_dump(run.cfg.to_dict()).replace(str(out), "OUT"))
+
+
+@pytest.mark.parametrize("kind", ["lm2", "vanilla", "rmt"])
+def test_qa2_first_recipe_is_the_measured_phase_zero_override(kind, tmp_path):
+    """babilong-qa1to5-qa2 plans, for every kind, the runs RESULTS.md measured as babilong-qa1to5-zero with phase zero
+    replaced by qa2 (scripts/reproduce.sh's qa2_first): field for field, only the phase folder's name differs."""
+    drop = "went, moved, journeyed, travelled, back"  # scripts/reproduce.sh's qa2_curriculum "" 200 "$(step_tail 1300)"
+    qa2_curriculum = (f"[{{steps: 200, lengths: [0k], bare_questions: true, drop_words: [{drop}, to, the, The, there, "
+                      f"Where, is]}}, {{steps: 100, lengths: [0k], drop_words: [{drop}, to, the, The, there]}}, "
+                      f"{{steps: 100, lengths: [0k], drop_words: [{drop}, to, there], compact_share: 0.5}}, "
+                      f"{{steps: 100, lengths: [0k], drop_words: [{drop}, there], compact_share: 0.5}}, "
+                      "{steps: 100, lengths: [0k], drop_words: [back, there], compact_share: 0.5}, "
+                      "{steps: 200, lengths: [0k]}, {steps: 300, lengths: [0k], step_share: 0.5}, "
+                      "{steps: 1300, lengths: [0k], step_share: 0.0}]")
+    measured = plan(load_recipe("babilong-qa1to5-zero"), tmp_path, kinds=[kind], overrides=[
+        "--zero.data.babi_tasks", "[qa2]", "--zero.train.lr", "2e-3", "--zero.data.ask_everyone", "true",
+        "--zero.eval.lengths", "[0k]", "--zero.eval.interval", "400", "--zero.checkpoint.interval", "400",
+        "--zero.data.answer_steps", "[qa2]", "--zero.data.curriculum", qa2_curriculum])
+    shipped = plan(load_recipe("babilong-qa1to5-qa2"), tmp_path, kinds=[kind])
+    assert [r.phase.name for r in shipped] == ["qa2", "five"]
+    for old, new in zip(measured, shipped, strict=True):
+        a, b = _paths_relative(old, tmp_path), _paths_relative(new, tmp_path)
+        assert yaml.safe_dump(a).replace(f"OUT/{kind}/zero", f"OUT/{kind}/qa2") == yaml.safe_dump(b)
