@@ -13,7 +13,8 @@
 #               Then keys and values apart (configs/recall-gap-tiny.yaml: 0-2 fillers between a key and its
 #               value) with each write address, trained with adjacent pairs first and from the first step; and
 #               the read side (each value asked 5 tokens after its key), alone and with the keys apart too.
-# Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the earlier `lm2 demo` run),
+# Experiment 1c BABILong qa1: LM2, vanilla and RMT (configs/babilong-tiny.yaml, the earlier `lm2 demo` run; its
+#               results in docs/babilong-history.md),
 #               evaluated at lengths from 0k up; window 128 tokens, so beyond it only the memory carries the facts.
 #               Then qa1 at 0k from scratch with the statements compact first (configs/babilong-qa1-tiny.yaml;
 #               20-40 minutes per model beside other jobs), tested at 0k and 1k; then the `lm2 demo` run
@@ -873,7 +874,7 @@ fi
 
 echo "== experiment 1d: memory added to a backbone that binds, then a length curriculum (LM2, vanilla, RMT)"
 # Phase 1: the backbone without memory learns to bind a person to a room at 0k (smeared keys, every question of a
-# story supervised; seed 4 binds, RESULTS.md 1c). Phase 2: the same 750 steps again from it, with memory added
+# story supervised; seed 4 binds, docs/babilong-history.md). Phase 2: the same 750 steps again from it, with memory added
 # (LM2), memory tokens added (RMT) or nothing added (vanilla). Phase 3: 0k + 1k, then 0k + 1k + 2k, with the
 # evaluation's layout (one question after the whole context, answer-only loss): with every question of a story
 # supervised at 1k, LM2 learned to answer the end-of-text token after a long context (RESULTS.md 1d).
