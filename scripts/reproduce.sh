@@ -874,8 +874,8 @@ fi
 
 echo "== experiment 1d: memory added to a backbone that binds, then a length curriculum (LM2, vanilla, RMT)"
 # Phase 1: the backbone without memory learns to bind a person to a room at 0k (smeared keys, every question of a
-# story supervised; seed 4 binds, docs/babilong-history.md). Phase 2: the same 750 steps again from it, with memory added
-# (LM2), memory tokens added (RMT) or nothing added (vanilla). Phase 3: 0k + 1k, then 0k + 1k + 2k, with the
+# story supervised; seed 4 binds, docs/babilong-history.md). Phase 2: the same 750 steps again from it, with memory
+# added (LM2), memory tokens added (RMT) or nothing added (vanilla). Phase 3: 0k + 1k, then 0k + 1k + 2k, with the
 # evaluation's layout (one question after the whole context, answer-only loss): with every question of a story
 # supervised at 1k, LM2 learned to answer the end-of-text token after a long context (RESULTS.md 1d).
 # The phases are the shipped recipe lm2/configs/recipes/babilong-bind.yaml; --quick shortens each.
