@@ -20,6 +20,11 @@ that has already learned the task: LM2 keeps the backbone and adds memory blocks
 ``OUT/PHASE`` (shared) and ``OUT/KIND/PHASE``. A phase whose last checkpoint exists is skipped, and one that
 stopped part-way is resumed: rerun the same command to finish a recipe.
 
+A recipe may start from another (``base: babilong-qa1to5-zero``, a shipped name or a file beside it): it takes
+the base's config, kinds, every_phase and per_kind unless it gives its own, and its phases (its own list, or the
+base's when it gives none); a phase written ``{name: five, from_base: true}`` is the base's phase of that name, with
+any ``set`` of its own applied on top. So a recipe that replaces one phase does not copy the others.
+
 Command-line overrides (``--section.field VALUE``) apply to every phase; ``--PHASE.section.field VALUE`` to one
 phase (``--backbone.train.seed 3``). Each phase's run is recorded in its model card as the ``lm2 train`` command
 that does the same.
@@ -51,8 +56,8 @@ from lm2.train.config import (
 from lm2.train.loop import train
 
 SECTIONS = tuple(TrainConfig.__dataclass_fields__)  # a phase may not be named like a config section
-_RECIPE_KEYS = {"config", "kinds", "every_phase", "per_kind", "phases"}
-_PHASE_KEYS = {"name", "shared", "set"}
+_RECIPE_KEYS = {"base", "config", "kinds", "every_phase", "per_kind", "phases"}
+_PHASE_KEYS = {"name", "shared", "set", "from_base"}
 _IGNORED = {"out_dir", "train.threads"}  # fields a finished phase may differ in and still count as done
 
 
@@ -86,8 +91,9 @@ def _mapping(value: Any, where: str) -> dict:
     return value
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and check a recipe; every phase's config is built and validated later, before any training."""
+def load_recipe(path: str | Path, _inside: tuple[Path, ...] = ()) -> Recipe:
+    """Read and check a recipe (and the base it names); every phase's config is built and validated later, before
+    any training."""
     path = resolve_recipe(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -100,30 +106,32 @@ def load_recipe(path: str | Path) -> Recipe:
         hint = "; a training config? give it to lm2 train" if unknown & set(SECTIONS) else ""
         raise ValueError(f"recipe file {path}: unknown key(s) {', '.join(sorted(unknown))} (a recipe has "
                          f"{', '.join(sorted(_RECIPE_KEYS))}{hint})")
-    if not isinstance(values.get("config"), str):
+    base = _load_base(path, values, _inside)
+    if "config" not in values and base is not None:
+        config = base.config
+    elif not isinstance(values.get("config"), str):
         raise ValueError(f"recipe file {path}: config must name the config every phase starts from")
-    beside = path.parent / values["config"]  # a config path is read from the recipe's folder first
-    config = str(beside) if beside.is_file() and Path(values["config"]).name != values["config"] else values["config"]
-    resolve_config(config)  # a missing config is an error now, not after the first phase
-    kinds = values.get("kinds") or ["lm2"]
+    else:
+        beside = path.parent / values["config"]  # a config path is read from the recipe's folder first
+        config = (str(beside) if beside.is_file() and Path(values["config"]).name != values["config"]
+                  else values["config"])
+        resolve_config(config)  # a missing config is an error now, not after the first phase
+    kinds = values.get("kinds") or (base.kinds if base is not None else ["lm2"])
     if not isinstance(kinds, list) or not kinds or any(k not in MODEL_KINDS for k in kinds):
         raise ValueError(f"recipe file {path}: kinds={kinds!r} is invalid: a list of {', '.join(MODEL_KINDS)}")
-    per_kind = values.get("per_kind") or {}
+    per_kind = values.get("per_kind") if "per_kind" in values or base is None else base.per_kind
+    per_kind = per_kind or {}
     if not isinstance(per_kind, dict) or any(k not in MODEL_KINDS for k in per_kind):
         raise ValueError(f"recipe file {path}: per_kind={per_kind!r:.120} is invalid: a mapping from a model kind "
                          f"({', '.join(MODEL_KINDS)}) to the fields its phases set (e.g. vanilla: "
                          f"{{model.config.intermediate_size: 662}})")
     per_kind = {k: _mapping(v, f"per_kind: {k}") for k, v in per_kind.items()}
-    phases = []
-    for i, raw in enumerate(values.get("phases") or []):
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or set(raw) - _PHASE_KEYS:
-            raise ValueError(f"recipe file {path}: phase {i + 1} must be a mapping with name, and optionally shared "
-                             f"and set (got {raw!r:.120})")
-        name = raw["name"]
-        if not name.replace("-", "").replace("_", "").isalnum() or name in SECTIONS or name in MODEL_KINDS:
-            raise ValueError(f"recipe file {path}: phase name {name!r} is invalid: letters, digits, - and _, and not "
-                             f"a config section ({', '.join(SECTIONS)}) or a model kind")
-        phases.append(Phase(name, bool(raw.get("shared", False)), _mapping(raw.get("set"), f"phase {name}: set")))
+    every_phase = (_mapping(values.get("every_phase"), "every_phase") if "every_phase" in values or base is None
+                   else base.every_phase)
+    if "phases" not in values and base is not None:
+        phases = [copy.deepcopy(p) for p in base.phases]
+    else:
+        phases = [_read_phase(path, i, raw, base) for i, raw in enumerate(values.get("phases") or [])]
     if not phases:
         raise ValueError(f"recipe file {path}: phases is empty: a recipe needs at least one phase")
     names = [p.name for p in phases]
@@ -133,7 +141,48 @@ def load_recipe(path: str | Path) -> Recipe:
     if shared != sorted(shared, reverse=True):
         raise ValueError(f"recipe file {path}: shared phases must come before the per-kind ones (they are trained "
                          f"once, and every kind continues from them)")
-    return Recipe(path, config, kinds, _mapping(values.get("every_phase"), "every_phase"), phases, per_kind)
+    return Recipe(path, config, kinds, every_phase, phases, per_kind)
+
+
+def _load_base(path: Path, values: dict, inside: tuple[Path, ...]) -> Recipe | None:
+    """The recipe ``base`` names (a file beside this one first, then a shipped name), or None."""
+    if "base" not in values:
+        return None
+    name = values["base"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"recipe file {path}: base={name!r} is invalid: the name or file of the recipe this one "
+                         f"starts from (e.g. base: babilong-qa1to5-zero)")
+    beside = path.parent / name
+    try:
+        found = resolve_recipe(beside if beside.is_file() else name)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"recipe file {path}: its base: {err}") from None
+    chain = (*inside, path.resolve())
+    if found.resolve() in chain:
+        raise ValueError(f"recipe file {path}: base {name} leads back to {found.name} "
+                         f"({' -> '.join(p.name for p in (*chain, found))}): a recipe cannot start from itself")
+    return load_recipe(found, chain)
+
+
+def _read_phase(path: Path, i: int, raw: Any, base: Recipe | None) -> Phase:
+    """One entry of ``phases``: its own (name, shared, set), or the base's phase of that name (``from_base``)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or set(raw) - _PHASE_KEYS:
+        raise ValueError(f"recipe file {path}: phase {i + 1} must be a mapping with name, and optionally shared, set "
+                         f"and from_base (got {raw!r:.120})")
+    name = raw["name"]
+    if not name.replace("-", "").replace("_", "").isalnum() or name in SECTIONS or name in MODEL_KINDS:
+        raise ValueError(f"recipe file {path}: phase name {name!r} is invalid: letters, digits, - and _, and not "
+                         f"a config section ({', '.join(SECTIONS)}) or a model kind")
+    fields = _mapping(raw.get("set"), f"phase {name}: set")
+    if not raw.get("from_base", False):
+        return Phase(name, bool(raw.get("shared", False)), fields)
+    inherited = {p.name: p for p in (base.phases if base is not None else [])}
+    if name not in inherited:
+        where = (f"its base {base.path.name} has {', '.join(inherited)}" if base is not None
+                 else "it names no base (base: RECIPE)")
+        raise ValueError(f"recipe file {path}: phase {name} has from_base, but {where}")
+    found = inherited[name]
+    return Phase(name, bool(raw.get("shared", found.shared)), {**copy.deepcopy(found.fields), **fields})
 
 
 @dataclass

@@ -175,6 +175,49 @@ def test_a_malformed_recipe_is_refused_in_one_line(recipe_file, change, message)
         load_recipe(path)
 
 
+def test_a_recipe_from_a_base_takes_its_fields_and_phases_and_changes_only_what_it_sets(recipe_file, tmp_path):
+    """``base`` + ``from_base``: the derived recipe plans the base's runs field for field, except what it sets."""
+    base = recipe_file(per_kind={"vanilla": {"model.config.intermediate_size": 40}},
+                       every_phase={"train.batch_size": 3})
+    derived = tmp_path / "derived.yaml"
+    derived.write_text(yaml.safe_dump({"base": base.name}))  # a file beside it; no phases: the base's
+    assert [r.cfg for r in plan(load_recipe(derived), tmp_path / "o")] == [r.cfg for r in plan(load_recipe(base),
+                                                                                              tmp_path / "o")]
+    derived.write_text(yaml.safe_dump({"base": str(base), "kinds": ["vanilla"], "phases": [
+        {"name": "backbone", "from_base": True},
+        {"name": "memory", "from_base": True, "set": {"train.seed": 9}}]}))
+    old, new = plan(load_recipe(base), tmp_path / "o", kinds=["vanilla"]), plan(load_recipe(derived), tmp_path / "o")
+    assert [(r.phase.name, r.kind) for r in new] == [("backbone", None), ("memory", "vanilla")]
+    assert new[0].cfg == old[0].cfg
+    assert new[1].cfg.train.seed == 9 and old[1].cfg.train.seed == 1
+    assert new[1].cfg.model.config["intermediate_size"] == 40 and new[1].cfg.train.batch_size == 3
+    old[1].cfg.train.seed = 9
+    assert new[1].cfg == old[1].cfg
+
+
+@pytest.mark.parametrize(("derived", "message"), [
+    ({"base": "recipe.yaml", "phases": [{"name": "lengths", "from_base": True}]},
+     "phase lengths has from_base, but its base recipe.yaml has backbone, memory"),
+    ({"phases": [{"name": "memory", "from_base": True}]}, "phase memory has from_base, but it names no base"),
+    ({"base": "derived.yaml"}, "base derived.yaml leads back to derived.yaml.*cannot start from itself"),
+    ({"base": "no-such-recipe"}, "derived.yaml: its base: recipe file no-such-recipe does not exist"),
+    ({"base": ["recipe.yaml"]}, "base=\\['recipe.yaml'\\] is invalid"),
+])
+def test_a_bad_base_is_refused_in_one_line(recipe_file, tmp_path, derived, message):
+    recipe_file()
+    path = tmp_path / "derived.yaml"
+    path.write_text(yaml.safe_dump({"config": "babilong-tiny", **derived}))
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_recipe(path)
+
+
+def test_a_base_that_leads_back_through_another_recipe_is_refused(recipe_file, tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"base": "b.yaml"}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"base": "a.yaml"}))
+    with pytest.raises(ValueError, match="a.yaml -> b.yaml -> a.yaml.*cannot start from itself"):
+        load_recipe(tmp_path / "a.yaml")
+
+
 def test_bad_phase_values_and_overrides_are_refused_before_any_training(recipe_file, tmp_path, capsys):
     assert main(["recipe", str(recipe_file()), "--out-dir", str(tmp_path / "o"), "--eval-lengths", "0k"]) == 2
     assert "--eval-lengths evaluates on BABILong" in capsys.readouterr().err
