@@ -226,3 +226,30 @@ def test_qa2_hops_script_asks_each_hop_with_the_facts_answer():
                          "garden", [7, 6])
     assert hops.with_verb(dropped).answer == "Mary dropped garden"
     assert hops.with_verb(sample).answer == "Mary got kitchen"
+
+
+def test_qa4_direction_script_tells_the_question_forms_apart():
+    """scripts/qa4_direction.py: "What is the X DIR of?" names a room of one relation (the answer its partner there);
+    "What is DIR of the X?" names the shared room, with both other rooms as candidates, "direct" when a statement
+    says it in the question's words and "inverse" when it says the opposite way round."""
+    from helpers import load_script
+
+    form = load_script("qa4_direction").question_form
+    facts = ["The bathroom is east of the kitchen.", "The kitchen is east of the hallway."]
+    assert form(facts, "What is east of the kitchen?") == ("direct", {"bathroom", "hallway"})
+    assert form(facts, "What is west of the kitchen?") == ("inverse", {"bathroom", "hallway"})
+    assert form(facts, "What is the hallway west of?") == ("one relation", {"kitchen"})
+    with pytest.raises(ValueError, match="in 2 relations"):
+        form(facts, "What is the kitchen west of?")
+    with pytest.raises(ValueError, match="not a qa4 question"):
+        form(facts, "Where is the kitchen?")
+    # on generated stories: every question's answer is one of its candidates, and a one-relation question's only one
+    counts = Counter()
+    for story in generate_stories("qa4", 50, split="train", seed=3):
+        for sample in story_samples(story):
+            for asked in every_question(sample):
+                kind, candidates = form(asked.facts, asked.question)
+                counts[kind] += 1
+                assert asked.answer in candidates
+                assert (kind == "one relation") == (candidates == {asked.answer})
+    assert counts["one relation"] == counts["direct"] + counts["inverse"] and counts["direct"] and counts["inverse"]
