@@ -853,6 +853,41 @@ if (( ! QUICK )); then
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
   qa2_run holder-then-hops hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
+  # what limits qa4: the qa2-first vanilla (seed 0) split by question form, then qa4 alone in nine variants, each
+  #   split the same way (2-11 minutes of one core each)
+  python scripts/qa4_direction.py "$(latest "$OUT/qa2-first-step-s0/vanilla/five")"
+  qa4_run() {  # qa4_run NAME [--compact] [overrides...]: vanilla on qa4 alone, every question asked, then its split
+    local run="$OUT/qa4/$1" probe=(); shift  # (--compact: asked as its compact stages laid the stories out)
+    if [[ ${1:-} == --compact ]]; then probe=(--compact The,the,is,of,What); shift; fi
+    done_already "$run" || lm2 train configs/babilong-qa1-tiny.yaml --out_dir "$run" --no-progress \
+        --model.kind vanilla --model.config.intermediate_size 662 --data.babi_tasks '[qa4]' --data.ask_everyone true \
+        --eval.lengths '[0k]' --train.seed 0 --train.threads 1 "$@"
+    python scripts/qa4_direction.py "$(latest "$run")" "${probe[@]}"
+  }
+  Z=$(latest "$OUT/qa2-first-step-s0/vanilla/zero")   # the qa2 phase's last checkpoint
+  FROM_Z=(--train.lr 2e-3 --model.init_from "$Z" --data.tokenizer "$Z")
+  BARE4="lengths: [0k], bare_questions: true, drop_words: [The, the, is, of, What]"
+  qa4_run from-qa2 "${FROM_Z[@]}" --data.curriculum '[{steps: 800, lengths: [0k]}]' --eval.interval 200 \
+      --checkpoint.interval 400
+  qa4_run from-qa2-2000 "${FROM_Z[@]}" --data.curriculum '[{steps: 3000, lengths: [0k]}]' --train.stop_after 2000 \
+      --eval.interval 500 --checkpoint.interval 1000
+  qa4_run from-qa2-compact "${FROM_Z[@]}" --data.curriculum "[{steps: 600, $BARE4},
+      {steps: 400, lengths: [0k], drop_words: [The, the, is, of], compact_share: 0.5}, {steps: 1000, lengths: [0k]}]" \
+      --eval.interval 200 --checkpoint.interval 200
+  SCRATCH4=(--data.curriculum "[{steps: 1500, $BARE4}]" --eval.interval 500 --checkpoint.interval 500)
+  qa4_run compact --compact "${SCRATCH4[@]}"
+  [[ -d $OUT/qa4/directions-tokenizer ]] || python -c "from lm2.train.data import get_tokenizer
+from tokenizers import AddedToken
+t = get_tokenizer('bpe:1024')
+t.add_tokens([AddedToken(w, normalized=False) for w in (' north', ' south', ' east', ' west')])
+t.save_pretrained('$OUT/qa4/directions-tokenizer')"
+  qa4_run compact-directions --compact "${SCRATCH4[@]}" --data.tokenizer "$OUT/qa4/directions-tokenizer"
+  qa4_run compact-one-question --compact "${SCRATCH4[@]}" --data.ask_everyone false
+  qa4_run compact-5000 --compact --data.curriculum "[{steps: 5000, $BARE4}]" --eval.interval 1000 \
+      --checkpoint.interval 1000
+  qa4_run compact-llama-attention --compact "${SCRATCH4[@]}" --model.config.attention_key_shift false \
+      --model.config.attention_conv 0
+  qa4_run compact-lm2 --compact "${SCRATCH4[@]}" --model.kind lm2 --model.config.intermediate_size 352
 fi
 
 if [[ ${SEEDS:-0} == 1 && $QUICK == 0 ]]; then

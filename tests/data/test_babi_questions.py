@@ -234,11 +234,15 @@ def test_qa4_direction_script_tells_the_question_forms_apart():
     says it in the question's words and "inverse" when it says the opposite way round."""
     from helpers import load_script
 
-    form = load_script("qa4_direction").question_form
+    script = load_script("qa4_direction")
+    form, roles = script.question_form, script.roles
     facts = ["The bathroom is east of the kitchen.", "The kitchen is east of the hallway."]
     assert form(facts, "What is east of the kitchen?") == ("direct", {"bathroom", "hallway"})
     assert form(facts, "What is west of the kitchen?") == ("inverse", {"bathroom", "hallway"})
     assert form(facts, "What is the hallway west of?") == ("one relation", {"kitchen"})
+    assert roles(facts, "What is west of the kitchen?") == "object and subject"
+    assert roles(["The garden is west of the office.", "The garden is east of the hall."],
+                 "What is east of the garden?") == "subject of both"
     with pytest.raises(ValueError, match="in 2 relations"):
         form(facts, "What is the kitchen west of?")
     with pytest.raises(ValueError, match="not a qa4 question"):
