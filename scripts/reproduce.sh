@@ -885,6 +885,9 @@ t.save_pretrained('$OUT/qa4/directions-tokenizer')"
   qa4_run compact-one-question --compact "${SCRATCH4[@]}" --data.ask_everyone false
   qa4_run compact-5000 --compact --data.curriculum "[{steps: 5000, $BARE4}]" --eval.interval 1000 \
       --checkpoint.interval 1000
+  G=$(latest "$OUT/qa4/compact-5000")
+  qa4_run compact-15000 --compact --data.curriculum "[{steps: 10000, $BARE4}]" --eval.interval 2500 \
+      --checkpoint.interval 2500 --model.init_from "$G" --data.tokenizer "$G"
   qa4_run compact-llama-attention --compact "${SCRATCH4[@]}" --model.config.attention_key_shift false \
       --model.config.attention_conv 0
   qa4_run compact-lm2 --compact "${SCRATCH4[@]}" --model.kind lm2 --model.config.intermediate_size 352
