@@ -854,7 +854,7 @@ if (( ! QUICK )); then
   qa2_run holder-then-hops hops --data.curriculum "$(qa2_curriculum)" --data.ask_everyone true \
       --model.init_from "$H" --data.tokenizer "$H" --train.seed 1
   # what limits qa4: the qa2-first vanilla (seed 0) split by question form, then qa4 alone in nine variants, each
-  #   split the same way (2-11 minutes of one core each)
+  #   split the same way (2-29 minutes of one core each)
   python scripts/qa4_direction.py "$(latest "$OUT/qa2-first-step-s0/vanilla/five")"
   qa4_run() {  # qa4_run NAME [--compact] [overrides...]: vanilla on qa4 alone, every question asked, then its split
     local run="$OUT/qa4/$1" probe=(); shift  # (--compact: asked as its compact stages laid the stories out)
